@@ -1,0 +1,56 @@
+"""Starting a crawl: the validation every entry point (API, CLI, bot) shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragcord.errors import InvalidArgument
+from ragcord.settings import Settings
+from ragcord.urls import Scope, check_address_allowed, parse_seed, validate_kb_name
+
+DEFAULT_MAX_PAGES = 100
+DEFAULT_MAX_DEPTH = 10
+MAX_PAGES_LIMIT = 100_000
+MAX_DEPTH_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class CrawlSpec:
+    url: str
+    knowledge_base: str
+    max_pages: int
+    max_depth: int
+    include_patterns: tuple[str, ...]
+    exclude_patterns: tuple[str, ...]
+
+
+def validate_crawl(
+    settings: Settings,
+    *,
+    url: str,
+    knowledge_base: str,
+    max_pages: int = 0,
+    max_depth: int = 0,
+    include_patterns: Sequence[str] = (),
+    exclude_patterns: Sequence[str] = (),
+    resolver=None,
+) -> CrawlSpec:
+    """Raises InvalidArgument (malformed input) or PermissionDenied (a private address)."""
+    seed = parse_seed(url)
+    validate_kb_name(knowledge_base or "")
+    if not 0 <= max_pages <= MAX_PAGES_LIMIT:
+        raise InvalidArgument(f"max_pages must be between 1 and {MAX_PAGES_LIMIT} (0 = {DEFAULT_MAX_PAGES})")
+    if not 0 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise InvalidArgument(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT} (0 = {DEFAULT_MAX_DEPTH})")
+    scope = Scope(seed, tuple(include_patterns), tuple(exclude_patterns))  # compiles the patterns
+    kwargs = {"resolver": resolver} if resolver else {}
+    check_address_allowed(seed, allow_private=settings.allow_private_networks, **kwargs)
+    return CrawlSpec(
+        url=seed,
+        knowledge_base=knowledge_base,
+        max_pages=max_pages or DEFAULT_MAX_PAGES,
+        max_depth=max_depth or DEFAULT_MAX_DEPTH,
+        include_patterns=scope.include,
+        exclude_patterns=scope.exclude,
+    )

@@ -1,0 +1,55 @@
+"""ragcord's errors: one tree, so adapters (gRPC, Discord, CLI) map them in one place."""
+
+from __future__ import annotations
+
+
+class RagcordError(Exception):
+    """Base class of every error ragcord raises on purpose."""
+
+
+class InvalidArgument(RagcordError):
+    """The caller's input is malformed; the message says what to fix."""
+
+
+class PermissionDenied(RagcordError):
+    """The input is well-formed but not allowed (e.g. a private address)."""
+
+
+class NotFound(RagcordError):
+    """The named job, knowledge base or source does not exist."""
+
+
+class FailedPrecondition(RagcordError):
+    """The operation does not apply in the current state (e.g. cancelling a finished job)."""
+
+
+class OutOfRange(RagcordError):
+    """A cursor points before what is still retained."""
+
+
+class CrawlError(RagcordError):
+    """A page could not be indexed."""
+
+
+class Blocked(CrawlError):
+    """The URL is outside what the crawl may fetch (private address, robots.txt, scope)."""
+
+
+class TooLarge(CrawlError):
+    """The response is larger than the configured size cap."""
+
+
+class NotHtml(CrawlError):
+    """The response is not an HTML document."""
+
+
+class FetchFailed(CrawlError):
+    """The server answered with a permanent error (4xx) or a malformed response."""
+
+
+class TransientFetchError(CrawlError):
+    """A timeout, connection error, 429 or 5xx: worth retrying."""
+
+
+class StoreError(RagcordError):
+    """The knowledge store refused an operation."""

@@ -1,0 +1,1 @@
+"""The knowledge base: chunking, embedders and stores."""

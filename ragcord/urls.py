@@ -1,0 +1,150 @@
+"""URL rules shared by the admin API and the crawler: normalisation, crawl scope, the address guard."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urldefrag, urlsplit, urlunsplit
+
+from ragcord.errors import Blocked, InvalidArgument, PermissionDenied
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+KB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def validate_kb_name(name: str) -> str:
+    if not KB_NAME.match(name):
+        raise InvalidArgument(
+            f"knowledge_base {name!r} is not valid: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def normalize_url(url: str) -> str:
+    """The canonical form used for dedupe and ids: no fragment, lowercase host, no default port."""
+    url, _ = urldefrag(url.strip())
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def parse_seed(url: str) -> str:
+    """Check that `url` can seed a crawl and return it normalised; raises InvalidArgument."""
+    if not url or not url.strip():
+        raise InvalidArgument("url is required, e.g. https://docs.example.com/")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidArgument(f"url {url!r} is not a well-formed URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidArgument(f"url {url!r} must use http or https, not {parts.scheme or 'no scheme'!r}")
+    if not parts.hostname:
+        raise InvalidArgument(f"url {url!r} has no host; write it as https://host/path")
+    return normalize_url(url)
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
+    )
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidArgument(f"host {host!r} does not resolve: {exc.strerror}") from None
+    return sorted({info[4][0] for info in infos})
+
+
+def check_address_allowed(url: str, *, allow_private: bool, resolver=resolve) -> None:
+    """Refuse URLs whose host is or resolves to a private, loopback or link-local address.
+
+    Raises PermissionDenied (the crawler turns it into Blocked) unless `allow_private`.
+    """
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+    for address in resolver(host, port):
+        if not is_public_address(address):
+            raise PermissionDenied(
+                f"{host} resolves to {address}, a private, loopback or link-local address; "
+                "set RAGCORD_ALLOW_PRIVATE_NETWORKS=true to crawl internal sites"
+            )
+
+
+def guard_fetch(url: str, *, allow_private: bool) -> None:
+    """The crawler's form of the address guard: raises Blocked."""
+    try:
+        check_address_allowed(url, allow_private=allow_private)
+    except (PermissionDenied, InvalidArgument) as exc:
+        raise Blocked(str(exc)) from None
+
+
+def compile_patterns(patterns: list[str], field_name: str) -> list[re.Pattern[str]]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise InvalidArgument(f"{field_name} {pattern!r} is not a valid regular expression: {exc}") from None
+    return compiled
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which URLs belong to a crawl: the seed's host and path prefix, filtered by the patterns."""
+
+    seed: str
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    _include: list[re.Pattern[str]] = field(init=False, repr=False, compare=False)
+    _exclude: list[re.Pattern[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_include", compile_patterns(list(self.include), "include_patterns"))
+        object.__setattr__(self, "_exclude", compile_patterns(list(self.exclude), "exclude_patterns"))
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        parts = urlsplit(self.seed)
+        return parts.scheme, parts.netloc
+
+    @property
+    def prefix(self) -> str:
+        path = urlsplit(self.seed).path or "/"
+        return path if path.endswith("/") else path.rsplit("/", 1)[0] + "/"
+
+    def why_outside(self, url: str) -> str | None:
+        """None when `url` (normalised) is in scope, else a short reason."""
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self.origin:
+            return "out of scope: another host"
+        path = parts.path or "/"
+        if not (path.startswith(self.prefix) or path + "/" == self.prefix):
+            return f"out of scope: not under {self.prefix}"
+        if self._include and not any(p.search(path) for p in self._include):
+            return "out of scope: matches no include pattern"
+        if any(p.search(path) for p in self._exclude):
+            return "out of scope: matches an exclude pattern"
+        return None

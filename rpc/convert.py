@@ -1,0 +1,81 @@
+"""Domain objects to protobuf messages and back."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState
+from ragcord.knowledge.stores import SourceDetail, SourceInfo
+from rpc.v1 import admin_pb2 as pb
+
+
+def timestamp(value: float | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(value * 1e9))
+    return ts
+
+
+def job_state_to_pb(state: JobState) -> int:
+    return pb.JobState.Value(f"JOB_STATE_{state.value}")
+
+
+def job_state_from_pb(value: int) -> JobState | None:
+    if value == pb.JOB_STATE_UNSPECIFIED:
+        return None
+    return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))
+
+
+def job_to_pb(job: JobRecord) -> pb.Job:
+    return pb.Job(
+        id=job.id,
+        knowledge_base=job.knowledge_base,
+        url=job.url,
+        state=job_state_to_pb(job.state),
+        pages_discovered=job.pages_discovered,
+        pages_done=job.pages_done,
+        pages_failed=job.pages_failed,
+        pages_skipped=job.pages_skipped,
+        chunks_indexed=job.chunks_indexed,
+        created_at=timestamp(job.created_at),
+        started_at=timestamp(job.started_at),
+        finished_at=timestamp(job.finished_at),
+        last_progress_at=timestamp(job.last_progress_at),
+        error=job.error,
+        max_pages=job.max_pages,
+        max_depth=job.max_depth,
+        include_patterns=job.include_patterns,
+        exclude_patterns=job.exclude_patterns,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+def event_to_pb(event: JobEvent) -> pb.JobEvent:
+    return pb.JobEvent(
+        event_id=event.event_id,
+        kind=pb.JobEventKind.Value(f"JOB_EVENT_KIND_{EventKind(event.kind).value}"),
+        job=job_to_pb(event.job),
+        page_url=event.page_url,
+        detail=event.detail,
+        chunks=event.chunks,
+        at=timestamp(event.at),
+    )
+
+
+def source_to_pb(source: SourceInfo) -> pb.Source:
+    return pb.Source(
+        url=source.url,
+        title=source.title,
+        chunk_count=source.chunk_count,
+        content_hash=source.content_hash,
+        indexed_at=timestamp(source.indexed_at),
+    )
+
+
+def source_detail_to_pb(detail: SourceDetail) -> pb.SourceDetail:
+    return pb.SourceDetail(
+        source=source_to_pb(detail.source),
+        text=detail.text,
+        chunks=[pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text) for c in detail.chunks],
+    )

@@ -1,0 +1,86 @@
+"""The grpc.aio admin server: auth, AdminService, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+
+import grpc
+import redis.asyncio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ragcord.bootstrap import Services, bootstrap
+from ragcord.errors import RagcordError
+from ragcord.jobs import JobWatcher
+from ragcord.settings import Settings
+from rpc.auth import BearerTokenInterceptor
+from rpc.servicer import AdminServicer
+from rpc.v1 import admin_pb2, admin_pb2_grpc
+from workers.actors import declare_actors
+from workers.broker import build_broker
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    if not is_loopback(settings.grpc_host) and settings.admin_token is None:
+        raise RagcordError(
+            f"refusing to serve the admin API on {settings.grpc_address} without a token: "
+            "set RAGCORD_ADMIN_TOKEN, or bind to 127.0.0.1"
+        )
+
+
+async def build_server(settings: Settings, services: Services | None = None) -> tuple[grpc.aio.Server, int]:
+    check_exposure(settings)
+    services = services or bootstrap(settings)
+    actors = declare_actors(build_broker(settings), settings)
+    watcher = JobWatcher(
+        # Reads block up to a heartbeat interval: the socket timeout must be longer.
+        redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.watch_heartbeat_seconds + 30),
+        prefix=settings.key_prefix,
+        heartbeat_seconds=settings.watch_heartbeat_seconds,
+    )
+    interceptors = []
+    if settings.admin_token is not None:
+        interceptors.append(BearerTokenInterceptor(settings.admin_token.get_secret_value()))
+    server = grpc.aio.server(interceptors=interceptors)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(settings, jobs=services.jobs, watcher=watcher, store=services.store,
+                      enqueue=actors.enqueue_page),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(settings.grpc_address)
+    if port == 0:
+        raise RagcordError(f"cannot listen on {settings.grpc_address}")
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    server, port = await build_server(settings)
+    await server.start()
+    log.info("admin API listening on %s (auth %s)", settings.grpc_address,
+             "on" if settings.admin_token is not None else "off: loopback only")
+    if ready is not None:
+        ready.set()
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop(grace=5)

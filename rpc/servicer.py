@@ -1,0 +1,167 @@
+"""AdminService: each method translates the request, calls the core, translates back.
+
+Domain errors become status codes in one place (`_status_of`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from ragcord import errors
+from ragcord.crawls import validate_crawl
+from ragcord.jobs import JobStore, JobWatcher
+from ragcord.knowledge.stores import Store
+from ragcord.settings import Settings
+from ragcord.urls import validate_kb_name
+from rpc import convert
+from rpc.v1 import admin_pb2 as pb
+from rpc.v1 import admin_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+}
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    for kind, code in _STATUS.items():
+        if isinstance(exc, kind):
+            return code, str(exc)
+    if isinstance(exc, errors.RagcordError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, ConnectionError | OSError) or type(exc).__module__.startswith("redis"):
+        log.exception("backend unavailable")
+        return grpc.StatusCode.UNAVAILABLE, f"a backend is unavailable ({type(exc).__name__}); try again"
+    log.exception("unexpected error")
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has the cause"
+
+
+def _unary(method):
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every error reaches the caller as a status
+            code, message = _status_of(exc)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def _stream(method):
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except Exception as exc:  # noqa: BLE001
+            code, message = _status_of(exc)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        jobs: JobStore,
+        watcher: JobWatcher,
+        store: Store,
+        enqueue: Callable[[str, str, int], None],
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.watcher = watcher
+        self.store = store
+        self.enqueue = enqueue
+
+    @_unary
+    async def StartCrawl(self, request, context):
+        spec = await asyncio.to_thread(
+            validate_crawl,
+            self.settings,
+            url=request.url,
+            knowledge_base=request.knowledge_base or self.settings.default_knowledge_base,
+            max_pages=request.max_pages,
+            max_depth=request.max_depth,
+            include_patterns=list(request.include_patterns),
+            exclude_patterns=list(request.exclude_patterns),
+        )
+        job = await asyncio.to_thread(
+            self.jobs.create,
+            knowledge_base=spec.knowledge_base,
+            url=spec.url,
+            max_pages=spec.max_pages,
+            max_depth=spec.max_depth,
+            include_patterns=spec.include_patterns,
+            exclude_patterns=spec.exclude_patterns,
+        )
+        try:
+            await asyncio.to_thread(self.enqueue, job.id, job.url, 0)
+        except Exception:
+            await asyncio.to_thread(self.jobs.cancel, job.id)  # never leave a job with no message
+            raise
+        log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
+        return convert.job_to_pb(job)
+
+    @_unary
+    async def GetJob(self, request, context):
+        return convert.job_to_pb(await asyncio.to_thread(self.jobs.get, request.job_id))
+
+    @_unary
+    async def ListJobs(self, request, context):
+        if request.page_size < 0 or request.page_size > 500:
+            raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
+        if request.knowledge_base:
+            validate_kb_name(request.knowledge_base)
+        jobs, token = await asyncio.to_thread(
+            self.jobs.list,
+            knowledge_base=request.knowledge_base,
+            state=convert.job_state_from_pb(request.state),
+            page_size=request.page_size or 50,
+            page_token=request.page_token,
+        )
+        return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
+
+    @_unary
+    async def CancelJob(self, request, context):
+        return convert.job_to_pb(await asyncio.to_thread(self.jobs.cancel, request.job_id))
+
+    @_stream
+    async def WatchJob(self, request, context):
+        async for event in self.watcher.watch(request.job_id, request.after_event_id):
+            yield convert.event_to_pb(event)
+
+    def _kb(self, name: str) -> str:
+        return validate_kb_name(name or self.settings.default_knowledge_base)
+
+    @_unary
+    async def ListSources(self, request, context):
+        sources = await asyncio.to_thread(self.store.list_sources, self._kb(request.knowledge_base))
+        return pb.ListSourcesResponse(sources=[convert.source_to_pb(s) for s in sources])
+
+    @_unary
+    async def GetSource(self, request, context):
+        if not request.url:
+            raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
+        detail = await asyncio.to_thread(self.store.get_source, self._kb(request.knowledge_base), request.url)
+        return convert.source_detail_to_pb(detail)
+
+    @_unary
+    async def DeleteSource(self, request, context):
+        if not request.url:
+            raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
+        deleted = await asyncio.to_thread(self.store.delete_source, self._kb(request.knowledge_base), request.url)
+        return pb.DeleteSourceResponse(chunks_deleted=deleted)

@@ -1,0 +1,229 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class JobEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_EVENT_KIND_UNSPECIFIED: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_SNAPSHOT: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_STATE_CHANGED: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_PAGE_INDEXED: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_PAGE_SKIPPED: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_PAGE_FAILED: _ClassVar[JobEventKind]
+    JOB_EVENT_KIND_HEARTBEAT: _ClassVar[JobEventKind]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+JOB_EVENT_KIND_UNSPECIFIED: JobEventKind
+JOB_EVENT_KIND_SNAPSHOT: JobEventKind
+JOB_EVENT_KIND_STATE_CHANGED: JobEventKind
+JOB_EVENT_KIND_PAGE_INDEXED: JobEventKind
+JOB_EVENT_KIND_PAGE_SKIPPED: JobEventKind
+JOB_EVENT_KIND_PAGE_FAILED: JobEventKind
+JOB_EVENT_KIND_HEARTBEAT: JobEventKind
+
+class Job(_message.Message):
+    __slots__ = ("id", "knowledge_base", "url", "state", "pages_discovered", "pages_done", "pages_failed", "pages_skipped", "chunks_indexed", "created_at", "started_at", "finished_at", "last_progress_at", "error", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "cancel_requested")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_DISCOVERED_FIELD_NUMBER: _ClassVar[int]
+    PAGES_DONE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PAGES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROGRESS_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    knowledge_base: str
+    url: str
+    state: JobState
+    pages_discovered: int
+    pages_done: int
+    pages_failed: int
+    pages_skipped: int
+    chunks_indexed: int
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    last_progress_at: _timestamp_pb2.Timestamp
+    error: str
+    max_pages: int
+    max_depth: int
+    include_patterns: _containers.RepeatedScalarFieldContainer[str]
+    exclude_patterns: _containers.RepeatedScalarFieldContainer[str]
+    cancel_requested: bool
+    def __init__(self, id: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., url: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., pages_discovered: _Optional[int] = ..., pages_done: _Optional[int] = ..., pages_failed: _Optional[int] = ..., pages_skipped: _Optional[int] = ..., chunks_indexed: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_progress_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., cancel_requested: bool = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("event_id", "kind", "job", "page_url", "detail", "chunks", "at")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    kind: JobEventKind
+    job: Job
+    page_url: str
+    detail: str
+    chunks: int
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[JobEventKind, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., page_url: _Optional[str] = ..., detail: _Optional[str] = ..., chunks: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StartCrawlRequest(_message.Message):
+    __slots__ = ("url", "knowledge_base", "max_pages", "max_depth", "include_patterns", "exclude_patterns")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    knowledge_base: str
+    max_pages: int
+    max_depth: int
+    include_patterns: _containers.RepeatedScalarFieldContainer[str]
+    exclude_patterns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, url: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("knowledge_base", "state", "page_size", "page_token")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    state: JobState
+    page_size: int
+    page_token: str
+    def __init__(self, knowledge_base: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "after_event_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_event_id: str
+    def __init__(self, job_id: _Optional[str] = ..., after_event_id: _Optional[str] = ...) -> None: ...
+
+class Source(_message.Message):
+    __slots__ = ("url", "title", "chunk_count", "content_hash", "indexed_at")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_AT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    title: str
+    chunk_count: int
+    content_hash: str
+    indexed_at: _timestamp_pb2.Timestamp
+    def __init__(self, url: _Optional[str] = ..., title: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_hash: _Optional[str] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Chunk(_message.Message):
+    __slots__ = ("id", "index", "heading", "text")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    HEADING_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    index: int
+    heading: str
+    text: str
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ListSourcesRequest(_message.Message):
+    __slots__ = ("knowledge_base",)
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    def __init__(self, knowledge_base: _Optional[str] = ...) -> None: ...
+
+class ListSourcesResponse(_message.Message):
+    __slots__ = ("sources",)
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    sources: _containers.RepeatedCompositeFieldContainer[Source]
+    def __init__(self, sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
+
+class GetSourceRequest(_message.Message):
+    __slots__ = ("knowledge_base", "url")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    url: str
+    def __init__(self, knowledge_base: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class SourceDetail(_message.Message):
+    __slots__ = ("source", "text", "chunks")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    source: Source
+    text: str
+    chunks: _containers.RepeatedCompositeFieldContainer[Chunk]
+    def __init__(self, source: _Optional[_Union[Source, _Mapping]] = ..., text: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ...) -> None: ...
+
+class DeleteSourceRequest(_message.Message):
+    __slots__ = ("knowledge_base", "url")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    url: str
+    def __init__(self, knowledge_base: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class DeleteSourceResponse(_message.Message):
+    __slots__ = ("chunks_deleted",)
+    CHUNKS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    chunks_deleted: int
+    def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...

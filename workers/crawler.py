@@ -1,0 +1,198 @@
+"""Fetching and reading one page: the address guard, robots.txt, httpx with caps, trafilatura."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+import httpx
+import lxml.html
+import trafilatura
+from lxml import etree
+
+from ragcord.errors import Blocked, FetchFailed, NotHtml, TooLarge, TransientFetchError
+from ragcord.settings import Settings
+from ragcord.urls import Scope, guard_fetch, normalize_url
+
+log = logging.getLogger(__name__)
+
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    requested_url: str
+    url: str  # after redirects
+    status: int
+    content_type: str
+    body: bytes
+    charset: str | None
+
+    def text(self) -> str:
+        for encoding in filter(None, (self.charset, "utf-8")):
+            try:
+                return self.body.decode(encoding)
+            except (LookupError, UnicodeDecodeError):
+                continue
+        return self.body.decode("cp1252", errors="replace")
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    title: str
+    markdown: str
+    links: list[str]  # absolute, normalised, in document order, unique
+
+
+class Fetcher:
+    """GETs one URL: every redirect hop is re-checked against the scope and the address guard."""
+
+    def __init__(self, settings: Settings, *, client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(settings.fetch_timeout_seconds, connect=min(10.0, settings.fetch_timeout_seconds)),
+            headers={"User-Agent": settings.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def fetch(self, url: str, scope: Scope | None = None, *, html_only: bool = True) -> FetchedPage:
+        current = url
+        visited = {url}
+        for _ in range(self.settings.max_redirects + 1):
+            guard_fetch(current, allow_private=self.settings.allow_private_networks)
+            response = self._get(current, html_only=html_only)
+            if response.status not in _REDIRECTS:
+                return FetchedPage(url, current, response.status, response.content_type,
+                                   response.body, response.charset)
+            if not response.location:
+                raise FetchFailed(f"HTTP {response.status} redirect without a Location header")
+            target = normalize_url(urljoin(current, response.location))
+            if urlsplit(target).scheme not in ("http", "https"):
+                raise Blocked(f"redirected to a non-HTTP URL {target}")
+            if target in visited:
+                raise FetchFailed(f"redirect loop at {target}")
+            if scope is not None and (why := scope.why_outside(target)):
+                raise Blocked(f"redirected to {target}, {why}")
+            visited.add(target)
+            current = target
+        raise FetchFailed(f"more than {self.settings.max_redirects} redirects")
+
+    @dataclass
+    class _Response:
+        status: int
+        content_type: str
+        charset: str | None
+        location: str | None
+        body: bytes
+
+    def _get(self, url: str, *, html_only: bool) -> Fetcher._Response:
+        cap = self.settings.max_page_bytes
+        try:
+            with self.client.stream("GET", url) as response:
+                status = response.status_code
+                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if status in _REDIRECTS:
+                    return self._Response(status, content_type, None, response.headers.get("location"), b"")
+                if status == 429 or status >= 500:
+                    raise TransientFetchError(f"HTTP {status}")
+                if status >= 400:
+                    raise FetchFailed(f"HTTP {status}")
+                if html_only and content_type not in _HTML_TYPES:
+                    raise NotHtml(f"not HTML ({content_type or 'no content type'})")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cap:
+                    raise TooLarge(f"too large ({int(declared)} bytes, limit {cap})")
+                body = bytearray()
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > cap:
+                        raise TooLarge(f"too large (over {cap} bytes)")
+                return self._Response(status, content_type, response.charset_encoding, None, bytes(body))
+        except httpx.TimeoutException:
+            raise TransientFetchError(f"timeout after {self.settings.fetch_timeout_seconds:g}s") from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise TransientFetchError(f"connection failed: {type(exc).__name__}: {exc}") from None
+
+
+class RobotsCache:
+    """robots.txt per origin, fetched once and kept for `ttl` seconds (RFC 9309 rules)."""
+
+    AGENT = "ragcord"
+
+    def __init__(self, fetcher: Fetcher, *, ttl: float = 3600.0) -> None:
+        self.fetcher = fetcher
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, RobotFileParser]] = {}
+        self._lock = threading.Lock()
+
+    def allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            cached = self._cache.get(origin)
+        if cached is None or cached[0] < time.monotonic():
+            cached = (time.monotonic() + self.ttl, self._load(origin))
+            with self._lock:
+                self._cache[origin] = cached
+        return cached[1].can_fetch(self.AGENT, url)
+
+    def _load(self, origin: str) -> RobotFileParser:
+        parser = RobotFileParser()
+        try:
+            page = self.fetcher.fetch(f"{origin}/robots.txt", html_only=False)
+            parser.parse(page.text().splitlines())
+        except FetchFailed:
+            parser.allow_all = True  # 4xx: no robots.txt, everything is allowed
+        except (TransientFetchError, TooLarge, Blocked) as exc:
+            log.warning("robots.txt of %s unreachable (%s): treating the site as disallowed", origin, exc)
+            parser.disallow_all = True
+        return parser
+
+
+def extract(page: FetchedPage) -> ExtractedPage:
+    """Title, main text as markdown (navigation and boilerplate dropped) and every link of the page."""
+    html = page.text()
+    try:
+        tree = lxml.html.fromstring(html)
+    except (etree.ParserError, ValueError):
+        return ExtractedPage(title="", markdown="", links=[])
+    title = " ".join((tree.findtext(".//title") or "").split())
+    if not title:
+        h1 = tree.find(".//h1")
+        title = " ".join(h1.text_content().split()) if h1 is not None else ""
+    base = page.url
+    base_href = tree.find(".//base[@href]")
+    if base_href is not None:
+        base = urljoin(page.url, base_href.get("href"))
+    links: dict[str, None] = {}
+    for anchor in tree.iterfind(".//a[@href]"):
+        href = (anchor.get("href") or "").strip()
+        if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
+            continue
+        try:
+            absolute = normalize_url(urljoin(base, href))
+        except ValueError:
+            continue
+        if urlsplit(absolute).scheme in ("http", "https"):
+            links[absolute] = None
+    markdown = trafilatura.extract(
+        tree,
+        url=page.url,
+        output_format="markdown",
+        include_formatting=True,
+        include_tables=True,
+        include_links=False,
+        include_images=False,
+        include_comments=False,
+        favor_recall=True,
+        deduplicate=False,
+    ) or ""
+    return ExtractedPage(title=title or page.url, markdown=markdown.strip(), links=list(links))
