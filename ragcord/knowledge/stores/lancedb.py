@@ -49,13 +49,17 @@ class LanceDBStore:
         self.db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
         self._schema = _schema(dim)
         self._lock = threading.Lock()
+        self._writable: dict[str, object] = {}
 
     @staticmethod
     def table_name(kb: str) -> str:
         return f"kb_{validate_kb_name(kb)}"
 
     def _table(self, kb: str, *, create: bool):
+        """The kb's table (None when it does not exist and `create` is false); writers get it checked."""
         name = self.table_name(kb)
+        if name in self._writable:
+            return self._writable[name]
         try:
             table = self.db.open_table(name)
         except (FileNotFoundError, ValueError):
@@ -63,18 +67,21 @@ class LanceDBStore:
                 return None
             with self._lock:
                 table = self.db.create_table(name, schema=self._schema, exist_ok=True)
-        has_vector = "vector" in table.schema.names
-        if create and has_vector != bool(self.dim):
+        if not create:
+            return table
+        vector = table.schema.field("vector") if "vector" in table.schema.names else None
+        if (vector is not None) != bool(self.dim):
             raise StoreError(
-                f"knowledge base {kb!r} was indexed {'with' if has_vector else 'without'} vectors; "
+                f"knowledge base {kb!r} was indexed {'with' if vector is not None else 'without'} vectors; "
                 f"the configured embedder {'has none' if not self.dim else 'needs them'}: "
                 "use the embedder it was built with, or delete and re-crawl it"
             )
-        if create and self.dim and table.schema.field("vector").type.list_size != self.dim:
+        if vector is not None and vector.type.list_size != self.dim:
             raise StoreError(
-                f"knowledge base {kb!r} holds {table.schema.field('vector').type.list_size}-dimension "
-                f"vectors but the embedder makes {self.dim}; re-crawl it into a new knowledge base"
+                f"knowledge base {kb!r} holds {vector.type.list_size}-dimension vectors but the embedder "
+                f"makes {self.dim}; re-crawl it into a new knowledge base"
             )
+        self._writable[name] = table  # reads through it still see other processes' writes
         return table
 
     def replace_page(self, kb: str, url: str, chunks: list[StoredChunk]) -> None:

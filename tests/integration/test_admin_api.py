@@ -1,0 +1,99 @@
+"""The admin API through the Python gRPC client: validation, auth, errors (no crawling here)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from pydantic import SecretStr
+
+from ragcord.errors import RagcordError
+from rpc.server import check_exposure
+from rpc.v1 import admin_pb2 as pb
+from tests.harness import admin_api
+
+
+async def code_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    return info.value.code(), info.value.details()
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("ftp://example.com/docs/", grpc.StatusCode.INVALID_ARGUMENT, "must use http or https"),
+        ("http:///docs/", grpc.StatusCode.INVALID_ARGUMENT, "has no host"),
+        ("not a url", grpc.StatusCode.INVALID_ARGUMENT, "must use http or https"),
+        ("http://10.0.0.1/docs/", grpc.StatusCode.PERMISSION_DENIED, "private"),
+        ("http://169.254.169.254/latest/", grpc.StatusCode.PERMISSION_DENIED, "link-local"),
+        ("http://localhost:8000/docs/", grpc.StatusCode.PERMISSION_DENIED, "resolves to"),
+    ],
+)
+async def test_start_crawl_refuses_bad_urls_with_a_clear_status(make_settings, redis_client, key_prefix,
+                                                                url, code, message):
+    settings = make_settings(allow_private_networks=False)
+    async with admin_api(settings) as (stub, _):
+        got_code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(url=url, knowledge_base="docs")))
+        jobs = await stub.ListJobs(pb.ListJobsRequest())
+    assert got_code == code
+    assert message in details
+    assert list(jobs.jobs) == []  # nothing recorded
+
+
+async def test_other_bad_requests(make_settings):
+    async with admin_api(make_settings()) as (stub, _):
+        code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(
+            url="http://127.0.0.1:9/docs/", knowledge_base="docs", include_patterns=["(unclosed"])))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "include_patterns" in details
+        code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(
+            url="http://127.0.0.1:9/docs/", knowledge_base="Not Valid")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "knowledge_base" in details
+        code, _ = await code_of(stub.GetJob(pb.GetJobRequest(job_id="missing")))
+        assert code == grpc.StatusCode.NOT_FOUND
+        code, _ = await code_of(stub.ListJobs(pb.ListJobsRequest(page_size=10_000)))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        code, _ = await code_of(stub.GetSource(pb.GetSourceRequest(knowledge_base="docs", url="http://x/")))
+        assert code == grpc.StatusCode.NOT_FOUND
+        code, details = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id="missing")).read())
+        assert code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_cancel_and_watch_a_queued_job(make_settings):
+    async with admin_api(make_settings()) as (stub, _):
+        job = await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/docs/", knowledge_base="docs"))
+        assert job.state == pb.JOB_STATE_QUEUED and job.max_pages == 100 and job.max_depth == 10
+        cancelled = await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
+        assert cancelled.state == pb.JOB_STATE_CANCELLED
+        code, details = await code_of(stub.CancelJob(pb.CancelJobRequest(job_id=job.id)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "already ended" in details
+        events = [e async for e in stub.WatchJob(pb.WatchJobRequest(job_id=job.id))]
+        assert [pb.JobEventKind.Name(e.kind) for e in events] == [
+            "JOB_EVENT_KIND_SNAPSHOT", "JOB_EVENT_KIND_STATE_CHANGED", "JOB_EVENT_KIND_STATE_CHANGED"]
+        assert events[-1].job.state == pb.JOB_STATE_CANCELLED
+        code, _ = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id=job.id, after_event_id="x")).read())
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_token_guards_every_admin_call_but_not_health(make_settings):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    settings = make_settings(admin_token=SecretStr("s3cret"))
+    async with admin_api(settings) as (stub, address):
+        code, details = await code_of(stub.ListJobs(pb.ListJobsRequest()))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "authorization" in details
+        code, _ = await code_of(stub.ListJobs(pb.ListJobsRequest(), metadata=(("authorization", "Bearer nope"),)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        code, _ = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id="x")).read())
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+        ok = await stub.ListJobs(pb.ListJobsRequest(), metadata=(("authorization", "Bearer s3cret"),))
+        assert list(ok.jobs) == []
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_refuses_to_serve_off_loopback_without_a_token(make_settings):
+    with pytest.raises(RagcordError, match="RAGCORD_ADMIN_TOKEN"):
+        check_exposure(make_settings(grpc_address="0.0.0.0:50051"))
+    check_exposure(make_settings(grpc_address="0.0.0.0:50051", admin_token=SecretStr("t")))
+    check_exposure(make_settings(grpc_address="[::1]:50051"))

@@ -1,0 +1,77 @@
+"""The LanceDB store on disk: atomic page replacement, sources, deletes, embedder mismatches."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragcord.errors import NotFound, StoreError
+from ragcord.knowledge.chunking import chunk_id
+from ragcord.knowledge.stores import StoredChunk
+from ragcord.knowledge.stores.lancedb import LanceDBStore
+
+
+def chunks(url: str, n: int, dim: int | None = 4, text: str = "text") -> list[StoredChunk]:
+    return [
+        StoredChunk(id=chunk_id(url, i), url=url, title=f"T {url}", heading="H", chunk_index=i,
+                    text=f"{text} {i}", content_hash="h", indexed_at=1.0 + i,
+                    vector=[float(i)] * dim if dim else [])
+        for i in range(n)
+    ]
+
+
+def test_replacing_a_page_keeps_exactly_its_new_chunks(tmp_path):
+    store = LanceDBStore(tmp_path, dim=4)
+    store.replace_page("kb", "http://x/a", chunks("http://x/a", 3))
+    store.replace_page("kb", "http://x/b", chunks("http://x/b", 2))
+    store.replace_page("kb", "http://x/a", chunks("http://x/a", 3))  # same again: idempotent
+    assert store.count_chunks("kb") == 5
+    store.replace_page("kb", "http://x/a", chunks("http://x/a", 1, text="new"))  # the page shrank
+    assert store.count_chunks("kb") == 3
+    detail = store.get_source("kb", "http://x/a")
+    assert [c.text for c in detail.chunks] == ["new 0"] and detail.text == "new 0"
+    assert [(s.url, s.chunk_count) for s in store.list_sources("kb")] == [("http://x/a", 1), ("http://x/b", 2)]
+
+
+def test_a_page_with_a_quote_in_its_url_is_handled(tmp_path):
+    store = LanceDBStore(tmp_path, dim=None)
+    url = "http://x/it's"
+    store.replace_page("kb", url, chunks(url, 2, dim=None))
+    assert store.get_source("kb", url).source.chunk_count == 2
+    assert store.delete_source("kb", url) == 2
+    with pytest.raises(NotFound):
+        store.get_source("kb", url)
+
+
+def test_knowledge_bases_are_separate(tmp_path):
+    store = LanceDBStore(tmp_path, dim=4)
+    store.replace_page("one", "http://x/a", chunks("http://x/a", 2))
+    assert store.list_sources("two") == []
+    assert store.count_chunks("two") == 0
+    with pytest.raises(NotFound):
+        store.delete_source("two", "http://x/a")
+
+
+def test_another_process_sees_writes(tmp_path):
+    writer, reader = LanceDBStore(tmp_path, dim=4), LanceDBStore(tmp_path, dim=4)
+    assert reader.count_chunks("kb") == 0
+    writer.replace_page("kb", "http://x/a", chunks("http://x/a", 2))
+    assert reader.count_chunks("kb") == 2
+    writer.replace_page("kb", "http://x/b", chunks("http://x/b", 2))
+    assert len(reader.list_sources("kb")) == 2
+
+
+def test_an_embedder_change_is_refused_with_a_clear_error(tmp_path):
+    LanceDBStore(tmp_path, dim=4).replace_page("kb", "http://x/a", chunks("http://x/a", 1))
+    with pytest.raises(StoreError, match="holds 4-dimension vectors"):
+        LanceDBStore(tmp_path, dim=8).replace_page("kb", "http://x/a", chunks("http://x/a", 1, dim=8))
+    with pytest.raises(StoreError, match="was indexed with vectors"):
+        LanceDBStore(tmp_path, dim=None).replace_page("kb", "http://x/a", chunks("http://x/a", 1, dim=None))
+
+
+def test_optimize_builds_the_full_text_index(tmp_path):
+    store = LanceDBStore(tmp_path, dim=4)
+    store.replace_page("kb", "http://x/a", chunks("http://x/a", 3))
+    store.optimize("kb")
+    table = store.db.open_table("kb_kb")
+    assert any("text" in index.columns for index in table.list_indices())
+    assert store.count_chunks("kb") == 3
