@@ -72,27 +72,31 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.discord_token is not None:
         log.warning("DISCORD_TOKEN is set, but the Discord bot is not part of this build yet")
 
-    async def main() -> None:
-        task = asyncio.create_task(serve(settings))
+    async def workers_exited() -> None:
+        while workers.poll() is None:
+            await asyncio.sleep(0.5)
+
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async def workers_exited() -> None:
-            while workers.poll() is None:
-                await asyncio.sleep(0.5)
-
+        api = asyncio.create_task(serve(settings))
         watch_workers = asyncio.create_task(workers_exited())
-        done, _ = await asyncio.wait({task, watch_workers, asyncio.create_task(stop.wait())},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        stopped = asyncio.create_task(stop.wait())
+        done, pending = await asyncio.wait({api, watch_workers, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if watch_workers in done:
             log.error("workers exited with status %s; stopping", workers.returncode)
-        for pending in (task, watch_workers):
-            pending.cancel()
-        await asyncio.gather(task, watch_workers, return_exceptions=True)
+            return 1
+        if api in done and api.exception() is not None:
+            raise api.exception()
+        return 0
 
     try:
-        asyncio.run(main())
+        status = asyncio.run(main())
     finally:
         # Signal the Dramatiq master only: it stops its worker processes itself (a process-group
         # signal can hang them).
@@ -106,7 +110,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             redis_process.terminate()
             redis_process.wait(timeout=10)
         log.info("stopped")
-    return 0
+    return status
 
 
 # -- admin API client ---------------------------------------------------------------------------------

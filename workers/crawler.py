@@ -115,6 +115,8 @@ class Fetcher:
                     body += piece
                     if len(body) > cap:
                         raise TooLarge(f"too large (over {cap} bytes)")
+                if html_only and b"\x00" in body[:8192]:
+                    raise NotHtml(f"not HTML (binary content served as {content_type})")
                 return self._Response(status, content_type, response.charset_encoding, None, bytes(body))
         except httpx.TimeoutException:
             raise TransientFetchError(f"timeout after {self.settings.fetch_timeout_seconds:g}s") from None
@@ -159,6 +161,8 @@ class RobotsCache:
 
 def extract(page: FetchedPage) -> ExtractedPage:
     """Title, main text as markdown (navigation and boilerplate dropped) and every link of the page."""
+    if b"\x00" in page.body[:8192]:  # binary, whatever the server says
+        return ExtractedPage(title="", markdown="", links=[])
     html = page.text()
     try:
         tree = lxml.html.fromstring(html)
