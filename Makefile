@@ -22,6 +22,7 @@ serve: install
 	$(BIN)/ragcord serve
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 unit: install

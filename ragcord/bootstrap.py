@@ -31,7 +31,9 @@ def bootstrap(
     embedder: Embedder | None = None,
     store: Store | None = None,
 ) -> Services:
-    client = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=30, health_check_interval=30)
+    client = redis_client or redis.Redis.from_url(
+        settings.redis_url, socket_timeout=30, health_check_interval=30
+    )
     jobs = JobStore(client, prefix=settings.key_prefix, retention=settings.event_retention)
     embedder = embedder or build_embedder(settings)
     store = store or build_store(settings, dim=embedder.dim)

@@ -32,8 +32,16 @@ err = Console(stderr=True, highlight=False)
 
 
 def worker_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "dramatiq", "workers.entry",
-            "--processes", str(settings.worker_processes), "--threads", str(settings.worker_threads)]
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.entry",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.worker_threads),
+    ]
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -67,8 +75,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     redis_process = ensure_redis(settings.redis_url, settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = subprocess.Popen(worker_command(settings), env=worker_env(settings))
-    log.info("workers started (pid %s: %s processes x %s threads)", workers.pid,
-             settings.worker_processes, settings.worker_threads)
+    log.info(
+        "workers started (pid %s: %s processes x %s threads)",
+        workers.pid,
+        settings.worker_processes,
+        settings.worker_threads,
+    )
     if settings.discord_token is not None:
         log.warning("DISCORD_TOKEN is set, but the Discord bot is not part of this build yet")
 
@@ -135,8 +147,9 @@ class Admin:
         return getattr(self.stub, name)(request, metadata=self.metadata, timeout=timeout)
 
     def watch(self, job_id: str, after: str = ""):
-        return self.stub.WatchJob(self.pb.WatchJobRequest(job_id=job_id, after_event_id=after),
-                                  metadata=self.metadata)
+        return self.stub.WatchJob(
+            self.pb.WatchJobRequest(job_id=job_id, after_event_id=after), metadata=self.metadata
+        )
 
 
 def _ts(value) -> str:
@@ -156,9 +169,16 @@ def follow_job(admin: Admin, job_id: str, *, quiet: bool = False) -> int:
     cursor = ""
     final = None
     failures = 0
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("pages · {task.fields[chunks]} chunks · {task.fields[failed]} failed · "
-                          "{task.fields[skipped]} skipped"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "pages · {task.fields[chunks]} chunks · {task.fields[failed]} failed · "
+            "{task.fields[skipped]} skipped"
+        ),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
         task = progress.add_task(job_id, total=None, chunks=0, failed=0, skipped=0)
         while final is None:
@@ -169,10 +189,15 @@ def follow_job(admin: Admin, job_id: str, *, quiet: bool = False) -> int:
                         cursor = event.event_id
                     job = event.job
                     finished = job.pages_done + job.pages_failed + job.pages_skipped
-                    progress.update(task, description=f"{job.id} {_state(admin, job.state).lower()}",
-                                    total=max(job.pages_discovered, 1), completed=finished,
-                                    chunks=job.chunks_indexed, failed=job.pages_failed,
-                                    skipped=job.pages_skipped)
+                    progress.update(
+                        task,
+                        description=f"{job.id} {_state(admin, job.state).lower()}",
+                        total=max(job.pages_discovered, 1),
+                        completed=finished,
+                        chunks=job.chunks_indexed,
+                        failed=job.pages_failed,
+                        skipped=job.pages_skipped,
+                    )
                     if event.kind == pb.JOB_EVENT_KIND_PAGE_FAILED:
                         progress.console.print(f"[red]failed[/] {event.page_url}: {event.detail}")
                     if job.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED):
@@ -182,26 +207,40 @@ def follow_job(admin: Admin, job_id: str, *, quiet: bool = False) -> int:
                     raise RuntimeError("stream ended before the job did")
             except (grpc.RpcError, RuntimeError) as exc:
                 code = exc.code() if isinstance(exc, grpc.RpcError) else None
-                if code not in (None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL):
+                if code not in (
+                    None,
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.CANCELLED,
+                    grpc.StatusCode.INTERNAL,
+                ):
                     raise
                 failures += 1
                 if failures > 30:
                     raise
                 time.sleep(min(0.2 * 2**failures, 5.0))
     state = _state(admin, final.state)
-    console.print(f"job {final.id} {state}: {final.pages_done} indexed, {final.pages_skipped} skipped, "
-                  f"{final.pages_failed} failed, {final.chunks_indexed} chunks"
-                  + (f" — {final.error}" if final.error else ""))
+    console.print(
+        f"job {final.id} {state}: {final.pages_done} indexed, {final.pages_skipped} skipped, "
+        f"{final.pages_failed} failed, {final.chunks_indexed} chunks"
+        + (f" — {final.error}" if final.error else "")
+    )
     return 0 if final.state == pb.JOB_STATE_SUCCEEDED else 1
 
 
 def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
-    job = admin.call("StartCrawl", admin.pb.StartCrawlRequest(
-        url=args.url, knowledge_base=args.kb or settings.default_knowledge_base,
-        max_pages=args.max_pages, max_depth=args.max_depth,
-        include_patterns=args.include, exclude_patterns=args.exclude))
+    job = admin.call(
+        "StartCrawl",
+        admin.pb.StartCrawlRequest(
+            url=args.url,
+            knowledge_base=args.kb or settings.default_knowledge_base,
+            max_pages=args.max_pages,
+            max_depth=args.max_depth,
+            include_patterns=args.include,
+            exclude_patterns=args.exclude,
+        ),
+    )
     console.print(f"started job {job.id}: {job.url} → knowledge base {job.knowledge_base}")
     if args.watch:
         return follow_job(admin, job.id)
@@ -215,21 +254,37 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
     job = admin.call("CancelJob", admin.pb.CancelJobRequest(job_id=args.job_id))
-    console.print(f"job {job.id}: {_state(admin, job.state)}"
-                  + (" (cancel requested; in-flight pages finish)" if job.state == admin.pb.JOB_STATE_RUNNING
-                     else ""))
+    console.print(
+        f"job {job.id}: {_state(admin, job.state)}"
+        + (" (cancel requested; in-flight pages finish)" if job.state == admin.pb.JOB_STATE_RUNNING else "")
+    )
     return 0
 
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
     state = admin.pb.JobState.Value(f"JOB_STATE_{args.state.upper()}") if args.state else 0
-    response = admin.call("ListJobs", admin.pb.ListJobsRequest(
-        knowledge_base=args.kb or "", state=state, page_size=args.limit))
-    table = Table("id", "state", "kb", "url", "done", "skipped", "failed", "chunks", "created")
+    response = admin.call(
+        "ListJobs", admin.pb.ListJobsRequest(knowledge_base=args.kb or "", state=state, page_size=args.limit)
+    )
+    table = Table()
+    for name in ("id", "state", "kb"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("url", overflow="fold")
+    for name in ("done", "skipped", "failed", "chunks", "created"):
+        table.add_column(name, no_wrap=True)
     for job in response.jobs:
-        table.add_row(job.id, _state(admin, job.state), job.knowledge_base, job.url, str(job.pages_done),
-                      str(job.pages_skipped), str(job.pages_failed), str(job.chunks_indexed), _ts(job.created_at))
+        table.add_row(
+            job.id,
+            _state(admin, job.state),
+            job.knowledge_base,
+            job.url,
+            str(job.pages_done),
+            str(job.pages_skipped),
+            str(job.pages_failed),
+            str(job.chunks_indexed),
+            _ts(job.created_at),
+        )
     console.print(table)
     return 0
 
@@ -239,17 +294,25 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     kb = args.kb or settings.default_knowledge_base
     if args.show:
         detail = admin.call("GetSource", admin.pb.GetSourceRequest(knowledge_base=kb, url=args.show))
-        console.print(f"[bold]{detail.source.title}[/] {detail.source.url} ({detail.source.chunk_count} chunks)")
+        console.print(
+            f"[bold]{detail.source.title}[/] {detail.source.url} ({detail.source.chunk_count} chunks)"
+        )
         for chunk in detail.chunks:
             console.rule(f"#{chunk.index} {chunk.heading}")
             console.print(chunk.text, markup=False)
         return 0
     if args.delete:
-        response = admin.call("DeleteSource", admin.pb.DeleteSourceRequest(knowledge_base=kb, url=args.delete))
+        response = admin.call(
+            "DeleteSource", admin.pb.DeleteSourceRequest(knowledge_base=kb, url=args.delete)
+        )
         console.print(f"deleted {args.delete}: {response.chunks_deleted} chunks")
         return 0
     response = admin.call("ListSources", admin.pb.ListSourcesRequest(knowledge_base=kb))
-    table = Table("url", "title", "chunks", "indexed")
+    table = Table()
+    table.add_column("url", overflow="fold")
+    table.add_column("title")
+    table.add_column("chunks", no_wrap=True)
+    table.add_column("indexed", no_wrap=True)
     for source in response.sources:
         table.add_row(source.url, source.title, str(source.chunk_count), _ts(source.indexed_at))
     console.print(table)
@@ -266,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", help="admin API address (default: RAGCORD_GRPC_ADDRESS)")
         return p
 
-    sub.add_parser("serve", help="admin API + workers (+ local Redis when none answers)").set_defaults(fn=cmd_serve)
+    sub.add_parser("serve", help="admin API + workers (+ local Redis when none answers)").set_defaults(
+        fn=cmd_serve
+    )
     sub.add_parser("rpc", help="the admin API alone").set_defaults(fn=cmd_rpc)
     sub.add_parser("worker", help="Dramatiq workers alone").set_defaults(fn=cmd_worker)
 

@@ -47,6 +47,10 @@ class FetchFailed(CrawlError):
     """The server answered with a permanent error (4xx) or a malformed response."""
 
 
+class Duplicate(CrawlError):
+    """The page is crawled under another URL (a redirect to a page the crawl already has)."""
+
+
 class TransientFetchError(CrawlError):
     """A timeout, connection error, 429 or 5xx: worth retrying."""
 

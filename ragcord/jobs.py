@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -28,7 +28,7 @@ import redis
 from ragcord.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -40,7 +40,7 @@ class JobState(str, Enum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     SNAPSHOT = "SNAPSHOT"
     STATE_CHANGED = "STATE_CHANGED"
     PAGE_INDEXED = "PAGE_INDEXED"
@@ -49,7 +49,7 @@ class EventKind(str, Enum):
     HEARTBEAT = "HEARTBEAT"
 
 
-class PageOutcome(str, Enum):
+class PageOutcome(StrEnum):
     INDEXED = "indexed"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -172,7 +172,9 @@ end
 """
 
 # KEYS: job, events, seen, index. ARGV: now, retention, id, field/value pairs...
-_CREATE = _LUA_LIB + """
+_CREATE = (
+    _LUA_LIB
+    + """
 local job, stream, seen, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, retention, id = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', job) == 1 then return redis.error_reply('job exists') end
@@ -185,11 +187,14 @@ redis.call('ZADD', index, now, id)
 emit(job, stream, retention, now, 'STATE_CHANGED', '', 'queued', 0)
 return 1
 """
+)
 
 # KEYS: job, events, done. ARGV: now, retention, url.
 # Returns 'run', or why the page must not run: 'missing', 'terminal', 'done' (already counted),
 # 'cancelled' (counted out here).
-_START_PAGE = _LUA_LIB + """
+_START_PAGE = (
+    _LUA_LIB
+    + """
 local job, stream, done = KEYS[1], KEYS[2], KEYS[3]
 local now, retention, url = ARGV[1], ARGV[2], ARGV[3]
 local state = redis.call('HGET', job, 'state')
@@ -208,6 +213,7 @@ if state == 'QUEUED' then
 end
 return 'run'
 """
+)
 
 # KEYS: job, seen. ARGV: parent, url... Returns the urls this parent reserved, now or on an earlier
 # delivery of the same message, so a redelivered page re-enqueues exactly its own children.
@@ -235,6 +241,13 @@ end
 return mine
 """
 
+# KEYS: seen. ARGV: url, claimant. Claims a redirect target for the page that redirected to it;
+# returns the page that owns it (the claimant, or whoever reserved it first).
+_CLAIM_URL = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
+
 # KEYS: hashes. ARGV: content hash, url. Returns the url that owns this content.
 _CLAIM_CONTENT = """
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -243,7 +256,9 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 
 # KEYS: job, events, done. ARGV: now, retention, url, outcome, detail, chunks, is_seed.
 # Returns {counted (0/1), final state or ''}.
-_FINISH_PAGE = _LUA_LIB + """
+_FINISH_PAGE = (
+    _LUA_LIB
+    + """
 local job, stream, done = KEYS[1], KEYS[2], KEYS[3]
 local now, retention, url, outcome, detail, chunks, is_seed =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
@@ -263,9 +278,12 @@ emit(job, stream, retention, now, kind[outcome], url, detail, chunks)
 local final = finalize_if_idle(job, stream, retention, now)
 return {1, final or ''}
 """
+)
 
 # KEYS: job, events. ARGV: now, retention. Returns 'missing', 'terminal' or 'ok'.
-_CANCEL = _LUA_LIB + """
+_CANCEL = (
+    _LUA_LIB
+    + """
 local job, stream = KEYS[1], KEYS[2]
 local now, retention = ARGV[1], ARGV[2]
 local state = redis.call('HGET', job, 'state')
@@ -282,6 +300,7 @@ end
 finalize_if_idle(job, stream, retention, now)
 return 'ok'
 """
+)
 
 
 def new_job_id() -> str:
@@ -359,6 +378,7 @@ class JobStore:
         self._start_page = client.register_script(_START_PAGE)
         self._reserve_links = client.register_script(_RESERVE_LINKS)
         self._claim_content = client.register_script(_CLAIM_CONTENT)
+        self._claim_url = client.register_script(_CLAIM_URL)
         self._finish_page = client.register_script(_FINISH_PAGE)
         self._cancel = client.register_script(_CANCEL)
 
@@ -435,8 +455,9 @@ class JobStore:
         return jobs, ""
 
     def cancel(self, job_id: str) -> JobRecord:
-        outcome = self._cancel(keys=[self.keys.job(job_id), self.keys.events(job_id)],
-                               args=[time.time(), self.retention])
+        outcome = self._cancel(
+            keys=[self.keys.job(job_id), self.keys.events(job_id)], args=[time.time(), self.retention]
+        )
         outcome = outcome.decode()
         if outcome == "missing":
             raise NotFound(f"no job with id {job_id!r}")
@@ -447,35 +468,60 @@ class JobStore:
 
     def events(self, job_id: str, after: int = 0, count: int = 1000) -> list[JobEvent]:
         """Events after sequence number `after` (no blocking)."""
-        entries = self.redis.xrange(self.keys.events(job_id), min=f"({after}-0" if after else "-", count=count)
+        entries = self.redis.xrange(
+            self.keys.events(job_id), min=f"({after}-0" if after else "-", count=count
+        )
         return [parse_event(entry_id, fields) for entry_id, fields in entries]
 
     # -- the worker side ------------------------------------------------------------------------------
 
     def start_page(self, job_id: str, url: str) -> str:
         k = self.keys
-        result = self._start_page(keys=[k.job(job_id), k.events(job_id), k.done(job_id)],
-                                  args=[time.time(), self.retention, url])
+        result = self._start_page(
+            keys=[k.job(job_id), k.events(job_id), k.done(job_id)], args=[time.time(), self.retention, url]
+        )
         return result.decode()
 
     def reserve_links(self, job_id: str, parent: str, urls: Sequence[str]) -> list[str]:
         if not urls:
             return []
-        reserved = self._reserve_links(keys=[self.keys.job(job_id), self.keys.seen(job_id)],
-                                       args=[parent, *urls])
+        reserved = self._reserve_links(
+            keys=[self.keys.job(job_id), self.keys.seen(job_id)], args=[parent, *urls]
+        )
         return [u.decode() for u in reserved]
+
+    def claim_redirect(self, job_id: str, page: str, target: str) -> bool:
+        """True when `page` may fetch `target` (it redirected there); False when the crawl has it already."""
+        if target == page:
+            return True
+        owner = self._claim_url(keys=[self.keys.seen(job_id)], args=[target, page]).decode()
+        return owner == page
 
     def claim_content(self, job_id: str, url: str, content_hash: str) -> str:
         return self._claim_content(keys=[self.keys.hashes(job_id)], args=[content_hash, url]).decode()
 
     def finish_page(
-        self, job_id: str, url: str, outcome: PageOutcome, detail: str = "", chunks: int = 0,
-        *, is_seed: bool = False,
+        self,
+        job_id: str,
+        url: str,
+        outcome: PageOutcome,
+        detail: str = "",
+        chunks: int = 0,
+        *,
+        is_seed: bool = False,
     ) -> FinishResult:
         k = self.keys
         counted, final = self._finish_page(
             keys=[k.job(job_id), k.events(job_id), k.done(job_id)],
-            args=[time.time(), self.retention, url, outcome.value, detail[:500], chunks, "1" if is_seed else "0"],
+            args=[
+                time.time(),
+                self.retention,
+                url,
+                outcome.value,
+                detail[:500],
+                chunks,
+                "1" if is_seed else "0",
+            ],
         )
         final_state = JobState(final.decode()) if final else None
         return FinishResult(counted=bool(counted), final_state=final_state)
@@ -516,7 +562,9 @@ class JobWatcher:
         while True:
             reply = await self.redis.xread({stream: f"{cursor}-0"}, count=200, block=self.heartbeat_ms)
             if not reply:
-                yield JobEvent(event_id="", kind=EventKind.HEARTBEAT, job=await self._job(job_id), at=time.time())
+                yield JobEvent(
+                    event_id="", kind=EventKind.HEARTBEAT, job=await self._job(job_id), at=time.time()
+                )
                 continue
             for entry_id, fields in reply[0][1]:
                 event = parse_event(entry_id, fields)

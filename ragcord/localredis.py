@@ -42,9 +42,23 @@ def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
     directory = (data_dir / "redis").resolve()
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [binary, "--bind", host, "--port", str(port), "--dir", str(directory), "--appendonly", "yes",
-         "--save", "", "--logfile", str(directory / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         if redis_answers(url):

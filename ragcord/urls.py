@@ -107,7 +107,9 @@ def compile_patterns(patterns: list[str], field_name: str) -> list[re.Pattern[st
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
-            raise InvalidArgument(f"{field_name} {pattern!r} is not a valid regular expression: {exc}") from None
+            raise InvalidArgument(
+                f"{field_name} {pattern!r} is not a valid regular expression: {exc}"
+            ) from None
     return compiled
 
 

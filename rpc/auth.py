@@ -6,8 +6,11 @@ import hmac
 
 import grpc
 
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 
 def _deny(message: str):
@@ -38,13 +41,20 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        message = ("missing authorization metadata: send 'authorization: Bearer <RAGCORD_ADMIN_TOKEN>'"
-                   if not given else "the bearer token is not valid")
+        message = (
+            "missing authorization metadata: send 'authorization: Bearer <RAGCORD_ADMIN_TOKEN>'"
+            if not given
+            else "the bearer token is not valid"
+        )
         unary, stream = _deny(message)
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return grpc.unary_unary_rpc_method_handler(
-            unary, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -77,5 +77,7 @@ def source_detail_to_pb(detail: SourceDetail) -> pb.SourceDetail:
     return pb.SourceDetail(
         source=source_to_pb(detail.source),
         text=detail.text,
-        chunks=[pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text) for c in detail.chunks],
+        chunks=[
+            pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text) for c in detail.chunks
+        ],
     )

@@ -49,7 +49,9 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
     actors = declare_actors(build_broker(settings), settings)
     watcher = JobWatcher(
         # Reads block up to a heartbeat interval: the socket timeout must be longer.
-        redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=settings.watch_heartbeat_seconds + 30),
+        redis.asyncio.Redis.from_url(
+            settings.redis_url, socket_timeout=settings.watch_heartbeat_seconds + 30
+        ),
         prefix=settings.key_prefix,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
     )
@@ -58,8 +60,9 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
         interceptors.append(BearerTokenInterceptor(settings.admin_token.get_secret_value()))
     server = grpc.aio.server(interceptors=interceptors)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(settings, jobs=services.jobs, watcher=watcher, store=services.store,
-                      enqueue=actors.enqueue_page),
+        AdminServicer(
+            settings, jobs=services.jobs, watcher=watcher, store=services.store, enqueue=actors.enqueue_page
+        ),
         server,
     )
     health_servicer = health.aio.HealthServicer()
@@ -76,8 +79,11 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     server, port = await build_server(settings)
     await server.start()
-    log.info("admin API listening on %s (auth %s)", settings.grpc_address,
-             "on" if settings.admin_token is not None else "off: loopback only")
+    log.info(
+        "admin API listening on %s (auth %s)",
+        settings.grpc_address,
+        "on" if settings.admin_token is not None else "off: loopback only",
+    )
     if ready is not None:
         ready.set()
     try:

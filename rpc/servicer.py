@@ -163,5 +163,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteSource(self, request, context):
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
-        deleted = await asyncio.to_thread(self.store.delete_source, self._kb(request.knowledge_base), request.url)
+        deleted = await asyncio.to_thread(
+            self.store.delete_source, self._kb(request.knowledge_base), request.url
+        )
         return pb.DeleteSourceResponse(chunks_deleted=deleted)

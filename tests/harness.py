@@ -37,8 +37,15 @@ def running_worker(settings: Settings, services: Services | None = None, threads
         return crawler
 
     actors = declare_actors(broker, settings, get_crawler)
-    crawler = PageCrawler(settings, jobs=services.jobs, store=services.store, embedder=services.embedder,
-                          fetcher=fetcher, robots=RobotsCache(fetcher), enqueue=actors.enqueue_page)
+    crawler = PageCrawler(
+        settings,
+        jobs=services.jobs,
+        store=services.store,
+        embedder=services.embedder,
+        fetcher=fetcher,
+        robots=RobotsCache(fetcher),
+        enqueue=actors.enqueue_page,
+    )
     worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
     worker.start()
     try:

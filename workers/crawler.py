@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -14,7 +15,7 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
-from ragcord.errors import Blocked, FetchFailed, NotHtml, TooLarge, TransientFetchError
+from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
 from ragcord.settings import Settings
 from ragcord.urls import Scope, guard_fetch, normalize_url
 
@@ -55,23 +56,37 @@ class Fetcher:
     def __init__(self, settings: Settings, *, client: httpx.Client | None = None) -> None:
         self.settings = settings
         self.client = client or httpx.Client(
-            timeout=httpx.Timeout(settings.fetch_timeout_seconds, connect=min(10.0, settings.fetch_timeout_seconds)),
-            headers={"User-Agent": settings.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"},
+            timeout=httpx.Timeout(
+                settings.fetch_timeout_seconds, connect=min(10.0, settings.fetch_timeout_seconds)
+            ),
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+            },
             follow_redirects=False,
         )
 
     def close(self) -> None:
         self.client.close()
 
-    def fetch(self, url: str, scope: Scope | None = None, *, html_only: bool = True) -> FetchedPage:
+    def fetch(
+        self,
+        url: str,
+        scope: Scope | None = None,
+        *,
+        html_only: bool = True,
+        claim_redirect: Callable[[str], bool] | None = None,
+    ) -> FetchedPage:
+        """`claim_redirect(target)` returning False stops at a redirect to a page crawled separately."""
         current = url
         visited = {url}
         for _ in range(self.settings.max_redirects + 1):
             guard_fetch(current, allow_private=self.settings.allow_private_networks)
             response = self._get(current, html_only=html_only)
             if response.status not in _REDIRECTS:
-                return FetchedPage(url, current, response.status, response.content_type,
-                                   response.body, response.charset)
+                return FetchedPage(
+                    url, current, response.status, response.content_type, response.body, response.charset
+                )
             if not response.location:
                 raise FetchFailed(f"HTTP {response.status} redirect without a Location header")
             target = normalize_url(urljoin(current, response.location))
@@ -81,6 +96,8 @@ class Fetcher:
                 raise FetchFailed(f"redirect loop at {target}")
             if scope is not None and (why := scope.why_outside(target)):
                 raise Blocked(f"redirected to {target}, {why}")
+            if claim_redirect is not None and not claim_redirect(target):
+                raise Duplicate(f"duplicate: redirects to {target}, which is crawled separately")
             visited.add(target)
             current = target
         raise FetchFailed(f"more than {self.settings.max_redirects} redirects")
@@ -187,16 +204,19 @@ def extract(page: FetchedPage) -> ExtractedPage:
             continue
         if urlsplit(absolute).scheme in ("http", "https"):
             links[absolute] = None
-    markdown = trafilatura.extract(
-        tree,
-        url=page.url,
-        output_format="markdown",
-        include_formatting=True,
-        include_tables=True,
-        include_links=False,
-        include_images=False,
-        include_comments=False,
-        favor_recall=True,
-        deduplicate=False,
-    ) or ""
+    markdown = (
+        trafilatura.extract(
+            tree,
+            url=page.url,
+            output_format="markdown",
+            include_formatting=True,
+            include_tables=True,
+            include_links=False,
+            include_images=False,
+            include_comments=False,
+            favor_recall=True,
+            deduplicate=False,
+        )
+        or ""
+    )
     return ExtractedPage(title=title or page.url, markdown=markdown.strip(), links=list(links))

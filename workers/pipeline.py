@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ragcord.errors import Blocked, FetchFailed, NotHtml, TooLarge, TransientFetchError
+from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
 from ragcord.jobs import JobRecord, JobStore, PageOutcome
 from ragcord.knowledge.chunking import chunk_id, chunk_markdown, content_hash
 from ragcord.knowledge.embedders import Embedder
@@ -87,8 +87,10 @@ class PageCrawler:
         try:
             if not self.robots.allowed(url):
                 return PageResult(PageOutcome.SKIPPED, "disallowed by robots.txt")
-            page = self.fetcher.fetch(url, scope)
-        except (Blocked, TooLarge, NotHtml) as exc:
+            page = self.fetcher.fetch(
+                url, scope, claim_redirect=lambda target: self.jobs.claim_redirect(job.id, url, target)
+            )
+        except (Blocked, TooLarge, NotHtml, Duplicate) as exc:
             return PageResult(PageOutcome.SKIPPED, str(exc))
         except FetchFailed as exc:
             return PageResult(PageOutcome.FAILED, str(exc))

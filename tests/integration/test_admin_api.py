@@ -29,11 +29,14 @@ async def code_of(call) -> tuple[grpc.StatusCode, str]:
         ("http://localhost:8000/docs/", grpc.StatusCode.PERMISSION_DENIED, "resolves to"),
     ],
 )
-async def test_start_crawl_refuses_bad_urls_with_a_clear_status(make_settings, redis_client, key_prefix,
-                                                                url, code, message):
+async def test_start_crawl_refuses_bad_urls_with_a_clear_status(
+    make_settings, redis_client, key_prefix, url, code, message
+):
     settings = make_settings(allow_private_networks=False)
     async with admin_api(settings) as (stub, _):
-        got_code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(url=url, knowledge_base="docs")))
+        got_code, details = await code_of(
+            stub.StartCrawl(pb.StartCrawlRequest(url=url, knowledge_base="docs"))
+        )
         jobs = await stub.ListJobs(pb.ListJobsRequest())
     assert got_code == code
     assert message in details
@@ -42,11 +45,17 @@ async def test_start_crawl_refuses_bad_urls_with_a_clear_status(make_settings, r
 
 async def test_other_bad_requests(make_settings):
     async with admin_api(make_settings()) as (stub, _):
-        code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(
-            url="http://127.0.0.1:9/docs/", knowledge_base="docs", include_patterns=["(unclosed"])))
+        code, details = await code_of(
+            stub.StartCrawl(
+                pb.StartCrawlRequest(
+                    url="http://127.0.0.1:9/docs/", knowledge_base="docs", include_patterns=["(unclosed"]
+                )
+            )
+        )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "include_patterns" in details
-        code, details = await code_of(stub.StartCrawl(pb.StartCrawlRequest(
-            url="http://127.0.0.1:9/docs/", knowledge_base="Not Valid")))
+        code, details = await code_of(
+            stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/docs/", knowledge_base="Not Valid"))
+        )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "knowledge_base" in details
         code, _ = await code_of(stub.GetJob(pb.GetJobRequest(job_id="missing")))
         assert code == grpc.StatusCode.NOT_FOUND
@@ -60,7 +69,9 @@ async def test_other_bad_requests(make_settings):
 
 async def test_cancel_and_watch_a_queued_job(make_settings):
     async with admin_api(make_settings()) as (stub, _):
-        job = await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/docs/", knowledge_base="docs"))
+        job = await stub.StartCrawl(
+            pb.StartCrawlRequest(url="http://127.0.0.1:9/docs/", knowledge_base="docs")
+        )
         assert job.state == pb.JOB_STATE_QUEUED and job.max_pages == 100 and job.max_depth == 10
         cancelled = await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
         assert cancelled.state == pb.JOB_STATE_CANCELLED
@@ -68,7 +79,10 @@ async def test_cancel_and_watch_a_queued_job(make_settings):
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "already ended" in details
         events = [e async for e in stub.WatchJob(pb.WatchJobRequest(job_id=job.id))]
         assert [pb.JobEventKind.Name(e.kind) for e in events] == [
-            "JOB_EVENT_KIND_SNAPSHOT", "JOB_EVENT_KIND_STATE_CHANGED", "JOB_EVENT_KIND_STATE_CHANGED"]
+            "JOB_EVENT_KIND_SNAPSHOT",
+            "JOB_EVENT_KIND_STATE_CHANGED",
+            "JOB_EVENT_KIND_STATE_CHANGED",
+        ]
         assert events[-1].job.state == pb.JOB_STATE_CANCELLED
         code, _ = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id=job.id, after_event_id="x")).read())
         assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -81,7 +95,9 @@ async def test_a_token_guards_every_admin_call_but_not_health(make_settings):
     async with admin_api(settings) as (stub, address):
         code, details = await code_of(stub.ListJobs(pb.ListJobsRequest()))
         assert code == grpc.StatusCode.UNAUTHENTICATED and "authorization" in details
-        code, _ = await code_of(stub.ListJobs(pb.ListJobsRequest(), metadata=(("authorization", "Bearer nope"),)))
+        code, _ = await code_of(
+            stub.ListJobs(pb.ListJobsRequest(), metadata=(("authorization", "Bearer nope"),))
+        )
         assert code == grpc.StatusCode.UNAUTHENTICATED
         code, _ = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id="x")).read())
         assert code == grpc.StatusCode.UNAUTHENTICATED

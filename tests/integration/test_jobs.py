@@ -127,7 +127,9 @@ def test_cancelling_a_running_job_lets_in_flight_pages_finish(jobs):
     assert jobs.reserve_links(job.id, SEED + "a", [SEED + "c"]) == []  # nothing new is discovered
     assert jobs.start_page(job.id, SEED + "b") == "cancelled"  # nothing new starts
     assert jobs.get(job.id).state is JobState.RUNNING
-    assert jobs.finish_page(job.id, SEED + "a", PageOutcome.INDEXED, chunks=2).final_state is JobState.CANCELLED
+    assert (
+        jobs.finish_page(job.id, SEED + "a", PageOutcome.INDEXED, chunks=2).final_state is JobState.CANCELLED
+    )
     job = jobs.get(job.id)
     assert (job.pages_done, job.chunks_indexed) == (2, 3)
     assert sum(e.terminal for e in jobs.events(job.id)) == 1

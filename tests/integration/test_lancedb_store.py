@@ -12,9 +12,17 @@ from ragcord.knowledge.stores.lancedb import LanceDBStore
 
 def chunks(url: str, n: int, dim: int | None = 4, text: str = "text") -> list[StoredChunk]:
     return [
-        StoredChunk(id=chunk_id(url, i), url=url, title=f"T {url}", heading="H", chunk_index=i,
-                    text=f"{text} {i}", content_hash="h", indexed_at=1.0 + i,
-                    vector=[float(i)] * dim if dim else [])
+        StoredChunk(
+            id=chunk_id(url, i),
+            url=url,
+            title=f"T {url}",
+            heading="H",
+            chunk_index=i,
+            text=f"{text} {i}",
+            content_hash="h",
+            indexed_at=1.0 + i,
+            vector=[float(i)] * dim if dim else [],
+        )
         for i in range(n)
     ]
 
@@ -29,7 +37,10 @@ def test_replacing_a_page_keeps_exactly_its_new_chunks(tmp_path):
     assert store.count_chunks("kb") == 3
     detail = store.get_source("kb", "http://x/a")
     assert [c.text for c in detail.chunks] == ["new 0"] and detail.text == "new 0"
-    assert [(s.url, s.chunk_count) for s in store.list_sources("kb")] == [("http://x/a", 1), ("http://x/b", 2)]
+    assert [(s.url, s.chunk_count) for s in store.list_sources("kb")] == [
+        ("http://x/a", 1),
+        ("http://x/b", 2),
+    ]
 
 
 def test_a_page_with_a_quote_in_its_url_is_handled(tmp_path):

@@ -27,8 +27,10 @@ def test_extracts_title_markdown_and_normalised_links():
 
 
 def test_non_utf8_bytes_without_a_charset_are_read_not_dropped():
-    html = f"<html><head><title>Caf\xe9</title></head><body><main><p>Men\xfc \u201cgr\xfc\xdfe\u201d {PROSE}</p>" \
-           "</main></body></html>"
+    html = (
+        f"<html><head><title>Caf\xe9</title></head><body><main><p>Men\xfc \u201cgr\xfc\xdfe\u201d {PROSE}</p>"
+        "</main></body></html>"
+    )
     extracted = extract(page(html.encode("cp1252")))
     assert extracted.title == "Café"
     assert "Menü “grüße”" in extracted.markdown
@@ -51,5 +53,7 @@ def test_an_empty_or_binary_body_yields_no_text():
 
 
 def test_base_href_is_honoured():
-    html = f'<html><head><base href="/docs/v2/"></head><body><a href="a.html">A</a><p>{PROSE}</p></body></html>'
+    html = (
+        f'<html><head><base href="/docs/v2/"></head><body><a href="a.html">A</a><p>{PROSE}</p></body></html>'
+    )
     assert extract(page(html)).links == ["http://d.example/docs/v2/a.html"]

@@ -11,9 +11,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_code_is_up_to_date(tmp_path: Path):
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-Iproto", f"--python_out={tmp_path}",
-         f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", "proto/rpc/v1/admin.proto"],
-        cwd=ROOT, check=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-Iproto",
+            f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            "proto/rpc/v1/admin.proto",
+        ],
+        cwd=ROOT,
+        check=True,
     )
     for name in ("admin_pb2.py", "admin_pb2_grpc.py", "admin_pb2.pyi"):
         fresh = (tmp_path / "rpc" / "v1" / name).read_text()

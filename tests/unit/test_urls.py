@@ -68,8 +68,15 @@ def test_address_guard_classifies_addresses(address, public):
     assert is_public_address(address) is public
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1/docs/", "http://169.254.169.254/latest/meta-data/",
-                                 "http://127.0.0.1:8000/docs/", "http://localhost:8000/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1/docs/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8000/docs/",
+        "http://localhost:8000/",
+    ],
+)
 def test_private_seeds_are_refused_unless_allowed(url):
     with pytest.raises(PermissionDenied, match="RAGCORD_ALLOW_PRIVATE_NETWORKS"):
         validate_crawl(settings(), url=url, knowledge_base="docs")
@@ -82,22 +89,36 @@ def test_a_hostname_resolving_to_loopback_is_refused():
         return ["127.0.0.1"]
 
     with pytest.raises(PermissionDenied, match="resolves to 127.0.0.1"):
-        validate_crawl(settings(), url="http://innocent.example/docs/", knowledge_base="docs", resolver=resolver)
+        validate_crawl(
+            settings(), url="http://innocent.example/docs/", knowledge_base="docs", resolver=resolver
+        )
 
 
 def test_crawl_defaults_and_limits():
-    spec = validate_crawl(settings(), url="https://docs.example.com/guide/", knowledge_base="docs",
-                          resolver=public_resolver)
+    spec = validate_crawl(
+        settings(), url="https://docs.example.com/guide/", knowledge_base="docs", resolver=public_resolver
+    )
     assert (spec.max_pages, spec.max_depth) == (DEFAULT_MAX_PAGES, DEFAULT_MAX_DEPTH)
     with pytest.raises(InvalidArgument, match="max_pages"):
-        validate_crawl(settings(), url="https://d.example.com/", knowledge_base="docs", max_pages=-1,
-                       resolver=public_resolver)
+        validate_crawl(
+            settings(),
+            url="https://d.example.com/",
+            knowledge_base="docs",
+            max_pages=-1,
+            resolver=public_resolver,
+        )
     with pytest.raises(InvalidArgument, match="knowledge_base"):
-        validate_crawl(settings(), url="https://d.example.com/", knowledge_base="Bad Name!",
-                       resolver=public_resolver)
+        validate_crawl(
+            settings(), url="https://d.example.com/", knowledge_base="Bad Name!", resolver=public_resolver
+        )
     with pytest.raises(InvalidArgument, match="include_patterns '\\(' is not a valid regular expression"):
-        validate_crawl(settings(), url="https://d.example.com/", knowledge_base="docs",
-                       include_patterns=["("], resolver=public_resolver)
+        validate_crawl(
+            settings(),
+            url="https://d.example.com/",
+            knowledge_base="docs",
+            include_patterns=["("],
+            resolver=public_resolver,
+        )
 
 
 def test_scope_is_the_seed_host_and_path_prefix():

@@ -1,0 +1,17 @@
+"""`make bench`: run every benchmark and print Markdown for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import crawl
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--repeat", type=int, default=3, help="how many times the site is indexed per stage")
+    args = parser.parse_args()
+    crawl.main(repeat=args.repeat)
+
+
+main()

@@ -1,0 +1,373 @@
+"""A loopback HTTP server for tests: the static fixture site plus misbehaving routes under /docs/special/."""
+
+from __future__ import annotations
+
+import collections
+import mimetypes
+import select
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+HUGE_BYTES = 50 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+CLOSE_JOIN_SECONDS = 2.0
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".pdf": "application/pdf",
+    ".json": "application/json",
+    ".css": "text/css; charset=utf-8",
+}
+
+MALFORMED_HTML = b"""<html><head><title>Legacy Quillstack 1.x notes</title>
+<body><div class="content"><div><h1>Legacy Quillstack 1.x notes
+<p>These notes describe the original 1.x series of Quillstack, which used an INI file called quill.ini
+and a worker command named quillworker. <b>Support for 1.x ended in 2021</b> and no security fixes are
+published for it any more.</div></div></div>
+<p>In 1.x every task was registered with a decorator called <i>job</i>, and results were always stored
+in Redis whether you needed them or not. Retries were configured globally with one setting, max_attempts.
+<div><span>The scheduler ran inside the worker, so two workers meant every periodic job ran twice.
+</td></tr></table>
+<p>If you still run 1.x, upgrade to 2.x first and then to 3.x; jumping directly is not supported
+because the message format changed twice.
+</div></div><p class="note">Archived page, kept for reference only. Last reviewed in March 2022
+<p
+"""
+
+LATIN1_TEXT = """<!DOCTYPE html>
+<html lang="de">
+<head><title>Notes for European deployments</title></head>
+<body>
+<main>
+<h1>Notes for European deployments</h1>
+<p>Many Quillstack users run their workers in data centres in Frankfurt, München and Zürich. This page
+collects the questions that come up when texts contain characters such as é, ü, ö or ß, for example in a
+customer name like “Café Müller” or a street called Schloßstraße.</p>
+<p>Task arguments are always serialised as UTF-8 JSON, so “Grüße aus Köln” arrives at the worker
+unchanged. Problems usually start earlier: a CSV export from an old accounting system is often encoded in
+Windows-1252, and reading it as UTF-8 raises an error on the first ‘ä’. Decode such files explicitly
+before you send them to a task.</p>
+<p>Prices in euro are written as 12,50 € in Germany and France — the money filter uses the active
+locale, so you don’t need to format them by hand.</p>
+</main>
+</body>
+</html>
+"""
+
+
+def _huge_html(total: int) -> Iterator[bytes]:
+    """Yield exactly `total` bytes of valid-looking HTML in CHUNK_BYTES pieces, lazily."""
+    head = b"<!DOCTYPE html><html><head><title>Full API object dump</title></head><body><main><h1>Dump</h1>\n"
+    tail = b"</main></body></html>\n"
+    line = b"<p>Quillstack object dump line with filler text that repeats to make the page very large.</p>\n"
+    block = (line * (CHUNK_BYTES // len(line) + 1))[:CHUNK_BYTES]
+    remaining = total - len(head) - len(tail)
+    yield head
+    while remaining > 0:
+        piece = block[: min(remaining, CHUNK_BYTES)]
+        remaining -= len(piece)
+        yield piece
+    yield tail
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that keeps quiet and remembers the FixtureSite it serves."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False  # FixtureSite.close joins the handler threads itself, with a deadline
+
+    site: FixtureSite
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Record unexpected handler errors instead of printing them to stderr."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            self.site.errors.append(repr(exc))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves files under the site root and the special routes."""
+
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection; huge-chunked switches to 1.1 for itself
+    timeout = 30  # socket timeout: an idle client cannot pin a thread forever
+    server_version = "FixtureSite/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.site._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.site._track(self.connection, add=False)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Log nothing."""
+
+    def do_GET(self) -> None:
+        self._dispatch(body=True)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(body=False)
+
+    # -- plumbing
+
+    @property
+    def site(self) -> FixtureSite:
+        return self.server.site
+
+    def _dispatch(self, *, body: bool) -> None:
+        self.site._record(self.path)
+        if self.site.delay and self.site._stopping.wait(self.site.delay):
+            return
+        path = unquote(urlsplit(self.path).path)
+        route = SPECIAL_ROUTES.get(path)
+        if route is not None:
+            route(self, body)
+        else:
+            self._serve_file(path, body)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+        *,
+        write_body: bool = True,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if write_body and body:
+            self.wfile.write(body)
+
+    def _redirect(self, status: int, location: str, write_body: bool) -> None:
+        self._send(
+            status,
+            f'<a href="{location}">moved</a>'.encode(),
+            headers={"Location": location},
+            write_body=write_body,
+        )
+
+    def _not_found(self, write_body: bool) -> None:
+        self._send(HTTPStatus.NOT_FOUND, b"<h1>404 Not Found</h1>", write_body=write_body)
+
+    def _serve_file(self, path: str, write_body: bool) -> None:
+        root = self.site.root
+        target = (root / path.lstrip("/")).resolve()
+        if not target.is_relative_to(root):
+            return self._not_found(write_body)
+        if target.is_dir():
+            if not path.endswith("/"):
+                return self._redirect(HTTPStatus.MOVED_PERMANENTLY, path + "/", write_body)
+            target = target / "index.html"
+        if not target.is_file():
+            return self._not_found(write_body)
+        content_type = CONTENT_TYPES.get(target.suffix.lower()) or (
+            mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        )
+        self._send(HTTPStatus.OK, target.read_bytes(), content_type, write_body=write_body)
+
+    def _client_gone(self) -> bool:
+        """True when the peer has closed its end of the connection."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    # -- special routes
+
+    def _malformed(self, write_body: bool) -> None:
+        self._send(HTTPStatus.OK, MALFORMED_HTML, write_body=write_body)
+
+    def _latin1(self, write_body: bool) -> None:
+        self._send(HTTPStatus.OK, LATIN1_TEXT.encode("cp1252"), "text/html", write_body=write_body)
+
+    def _huge(self, write_body: bool) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(HUGE_BYTES))
+        self.end_headers()
+        if not write_body:
+            return
+        for piece in _huge_html(HUGE_BYTES):
+            if self.site._stopping.is_set():
+                break
+            self.wfile.write(piece)
+
+    def _huge_chunked(self, write_body: bool) -> None:
+        self.protocol_version = "HTTP/1.1"  # chunked transfer coding does not exist in HTTP/1.0
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if not write_body:
+            return
+        for piece in _huge_html(HUGE_BYTES):
+            if self.site._stopping.is_set():
+                return
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _loop_a(self, write_body: bool) -> None:
+        self._redirect(HTTPStatus.FOUND, "/docs/special/loop-b.html", write_body)
+
+    def _loop_b(self, write_body: bool) -> None:
+        self._redirect(HTTPStatus.FOUND, "/docs/special/loop-a.html", write_body)
+
+    def _slow(self, write_body: bool) -> None:
+        while not self.site._stopping.wait(0.1):
+            if self._client_gone():
+                break
+        self.close_connection = True
+
+    def _gone(self, write_body: bool) -> None:
+        self._not_found(write_body)
+
+    def _error(self, write_body: bool) -> None:
+        body = b"<h1>500 Internal Server Error</h1>"
+        self._send(HTTPStatus.INTERNAL_SERVER_ERROR, body, write_body=write_body)
+
+    def _moved(self, write_body: bool) -> None:
+        self._redirect(HTTPStatus.MOVED_PERMANENTLY, "/blog/post.html", write_body)
+
+    def _redirect_in(self, write_body: bool) -> None:
+        # The query keeps the target a different URL from /docs/installation.html (same content): a crawler
+        # reports a duplicate, and hits("/docs/installation.html") still counts only direct fetches.
+        self._redirect(HTTPStatus.MOVED_PERMANENTLY, REDIRECT_IN_TARGET, write_body)
+
+
+REDIRECT_IN_TARGET = "/docs/installation.html"
+
+SPECIAL_ROUTES: dict[str, Callable[[_Handler, bool], None]] = {
+    "/docs/special/malformed.html": _Handler._malformed,
+    "/docs/special/huge.html": _Handler._huge,
+    "/docs/special/huge-chunked.html": _Handler._huge_chunked,
+    "/docs/special/loop-a.html": _Handler._loop_a,
+    "/docs/special/loop-b.html": _Handler._loop_b,
+    "/docs/special/slow.html": _Handler._slow,
+    "/docs/special/latin1.html": _Handler._latin1,
+    "/docs/special/gone.html": _Handler._gone,
+    "/docs/special/error.html": _Handler._error,
+    "/docs/special/moved.html": _Handler._moved,
+    "/docs/special/redirect-in.html": _Handler._redirect_in,
+}
+
+
+class FixtureSite:
+    """The fixture site served on 127.0.0.1 at a free port, in a daemon thread, until close()."""
+
+    def __init__(self, root: Path, delay: float = 0.0) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"fixture site root {self.root} is not a directory")
+        self.delay = delay
+        self.errors: list[str] = []  # unexpected handler exceptions (nothing is printed)
+        self._lock = threading.Lock()
+        self._requests: list[str] = []
+        self._hits: collections.Counter[str] = collections.Counter()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._stopping = threading.Event()
+        self._closed = False
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.site = self
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fixture-site-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def __enter__(self) -> FixtureSite:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        """The absolute URL of `path` on this server."""
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    @property
+    def requests(self) -> list[str]:
+        """A snapshot of the request targets (path and query) received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def hits(self, path: str) -> int:
+        """How many requests had exactly this target (a query string counts as part of it)."""
+        with self._lock:
+            return self._hits[path]
+
+    def reset(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+            self._hits.clear()
+
+    def close(self) -> None:
+        """Stop serving: wake sleeping handlers, drop open connections and join threads (bounded)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            connections = dict(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._server.server_close()
+        self._thread.join(CLOSE_JOIN_SECONDS)
+        deadline = time.monotonic() + CLOSE_JOIN_SECONDS
+        for thread in connections.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _record(self, target: str) -> None:
+        with self._lock:
+            self._requests.append(target)
+            self._hits[target] += 1
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections[conn] = threading.current_thread()
+            else:
+                self._connections.pop(conn, None)
