@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import crawl
+from bench import crawl, retrieval
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="how many times the site is indexed per stage")
     args = parser.parse_args()
     crawl.main(repeat=args.repeat)
+    retrieval.main()
 
 
 main()

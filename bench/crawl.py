@@ -122,8 +122,10 @@ def main(repeat: int = 3) -> None:
                 client.delete(key)
     busy = sum(s[k] for k in ("fetch", "extract", "chunk", "embed", "store"))
     print("## Crawl of the fixture site, local embedder (all-MiniLM-L6-v2, CPU)\n")
-    print(f"Stages alone, {s['pages']} pages ({s['chunks']} chunks), one thread; "
-          f"model load {s['model_load_s']:.1f}s:\n")
+    print(
+        f"Stages alone, {s['pages']} pages ({s['chunks']} chunks), one thread; "
+        f"model load {s['model_load_s']:.1f}s:\n"
+    )
     print("| stage | total s | pages/s | share of time |")
     print("|---|---|---|---|")
     for stage in ("fetch", "extract", "chunk", "embed", "store"):

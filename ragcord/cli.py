@@ -320,6 +320,57 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> str:
+    """Print the answer as it is written, then its sources; returns the conversation id."""
+    request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
+    answer = None
+    for event in admin.stub.AskStream(request, metadata=admin.metadata, timeout=300):
+        if event.HasField("answer"):
+            answer = event.answer
+        else:
+            console.print(event.delta, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    if answer is not None and answer.citations:
+        console.print("[dim]Sources:[/]")
+        for citation in answer.citations:
+            console.print(f"  [{citation.number}] {citation.title} — {citation.url}", markup=False)
+    return answer.conversation_id if answer is not None else conversation_id
+
+
+def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    admin = Admin(settings, args.address)
+    stream_answer(admin, args.question, args.kb or settings.default_knowledge_base, args.conversation or "")
+    return 0
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    """A terminal conversation with memory: follow-up questions use what was said before."""
+    admin = Admin(settings, args.address)
+    kb = args.kb or settings.default_knowledge_base
+    conversation_id = ""
+    console.print(f"Ask about knowledge base [bold]{kb}[/]. /clear forgets the conversation; Ctrl-D quits.")
+    while True:
+        try:
+            question = console.input("[bold green]you>[/] ").strip()
+        except EOFError:
+            console.print()
+            return 0
+        if not question:
+            continue
+        if question == "/clear":
+            if conversation_id:
+                admin.call(
+                    "ClearConversation", admin.pb.ClearConversationRequest(conversation_id=conversation_id)
+                )
+            conversation_id = ""
+            console.print("[dim]conversation forgotten[/]")
+            continue
+        try:
+            conversation_id = stream_answer(admin, question, kb, conversation_id)
+        except admin.grpc.RpcError as exc:
+            err.print(f"[red]error[/]: {exc.code().name}: {exc.details()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragcord", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -358,6 +409,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(fn=cmd_jobs)
+
+    p = client("ask", "ask one question; the answer streams, then its sources")
+    p.add_argument("question")
+    p.add_argument("--kb")
+    p.add_argument("--conversation", metavar="ID", help="continue this conversation")
+    p.set_defaults(fn=cmd_ask)
+
+    p = client("chat", "a conversation in the terminal, with memory")
+    p.add_argument("--kb")
+    p.set_defaults(fn=cmd_chat)
 
     p = client("sources", "list the pages of a knowledge base")
     p.add_argument("--kb")

@@ -57,3 +57,7 @@ class TransientFetchError(CrawlError):
 
 class StoreError(RagcordError):
     """The knowledge store refused an operation."""
+
+
+class AnswerUnavailable(RagcordError):
+    """The language model could not be reached or refused; nothing was answered."""

@@ -28,6 +28,20 @@ class Settings(BaseSettings):
     embedder: Literal["local", "openai", "none"] = "local"
     embed_batch_size: int = Field(32, ge=1, le=2048)
 
+    # Answering.
+    answerer: Literal["extractive", "openai"] = "extractive"
+    chat_model: str = "gpt-4o-mini"
+    top_k: int = Field(5, ge=1, le=20, description="passages an answer draws on")
+    search_alpha: float = Field(0.5, ge=0, le=1, description="0 = keyword only, 1 = vector only")
+    search_fusion: Literal["relative", "rrf"] = "relative"
+    # Below both, the extractive answerer says it found nothing instead of guessing.
+    min_similarity: float = Field(0.28, ge=-1, le=1, description="cosine similarity of the best passage")
+    min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")
+    memory_ttl_days: float = Field(30, gt=0)
+    memory_token_budget: int = Field(1500, ge=50)
+    openai_timeout_seconds: float = Field(60.0, gt=0)
+    openai_max_retries: int = Field(3, ge=0, le=10)
+
     # Keys in Redis start with this, so several deployments (or tests) can share one server.
     key_prefix: str = "ragcord"
     event_retention: int = Field(10_000, ge=10, description="events kept per job's stream")

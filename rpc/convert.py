@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ragcord.answering.types import Answer
 from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
 from rpc.v1 import admin_pb2 as pb
@@ -80,4 +81,17 @@ def source_detail_to_pb(detail: SourceDetail) -> pb.SourceDetail:
         chunks=[
             pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text) for c in detail.chunks
         ],
+    )
+
+
+def answer_to_pb(answer: Answer) -> pb.Answer:
+    return pb.Answer(
+        text=answer.text,
+        citations=[
+            pb.Citation(number=c.number, url=c.url, title=c.title, snippet=c.snippet, score=c.score)
+            for c in answer.citations
+        ],
+        conversation_id=answer.conversation_id,
+        found=answer.found,
+        query=answer.query,
     )

@@ -11,6 +11,7 @@ import redis.asyncio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ragcord.answering.service import build_ask_service
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobWatcher
@@ -61,7 +62,12 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
     server = grpc.aio.server(interceptors=interceptors)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
-            settings, jobs=services.jobs, watcher=watcher, store=services.store, enqueue=actors.enqueue_page
+            settings,
+            jobs=services.jobs,
+            watcher=watcher,
+            store=services.store,
+            enqueue=actors.enqueue_page,
+            ask=build_ask_service(services),
         ),
         server,
     )

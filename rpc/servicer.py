@@ -13,6 +13,9 @@ from collections.abc import Callable
 import grpc
 
 from ragcord import errors
+from ragcord.aio import iterate_in_thread
+from ragcord.answering.service import AskService
+from ragcord.answering.types import Answer
 from ragcord.crawls import validate_crawl
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
@@ -30,6 +33,7 @@ _STATUS = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.AnswerUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -80,12 +84,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         watcher: JobWatcher,
         store: Store,
         enqueue: Callable[[str, str, int], None],
+        ask: AskService,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
         self.watcher = watcher
         self.store = store
         self.enqueue = enqueue
+        self.ask = ask
 
     @_unary
     async def StartCrawl(self, request, context):
@@ -167,3 +173,40 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             self.store.delete_source, self._kb(request.knowledge_base), request.url
         )
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
+
+    @_unary
+    async def Ask(self, request, context):
+        answer = await asyncio.to_thread(
+            self.ask.ask,
+            request.question,
+            knowledge_base=request.knowledge_base,
+            conversation_id=request.conversation_id,
+            top_k=request.top_k,
+            author=request.author,
+        )
+        return convert.answer_to_pb(answer)
+
+    @_stream
+    async def AskStream(self, request, context):
+        def answer_stream():
+            return self.ask.ask_stream(
+                request.question,
+                knowledge_base=request.knowledge_base,
+                conversation_id=request.conversation_id,
+                top_k=request.top_k,
+                author=request.author,
+            )
+
+        async for item in iterate_in_thread(answer_stream):
+            if isinstance(item, Answer):
+                yield pb.AskStreamResponse(answer=convert.answer_to_pb(item))
+            else:
+                yield pb.AskStreamResponse(delta=item)
+
+    @_unary
+    async def ClearConversation(self, request, context):
+        if not request.conversation_id:
+            raise errors.InvalidArgument("conversation_id is required")
+        return pb.ClearConversationResponse(
+            cleared=await asyncio.to_thread(self.ask.clear, request.conversation_id)
+        )

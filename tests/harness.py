@@ -15,8 +15,7 @@ from rpc.server import build_server
 from rpc.v1 import admin_pb2_grpc
 from workers.actors import declare_actors
 from workers.broker import build_broker
-from workers.crawler import Fetcher, RobotsCache
-from workers.pipeline import PageCrawler
+from workers.pipeline import PageCrawler, build_page_crawler
 
 
 def free_port() -> int:
@@ -30,22 +29,9 @@ def running_worker(settings: Settings, services: Services | None = None, threads
     """A real Dramatiq worker (Redis broker) consuming crawl pages in background threads."""
     services = services or bootstrap(settings)
     broker = build_broker(settings)
-    fetcher = Fetcher(settings)
-    crawler: PageCrawler | None = None
-
-    def get_crawler() -> PageCrawler:
-        return crawler
-
-    actors = declare_actors(broker, settings, get_crawler)
-    crawler = PageCrawler(
-        settings,
-        jobs=services.jobs,
-        store=services.store,
-        embedder=services.embedder,
-        fetcher=fetcher,
-        robots=RobotsCache(fetcher),
-        enqueue=actors.enqueue_page,
-    )
+    crawler: list[PageCrawler] = []
+    actors = declare_actors(broker, settings, lambda: crawler[0])
+    crawler.append(build_page_crawler(services, actors.enqueue_page))
     worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
     worker.start()
     try:
@@ -53,7 +39,7 @@ def running_worker(settings: Settings, services: Services | None = None, threads
     finally:
         worker.stop(timeout=10_000)
         broker.close()
-        fetcher.close()
+        crawler[0].fetcher.close()
 
 
 @contextlib.asynccontextmanager
@@ -69,3 +55,30 @@ async def admin_api(settings: Settings, services: Services | None = None):
     finally:
         await channel.close()
         await server.stop(grace=1)
+
+
+def crawl(settings: Settings, services: Services, url: str, kb: str, *, timeout: float = 180, **request):
+    """Crawl `url` into `kb` with a worker in this process and return the finished job."""
+    import time
+
+    from ragcord.crawls import validate_crawl
+
+    spec = validate_crawl(settings, url=url, knowledge_base=kb, **request)
+    with running_worker(settings, services, threads=2):
+        broker = build_broker(settings)
+        job = services.jobs.create(
+            knowledge_base=kb,
+            url=spec.url,
+            max_pages=spec.max_pages,
+            max_depth=spec.max_depth,
+            include_patterns=spec.include_patterns,
+            exclude_patterns=spec.exclude_patterns,
+        )
+        declare_actors(broker, settings).enqueue_page(job.id, job.url, 0)
+        deadline = time.monotonic() + timeout
+        while not (job := services.jobs.get(job.id)).state.terminal:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"crawl {job.id} did not end in {timeout}s: {job}")
+            time.sleep(0.1)
+        broker.close()
+    return job

@@ -14,8 +14,7 @@ from ragcord.logs import configure_logging
 from ragcord.settings import Settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
-from workers.crawler import Fetcher, RobotsCache
-from workers.pipeline import PageCrawler
+from workers.pipeline import PageCrawler, build_page_crawler
 
 settings = Settings()
 configure_logging(settings)
@@ -30,17 +29,7 @@ def _get_crawler() -> PageCrawler:
     global _crawler
     with _lock:
         if _crawler is None:
-            services = bootstrap(settings)
-            fetcher = Fetcher(settings)
-            _crawler = PageCrawler(
-                settings,
-                jobs=services.jobs,
-                store=services.store,
-                embedder=services.embedder,
-                fetcher=fetcher,
-                robots=RobotsCache(fetcher),
-                enqueue=actors.enqueue_page,
-            )
+            _crawler = build_page_crawler(bootstrap(settings), actors.enqueue_page)
         return _crawler
 
 

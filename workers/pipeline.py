@@ -135,3 +135,17 @@ class PageCrawler:
         ]
         self.store.replace_page(kb, url, stored)
         return len(stored)
+
+
+def build_page_crawler(services, enqueue: Enqueue) -> PageCrawler:
+    """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache."""
+    fetcher = Fetcher(services.settings)
+    return PageCrawler(
+        services.settings,
+        jobs=services.jobs,
+        store=services.store,
+        embedder=services.embedder,
+        fetcher=fetcher,
+        robots=RobotsCache(fetcher),
+        enqueue=enqueue,
+    )

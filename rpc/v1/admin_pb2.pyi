@@ -227,3 +227,65 @@ class DeleteSourceResponse(_message.Message):
     CHUNKS_DELETED_FIELD_NUMBER: _ClassVar[int]
     chunks_deleted: int
     def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
+
+class AskRequest(_message.Message):
+    __slots__ = ("question", "knowledge_base", "conversation_id", "top_k", "author")
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    question: str
+    knowledge_base: str
+    conversation_id: str
+    top_k: int
+    author: str
+    def __init__(self, question: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., author: _Optional[str] = ...) -> None: ...
+
+class Citation(_message.Message):
+    __slots__ = ("number", "url", "title", "snippet", "score")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    url: str
+    title: str
+    snippet: str
+    score: float
+    def __init__(self, number: _Optional[int] = ..., url: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class Answer(_message.Message):
+    __slots__ = ("text", "citations", "conversation_id", "found", "query")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    conversation_id: str
+    found: bool
+    query: str
+    def __init__(self, text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., conversation_id: _Optional[str] = ..., found: bool = ..., query: _Optional[str] = ...) -> None: ...
+
+class AskStreamResponse(_message.Message):
+    __slots__ = ("delta", "answer")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    delta: str
+    answer: Answer
+    def __init__(self, delta: _Optional[str] = ..., answer: _Optional[_Union[Answer, _Mapping]] = ...) -> None: ...
+
+class ClearConversationRequest(_message.Message):
+    __slots__ = ("conversation_id",)
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    def __init__(self, conversation_id: _Optional[str] = ...) -> None: ...
+
+class ClearConversationResponse(_message.Message):
+    __slots__ = ("cleared",)
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
+    cleared: bool
+    def __init__(self, cleared: bool = ...) -> None: ...

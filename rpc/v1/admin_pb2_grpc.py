@@ -76,6 +76,21 @@ class AdminServiceStub(object):
                 request_serializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.FromString,
                 _registered_method=True)
+        self.Ask = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/Ask',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.Answer.FromString,
+                _registered_method=True)
+        self.AskStream = channel.unary_stream(
+                '/ragcord.admin.v1.AdminService/AskStream',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.AskStreamResponse.FromString,
+                _registered_method=True)
+        self.ClearConversation = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/ClearConversation',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer(object):
@@ -136,6 +151,28 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Ask(self, request, context):
+        """A cited answer from the knowledge base; pass conversation_id to continue a conversation
+        (a new one is started and returned when it is empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AskStream(self, request, context):
+        """The answer's text as it is written (`delta`s), then the final Answer with its citations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearConversation(self, request, context):
+        """Forgets a conversation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +215,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteSource,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.SerializeToString,
+            ),
+            'Ask': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ask,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.AskRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.Answer.SerializeToString,
+            ),
+            'AskStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.AskStream,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.AskRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.AskStreamResponse.SerializeToString,
+            ),
+            'ClearConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearConversation,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +450,87 @@ class AdminService(object):
             '/ragcord.admin.v1.AdminService/DeleteSource',
             rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.SerializeToString,
             rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/Ask',
+            rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.Answer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AskStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/AskStream',
+            rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.AskStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/ClearConversation',
+            rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

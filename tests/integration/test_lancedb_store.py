@@ -86,3 +86,40 @@ def test_optimize_builds_the_full_text_index(tmp_path):
     table = store.db.open_table("kb_kb")
     assert any("text" in index.columns for index in table.list_indices())
     assert store.count_chunks("kb") == 3
+
+
+def test_past_a_size_optimize_builds_a_vector_index_and_search_stays_exact(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    store = LanceDBStore(tmp_path, dim=16, ann_min_rows=500)
+    vectors = rng.normal(size=(600, 16)).astype("float32")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for page in range(60):
+        url = f"http://x/{page}"
+        store.replace_page(
+            "kb",
+            url,
+            [
+                StoredChunk(
+                    id=chunk_id(url, i),
+                    url=url,
+                    title="t",
+                    heading="",
+                    chunk_index=i,
+                    text=f"chunk {i}",
+                    content_hash="h",
+                    indexed_at=0.0,
+                    vector=vectors[page * 10 + i].tolist(),
+                )
+                for i in range(10)
+            ],
+        )
+    query = vectors[123].tolist()
+    before = [hit.chunk.id for hit in store.vector_search("kb", query, 10)]
+    store.optimize("kb")
+    table = store.db.open_table("kb_kb")
+    assert any("vector" in index.columns for index in table.list_indices())
+    after = [hit.chunk.id for hit in store.vector_search("kb", query, 10)]
+    assert after[0] == before[0] == chunk_id("http://x/12", 3)
+    assert len(set(after) & set(before)) >= 9

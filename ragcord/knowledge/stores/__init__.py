@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ragcord.knowledge.stores.base import SourceDetail, SourceInfo, Store, StoredChunk
+from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, Store, StoredChunk
 from ragcord.settings import Settings
 
-__all__ = ["SourceDetail", "SourceInfo", "Store", "StoredChunk", "build_store"]
+__all__ = ["ScoredChunk", "SourceDetail", "SourceInfo", "Store", "StoredChunk", "build_store"]
 
 
 def build_store(settings: Settings, *, dim: int | None) -> Store:

@@ -20,6 +20,12 @@ class StoredChunk:
 
 
 @dataclass(frozen=True)
+class ScoredChunk:
+    chunk: StoredChunk
+    score: float  # keyword: BM25 (unbounded); vector: cosine similarity (-1..1)
+
+
+@dataclass(frozen=True)
 class SourceInfo:
     url: str
     title: str
@@ -53,6 +59,17 @@ class Store(Protocol):
         """Raises NotFound when the page is not in the knowledge base."""
 
     def count_chunks(self, kb: str) -> int: ...
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        """BM25 over chunk text, best first."""
+
+    def vector_search(
+        self, kb: str, vector: list[float], k: int, *, source: str | None = None
+    ) -> list[ScoredChunk]:
+        """Nearest chunks by cosine similarity, best first; [] when the store keeps no vectors."""
+
+    def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
+        """The page's chunks at these positions (for expanding a hit with its neighbours)."""
 
     def optimize(self, kb: str) -> None:
         """Compact and (re)build indexes; called when a crawl ends."""

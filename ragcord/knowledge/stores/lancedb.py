@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 from collections import defaultdict
 from datetime import timedelta
@@ -10,9 +12,10 @@ from pathlib import Path
 
 import lancedb
 import pyarrow as pa
+from lancedb.index import HnswSq
 
 from ragcord.errors import NotFound, StoreError
-from ragcord.knowledge.stores.base import SourceDetail, SourceInfo, StoredChunk
+from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, StoredChunk
 from ragcord.urls import validate_kb_name
 
 log = logging.getLogger(__name__)
@@ -36,15 +39,31 @@ def _schema(dim: int | None) -> pa.Schema:
     return pa.schema(fields)
 
 
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _fts_terms(query: str) -> str:
+    """Plain terms only: the FTS query parser must not see operators or quotes from a user."""
+    return " ".join(_WORD.findall(query.lower()))
+
+
+def _row_chunk(row: dict) -> StoredChunk:
+    return StoredChunk(**{name: row[name] for name in _COLUMNS})
+
+
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
 class LanceDBStore:
-    def __init__(self, path: Path, *, dim: int | None) -> None:
+    # Brute force costs ~17 ms per 10k rows of 384 dimensions here; past this, crawls build an index.
+    ANN_MIN_ROWS = 20_000
+
+    def __init__(self, path: Path, *, dim: int | None, ann_min_rows: int = ANN_MIN_ROWS) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.dim = dim
+        self.ann_min_rows = ann_min_rows
         # Always read the latest version: workers in other processes write the same tables.
         self.db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
         self._schema = _schema(dim)
@@ -142,7 +161,7 @@ class LanceDBStore:
         rows = sorted(self._rows(kb, f"url = {_quote(url)}"), key=lambda r: r["chunk_index"])
         if not rows:
             raise NotFound(f"{url} is not in knowledge base {kb!r}; ListSources shows what is")
-        chunks = [StoredChunk(**{name: row[name] for name in _COLUMNS}) for row in rows]
+        chunks = [_row_chunk(row) for row in rows]
         info = SourceInfo(
             url=url,
             title=rows[0]["title"] or "",
@@ -156,9 +175,57 @@ class LanceDBStore:
         table = self._table(kb, create=False)
         return 0 if table is None else table.count_rows()
 
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        table = self._table(kb, create=False)
+        terms = _fts_terms(query)
+        if table is None or not terms:
+            return []
+        for attempt in range(2):
+            try:
+                search = table.search(terms, query_type="fts").select([*_COLUMNS, "_score"]).limit(k)
+                if source:
+                    search = search.where(f"url = {_quote(source)}", prefilter=True)
+                rows = search.to_list()
+                break
+            except ValueError as exc:
+                if attempt or "INVERTED index" not in str(exc):
+                    raise
+                with self._lock:  # a table written before its first crawl ended has no index yet
+                    table.create_fts_index("text", replace=True)
+        return [ScoredChunk(_row_chunk(row), float(row["_score"])) for row in rows]
+
+    def vector_search(
+        self, kb: str, vector: list[float], k: int, *, source: str | None = None
+    ) -> list[ScoredChunk]:
+        table = self._table(kb, create=False)
+        if table is None or not vector or "vector" not in table.schema.names:
+            return []
+        # With an IVF_HNSW_SQ index: 20 partitions, then re-rank 2k candidates on the full vectors
+        # (measured at 100k: recall@10 1.0 against exact search at ~5 ms; without re-ranking 0.93).
+        search = table.search(vector, vector_column_name="vector").distance_type("cosine")
+        search = search.nprobes(20).refine_factor(2).select([*_COLUMNS, "_distance"]).limit(k)
+        if source:
+            search = search.where(f"url = {_quote(source)}", prefilter=True)
+        return [ScoredChunk(_row_chunk(row), 1.0 - float(row["_distance"])) for row in search.to_list()]
+
+    def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
+        if not indexes:
+            return []
+        wanted = ", ".join(str(int(i)) for i in sorted(set(indexes)))
+        rows = self._rows(kb, f"url = {_quote(url)} AND chunk_index IN ({wanted})")
+        return sorted((_row_chunk(row) for row in rows), key=lambda c: c.chunk_index)
+
     def optimize(self, kb: str) -> None:
         table = self._table(kb, create=False)
         if table is None:
             return
         table.create_fts_index("text", replace=True)
-        table.optimize()
+        if self.dim and not any("vector" in index.columns for index in table.list_indices()):
+            rows = table.count_rows()
+            if rows >= self.ann_min_rows:
+                log.info("building the vector index of %s (%d chunks)", kb, rows)
+                table.create_index(
+                    "vector",
+                    config=HnswSq(distance_type="cosine", num_partitions=max(1, int(math.sqrt(rows) / 2))),
+                )
+        table.optimize()  # compacts, and folds rows added since into the indexes

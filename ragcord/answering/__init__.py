@@ -1,0 +1,1 @@
+"""Answering questions from the knowledge base: answerers, prompts, citations, the Ask service."""

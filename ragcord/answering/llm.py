@@ -1,0 +1,118 @@
+"""Answers from any OpenAI-compatible chat model (OpenAI, Ollama, vLLM, llama.cpp server).
+
+The official client retries timeouts, 429 and 5xx with exponential backoff (`max_retries`); after that
+the caller gets AnswerUnavailable with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import openai
+
+from ragcord.answering.prompt import build_messages, map_citations, rewrite_messages, summary_messages
+from ragcord.answering.types import Answer
+from ragcord.errors import AnswerUnavailable
+from ragcord.knowledge.search import Hit
+from ragcord.memory import Conversation, Turn
+from ragcord.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_client(settings: Settings) -> openai.OpenAI:
+    return openai.OpenAI(
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
+        base_url=settings.openai_base_url,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+    )
+
+
+def _unavailable(exc: Exception) -> AnswerUnavailable:
+    if isinstance(exc, openai.APITimeoutError):
+        reason = "timed out"
+    elif isinstance(exc, openai.RateLimitError):
+        reason = "is rate limited (HTTP 429)"
+    elif isinstance(exc, openai.APIStatusError):
+        reason = f"answered HTTP {exc.status_code}"
+    elif isinstance(exc, openai.APIConnectionError):
+        reason = "could not be reached"
+    else:
+        reason = f"sent a response that could not be read ({type(exc).__name__})"
+    log.warning("language model call failed: %r", exc)
+    return AnswerUnavailable(f"the language model {reason}; try again in a moment")
+
+
+class OpenAIAnswerer:
+    name = "openai"
+
+    def __init__(self, client: openai.OpenAI, *, model: str, temperature: float = 0.1) -> None:
+        self.client = client
+        self.model = model
+        self.temperature = temperature
+
+    def answer(self, question: str, hits: list[Hit], conversation: Conversation) -> Answer:
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=build_messages(question, hits, conversation),
+                temperature=self.temperature,
+            )
+        except openai.OpenAIError as exc:
+            raise _unavailable(exc) from exc
+        return self._final(response.choices[0].message.content or "", hits)
+
+    def stream(self, question: str, hits: list[Hit], conversation: Conversation) -> Iterator[str | Answer]:
+        parts: list[str] = []
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.model,
+                messages=build_messages(question, hits, conversation),
+                temperature=self.temperature,
+                stream=True,
+            )
+            for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta.content
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except (openai.OpenAIError, ValueError) as exc:  # ValueError: a malformed server-sent event
+            raise _unavailable(exc) from exc
+        yield self._final("".join(parts), hits)
+
+    def _final(self, text: str, hits: list[Hit]) -> Answer:
+        cleaned, citations = map_citations(text, hits)
+        return Answer(text=cleaned, citations=citations, found=bool(hits) and bool(cleaned))
+
+
+class OpenAIQueryRewriter:
+    """Turns a follow-up into a standalone search query with the chat model."""
+
+    def __init__(self, client: openai.OpenAI, *, model: str) -> None:
+        self.client = client
+        self.model = model
+
+    def rewrite(self, conversation: Conversation, question: str) -> str:
+        response = self.client.chat.completions.create(
+            model=self.model, messages=rewrite_messages(conversation, question), temperature=0, max_tokens=80
+        )
+        return (response.choices[0].message.content or question).strip().strip('"') or question
+
+
+class OpenAISummarizer:
+    """Folds older turns into a running summary (used by the conversation memory)."""
+
+    def __init__(self, client: openai.OpenAI, *, model: str) -> None:
+        self.client = client
+        self.model = model
+
+    def summarize(self, previous_summary: str, turns: list[Turn]) -> str:
+        text = "\n".join(f"{t.role}: {t.text}" for t in turns)
+        response = self.client.chat.completions.create(
+            model=self.model, messages=summary_messages(previous_summary, text), temperature=0, max_tokens=200
+        )
+        return (response.choices[0].message.content or previous_summary).strip()

@@ -1,0 +1,90 @@
+"""The prompt that grounds a model in numbered passages, and the mapping of its [n] back to sources."""
+
+from __future__ import annotations
+
+import re
+
+from ragcord.answering.types import Citation
+from ragcord.knowledge.search import Hit
+from ragcord.memory import Conversation
+
+SYSTEM = (
+    "You answer questions about a product using only its documentation, given below as numbered passages. "
+    "Cite the passages you use with their numbers in square brackets, like [1] or [2][3], right after the "
+    "sentence they support. If the passages do not contain the answer, say that you could not find it in "
+    "the documentation and do not guess. Be concise; keep code and commands exactly as in the passages."
+)
+_CITATION = re.compile(r"(\s*)\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def passages_block(hits: list[Hit]) -> str:
+    return "\n\n".join(
+        f"[{n}] {hit.title} — {hit.url}\n{hit.passage or hit.chunk.text}"
+        for n, hit in enumerate(hits, start=1)
+    )
+
+
+def build_messages(question: str, hits: list[Hit], conversation: Conversation) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}]
+    if conversation.summary:
+        messages.append(
+            {"role": "system", "content": f"Summary of the earlier conversation: {conversation.summary}"}
+        )
+    for turn in conversation.turns:
+        messages.append({"role": turn.role, "content": turn.text})
+    messages.append(
+        {
+            "role": "user",
+            "content": f"Passages:\n\n{passages_block(hits)}\n\nQuestion: {question}",
+        }
+    )
+    return messages
+
+
+def map_citations(text: str, hits: list[Hit]) -> tuple[str, list[Citation]]:
+    """Keep the [n] that name a passage (listed once per page, in order of use); drop the others."""
+    used: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(2))]
+        valid = [n for n in numbers if 1 <= n <= len(hits)]
+        for n in valid:
+            if n not in used:
+                used.append(n)
+        # A dropped citation takes its leading space with it.
+        return match.group(1) + "".join(f"[{n}]" for n in valid) if valid else ""
+
+    cleaned = _CITATION.sub(keep, text)
+    citations: list[Citation] = []
+    seen_urls: set[str] = set()
+    for n in used:
+        hit = hits[n - 1]
+        if hit.url in seen_urls:
+            continue
+        seen_urls.add(hit.url)
+        snippet = " ".join(hit.chunk.text.split())[:240]
+        citations.append(Citation(n, hit.url, hit.title, snippet, hit.score))
+    return cleaned.strip(), citations
+
+
+def rewrite_messages(conversation: Conversation, question: str) -> list[dict[str, str]]:
+    history = "\n".join(f"{t.role}: {t.text}" for t in conversation.turns[-6:])
+    return [
+        {
+            "role": "system",
+            "content": "Rewrite the user's last message as one standalone search query for the "
+            "product documentation, using the conversation for context. Reply with the query only.",
+        },
+        {"role": "user", "content": f"Conversation:\n{history}\n\nLast message: {question}"},
+    ]
+
+
+def summary_messages(previous: str, turns_text: str) -> list[dict[str, str]]:
+    return [
+        {
+            "role": "system",
+            "content": "Summarise this support conversation in at most 120 words, keeping "
+            "the product details, versions and the user's goal.",
+        },
+        {"role": "user", "content": f"Earlier summary: {previous or '(none)'}\n\nNew turns:\n{turns_text}"},
+    ]

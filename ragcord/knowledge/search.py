@@ -1,0 +1,167 @@
+"""Hybrid retrieval: BM25 and vector candidates fused, diversified and expanded with neighbours.
+
+Fusion follows Weaviate's two hybrid modes so both stores rank alike:
+- "relative" (relativeScoreFusion): each list's scores min-max normalised to 0..1, then
+  alpha * vector + (1 - alpha) * keyword;
+- "rrf" (rankedFusion): alpha / (60 + vector rank) + (1 - alpha) / (60 + keyword rank), ranks from 0.
+alpha = 1 is vector only, 0 keyword only; with the `none` embedder search is keyword only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ragcord.knowledge.embedders import Embedder
+from ragcord.knowledge.stores import ScoredChunk, Store, StoredChunk
+
+Fusion = Literal["relative", "rrf"]
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: StoredChunk
+    score: float  # fused; comparable within one search only
+    keyword_score: float | None = None  # BM25, when the keyword search found it
+    vector_score: float | None = None  # cosine similarity, when the vector search found it
+    passage: str = ""  # the chunk with its neighbours, in page order
+
+    @property
+    def url(self) -> str:
+        return self.chunk.url
+
+    @property
+    def title(self) -> str:
+        return self.chunk.title
+
+
+@dataclass
+class SearchTimings:
+    embed_ms: float = 0.0
+    keyword_ms: float = 0.0
+    vector_ms: float = 0.0
+    expand_ms: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _normalised(results: list[ScoredChunk]) -> dict[str, float]:
+    if not results:
+        return {}
+    scores = [r.score for r in results]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return {r.chunk.id: (r.score - low) / span if span > 0 else 1.0 for r in results}
+
+
+def fuse(
+    keyword: list[ScoredChunk], vector: list[ScoredChunk], *, alpha: float, fusion: Fusion = "relative"
+) -> list[tuple[StoredChunk, float]]:
+    """Fused ranking of two best-first candidate lists (pure; the stores' semantics)."""
+    chunks = {r.chunk.id: r.chunk for r in keyword + vector}
+    if fusion == "rrf":
+        kw = {r.chunk.id: 1.0 / (RRF_K + rank) for rank, r in enumerate(keyword)}
+        vec = {r.chunk.id: 1.0 / (RRF_K + rank) for rank, r in enumerate(vector)}
+    else:
+        kw, vec = _normalised(keyword), _normalised(vector)
+    fused = {cid: alpha * vec.get(cid, 0.0) + (1 - alpha) * kw.get(cid, 0.0) for cid in chunks}
+    return sorted(((chunks[cid], score) for cid, score in fused.items()), key=lambda x: (-x[1], x[0].id))
+
+
+def diversify(
+    ranked: list[tuple[StoredChunk, float]], k: int, per_source: int
+) -> list[tuple[StoredChunk, float]]:
+    """Top k with at most `per_source` chunks of one page, so one page cannot fill every slot."""
+    taken: list[tuple[StoredChunk, float]] = []
+    per_url: dict[str, int] = {}
+    for chunk, score in ranked:
+        if per_url.get(chunk.url, 0) >= per_source:
+            continue
+        per_url[chunk.url] = per_url.get(chunk.url, 0) + 1
+        taken.append((chunk, score))
+        if len(taken) == k:
+            break
+    return taken
+
+
+class Retriever:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        *,
+        alpha: float = 0.5,
+        fusion: Fusion = "relative",
+        candidates: int = 30,
+        per_source: int = 2,
+        neighbours: int = 1,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.alpha = alpha
+        self.fusion: Fusion = fusion
+        self.candidates = candidates
+        self.per_source = per_source
+        self.neighbours = neighbours
+        self.last_timings = SearchTimings()
+
+    def search(
+        self,
+        kb: str,
+        query: str,
+        k: int = 5,
+        *,
+        source: str | None = None,
+        alpha: float | None = None,
+        expand: bool = True,
+    ) -> list[Hit]:
+        timings = SearchTimings()
+        alpha = self.alpha if alpha is None else alpha
+        if self.embedder.dim is None:
+            alpha = 0.0
+        pool = max(self.candidates, k * 4)
+
+        vector: list[ScoredChunk] = []
+        if alpha > 0:
+            t = time.perf_counter()
+            query_vector = self.embedder.embed([query])[0]
+            timings.embed_ms = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            vector = self.store.vector_search(kb, query_vector, pool, source=source)
+            timings.vector_ms = (time.perf_counter() - t) * 1000
+        keyword: list[ScoredChunk] = []
+        if alpha < 1:
+            t = time.perf_counter()
+            keyword = self.store.keyword_search(kb, query, pool, source=source)
+            timings.keyword_ms = (time.perf_counter() - t) * 1000
+
+        ranked = diversify(fuse(keyword, vector, alpha=alpha, fusion=self.fusion), k, self.per_source)
+        kw_scores = {r.chunk.id: r.score for r in keyword}
+        vec_scores = {r.chunk.id: r.score for r in vector}
+        t = time.perf_counter()
+        hits = [
+            Hit(
+                chunk=chunk,
+                score=score,
+                keyword_score=kw_scores.get(chunk.id),
+                vector_score=vec_scores.get(chunk.id),
+                passage=self._passage(kb, chunk) if expand else chunk.text,
+            )
+            for chunk, score in ranked
+        ]
+        timings.expand_ms = (time.perf_counter() - t) * 1000
+        self.last_timings = timings
+        return hits
+
+    def _passage(self, kb: str, chunk: StoredChunk) -> str:
+        if self.neighbours <= 0:
+            return chunk.text
+        around = [chunk.chunk_index + d for d in range(-self.neighbours, self.neighbours + 1) if d]
+        nearby = [
+            c
+            for c in self.store.chunks_of(kb, chunk.url, [i for i in around if i >= 0])
+            if c.heading == chunk.heading
+        ]  # stay within the section, so the passage reads whole
+        parts = sorted([*nearby, chunk], key=lambda c: c.chunk_index)
+        return "\n\n".join(c.text for c in parts)

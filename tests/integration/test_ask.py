@@ -1,0 +1,134 @@
+"""Ask end to end over the indexed fixture site: memory in the real Redis, the local embedder,
+the extractive answerer by default and the openai one against a loopback server."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+import pytest
+
+from ragcord.answering.service import build_ask_service
+from ragcord.errors import InvalidArgument
+from rpc.v1 import admin_pb2 as pb
+from tests.harness import admin_api
+from tests.integration.conftest import QUESTIONS, canonical
+from tests.openai_fake import FakeOpenAI
+
+
+@pytest.fixture
+def ask(indexed):
+    return build_ask_service(indexed)
+
+
+def test_an_answer_quotes_and_cites_the_page_that_answers(ask):
+    answer = ask.ask("Which Python versions can I run Quillstack on?", knowledge_base="docs")
+    assert answer.found
+    assert canonical(answer.citations[0].url) == "/docs/installation.html"
+    assert "[1]" in answer.text and answer.conversation_id
+    assert set(answer.timings_ms) >= {"memory_ms", "search_ms", "answer_ms"}
+
+
+def test_most_fixture_questions_are_answered_from_the_right_page(ask):
+    answered = right = 0
+    for item in QUESTIONS:
+        answer = ask.ask(item["question"], knowledge_base="docs")
+        answered += answer.found
+        right += answer.found and item["page"] in {canonical(c.url) for c in answer.citations}
+    print(f"\nextractive: {answered}/{len(QUESTIONS)} answered, {right} citing the expected page")
+    assert answered >= 0.85 * len(QUESTIONS)
+    assert right >= 0.75 * len(QUESTIONS)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of France?",
+        "How do I bake sourdough bread?",
+        "Who won the 2018 football world cup?",
+        "how to cook pasta",
+    ],
+)
+def test_off_topic_questions_get_an_honest_not_found(ask, question):
+    answer = ask.ask(question, knowledge_base="docs")
+    assert not answer.found
+    assert answer.text.startswith("I couldn't find this in the knowledge base.")
+    assert answer.citations  # the closest pages, offered instead of an invention
+
+
+def test_a_follow_up_uses_the_conversation(ask):
+    first = ask.ask(
+        "How do I make a separate Python environment for my Quillstack project?", knowledge_base="docs"
+    )
+    follow = ask.ask(
+        "and how do I activate it?", knowledge_base="docs", conversation_id=first.conversation_id
+    )
+    assert "environment" in follow.query.lower()
+    assert canonical(follow.citations[0].url) == "/docs/virtualenv.html"
+    alone = ask.ask("and how do I activate it?", knowledge_base="docs")
+    assert alone.query == "and how do I activate it?"
+    turns = ask.memory.load(first.conversation_id).turns
+    assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[-1].cited_urls == tuple(c.url for c in follow.citations)
+
+
+def test_every_follow_up_pair_in_the_fixture(ask):
+    for item in (q for q in QUESTIONS if "followup" in q):
+        first = ask.ask(item["question"], knowledge_base="docs")
+        follow = ask.ask(item["followup"], knowledge_base="docs", conversation_id=first.conversation_id)
+        assert item["page"] in {canonical(c.url) for c in follow.citations}, (item, follow.query)
+
+
+def test_bad_questions_are_refused_clearly(ask):
+    with pytest.raises(InvalidArgument, match="empty"):
+        ask.ask("   ", knowledge_base="docs")
+    with pytest.raises(InvalidArgument, match="under 2000"):
+        ask.ask("x" * 2001, knowledge_base="docs")
+    with pytest.raises(InvalidArgument, match="knowledge_base"):
+        ask.ask("hi", knowledge_base="No Such KB")
+
+
+def test_an_empty_knowledge_base_says_it_has_no_pages(ask):
+    answer = ask.ask("How do I install it?", knowledge_base="empty-kb")
+    assert not answer.found and "no pages yet" in answer.text
+
+
+def test_the_openai_answerer_streams_a_grounded_answer(indexed):
+    settings = indexed.settings.model_copy(update={"answerer": "openai"})
+    with FakeOpenAI(reply=lambda body: "Run the venv module, then activate it [1].") as fake:
+        settings = settings.model_copy(update={"openai_base_url": fake.base_url, "openai_max_retries": 0})
+        services = dataclasses.replace(indexed, settings=settings)
+        ask = build_ask_service(services)
+        items = list(ask.ask_stream("How do I make a separate Python environment?", knowledge_base="docs"))
+        requests = fake.chat_requests()
+    final = items[-1]
+    assert "".join(items[:-1]) == "Run the venv module, then activate it [1]."
+    assert canonical(final.citations[0].url) == "/docs/virtualenv.html"
+    assert "[1] " in requests[-1]["messages"][-1]["content"]
+
+
+async def test_ask_through_the_admin_api(indexed):
+    async with admin_api(indexed.settings, indexed) as (stub, _):
+        answer = await stub.Ask(
+            pb.AskRequest(question="Which Python versions can I run Quillstack on?", knowledge_base="docs")
+        )
+        assert answer.found and canonical(answer.citations[0].url) == "/docs/installation.html"
+        events = [
+            e
+            async for e in stub.AskStream(
+                pb.AskRequest(
+                    question="and on which operating systems?",
+                    knowledge_base="docs",
+                    conversation_id=answer.conversation_id,
+                )
+            )
+        ]
+        assert events[-1].HasField("answer") and any(e.HasField("delta") for e in events[:-1])
+        assert events[-1].answer.conversation_id == answer.conversation_id
+        cleared = await stub.ClearConversation(
+            pb.ClearConversationRequest(conversation_id=answer.conversation_id)
+        )
+        assert cleared.cleared
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Ask(pb.AskRequest(question="", knowledge_base="docs"))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
