@@ -95,7 +95,7 @@ def retrieval_at_100k(queries: int = 100) -> dict[str, float]:
         chunks = synthetic_chunks(100_000, 384, rng)
         write(store, "big", chunks)
         picks = rng.integers(0, len(chunks), queries)
-        noise = 0.3 * rng.normal(size=(queries, 384)).astype(np.float32)
+        noise = 0.3 / np.sqrt(384) * rng.normal(size=(queries, 384)).astype(np.float32)  # |noise| ~ 0.3
         qs = np.array([chunks[i].vector for i in picks], dtype=np.float32) + noise
         qs /= np.linalg.norm(qs, axis=1, keepdims=True)
 

@@ -190,3 +190,52 @@ def test_bad_urls_get_a_clear_status(guarded_rpc, url, code, message):
         guarded_rpc.call("StartCrawl", {"url": url, "knowledge_base": "docs"})
     assert info.value.code == code
     assert message in str(info.value)
+
+
+def test_ask_with_grpcurl_and_the_cli(server, site, workdir):
+    grpcurl, env, _ = server
+    (kb_sources,) = grpcurl.call("ListSources", {"knowledge_base": "e2e"})
+    if not kb_sources.get("sources"):
+        (job,) = grpcurl.call("StartCrawl", {"url": site.url("/docs/"), "knowledge_base": "e2e"})
+        grpcurl.call("WatchJob", {"job_id": job["id"]})
+    (answer,) = grpcurl.call(
+        "Ask", {"question": "Which Python versions can I run Quillstack on?", "knowledge_base": "e2e"}
+    )
+    assert answer["found"] is True
+    assert answer["citations"][0]["url"].endswith("/docs/installation.html")
+    streamed = grpcurl.call(
+        "AskStream",
+        {
+            "question": "and on which operating systems?",
+            "knowledge_base": "e2e",
+            "conversation_id": answer["conversation_id"],
+        },
+    )
+    assert any("delta" in event for event in streamed) and "answer" in streamed[-1]
+
+    run_env = {**os.environ, **env, "COLUMNS": "200"}
+    asked = subprocess.run(
+        [RAGCORD, "ask", "How do I make one JSON object per log line?", "--kb", "e2e"],
+        env=run_env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "Sources:" in asked.stdout and "/docs/logging.html" in asked.stdout
+
+    chat = subprocess.run(
+        [RAGCORD, "chat", "--kb", "e2e"],
+        input=(
+            "How do I make a separate Python environment for my Quillstack project?\n"
+            "and how do I activate it?\n/clear\n"
+        ),
+        env=run_env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.count("/docs/virtualenv.html") >= 2 and "conversation forgotten" in chat.stdout
