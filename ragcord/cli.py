@@ -66,6 +66,13 @@ def cmd_rpc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_bot
+
+    asyncio.run(run_bot(settings))
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """The admin API in this process, the Dramatiq workers as a child; Ctrl-C stops both cleanly."""
     from ragcord.localredis import ensure_redis
@@ -81,8 +88,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.worker_processes,
         settings.worker_threads,
     )
-    if settings.discord_token is not None:
-        log.warning("DISCORD_TOKEN is set, but the Discord bot is not part of this build yet")
 
     async def workers_exited() -> None:
         while workers.poll() is None:
@@ -96,15 +101,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         api = asyncio.create_task(serve(settings))
         watch_workers = asyncio.create_task(workers_exited())
         stopped = asyncio.create_task(stop.wait())
-        done, pending = await asyncio.wait({api, watch_workers, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        tasks = {api, watch_workers, stopped}
+        bot = None
+        if settings.discord_token is not None:
+            from bot.app import run_bot
+
+            bot = asyncio.create_task(run_bot(settings))
+            tasks.add(bot)
+        else:
+            log.info("DISCORD_TOKEN is not set: running without the Discord bot")
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if watch_workers in done:
             log.error("workers exited with status %s; stopping", workers.returncode)
             return 1
-        if api in done and api.exception() is not None:
-            raise api.exception()
+        for task in (api, bot):
+            if task is not None and task in done and task.exception() is not None:
+                raise task.exception()
         return 0
 
     try:
@@ -380,11 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", help="admin API address (default: RAGCORD_GRPC_ADDRESS)")
         return p
 
-    sub.add_parser("serve", help="admin API + workers (+ local Redis when none answers)").set_defaults(
-        fn=cmd_serve
-    )
+    sub.add_parser(
+        "serve", help="admin API + workers (+ the bot with DISCORD_TOKEN, + local Redis)"
+    ).set_defaults(fn=cmd_serve)
     sub.add_parser("rpc", help="the admin API alone").set_defaults(fn=cmd_rpc)
     sub.add_parser("worker", help="Dramatiq workers alone").set_defaults(fn=cmd_worker)
+    sub.add_parser("bot", help="the Discord bot alone (needs DISCORD_TOKEN)").set_defaults(fn=cmd_bot)
 
     p = client("crawl", "start a crawl")
     p.add_argument("url")

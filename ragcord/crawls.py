@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragcord.errors import InvalidArgument
+from ragcord.jobs import JobRecord
 from ragcord.settings import Settings
 from ragcord.urls import Scope, check_address_allowed, parse_seed, validate_kb_name
 
@@ -54,3 +55,22 @@ def validate_crawl(
         include_patterns=scope.include,
         exclude_patterns=scope.exclude,
     )
+
+
+def start_crawl(settings: Settings, jobs, enqueue, **request) -> JobRecord:
+    """Validate, record the job and enqueue its seed page; never leaves a job without a message."""
+    spec = validate_crawl(settings, **request)
+    job = jobs.create(
+        knowledge_base=spec.knowledge_base,
+        url=spec.url,
+        max_pages=spec.max_pages,
+        max_depth=spec.max_depth,
+        include_patterns=spec.include_patterns,
+        exclude_patterns=spec.exclude_patterns,
+    )
+    try:
+        enqueue(job.id, job.url, 0)
+    except Exception:
+        jobs.cancel(job.id)
+        raise
+    return job

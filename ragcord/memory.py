@@ -194,6 +194,16 @@ class ConversationMemory:
                     summary = new_summary
         return Conversation(id=conversation_id, summary=summary, turns=window)
 
+    def rename(self, old_id: str, new_id: str) -> None:
+        """Continue a conversation under another id (the bot: once the thread it answered in exists)."""
+        old_turns, old_summary = self._keys(old_id)
+        new_turns, new_summary = self._keys(new_id)
+        for source, target in ((old_turns, new_turns), (old_summary, new_summary)):
+            try:
+                self.redis.rename(source, target)
+            except redis.ResponseError:  # nothing stored under the old id
+                pass
+
     def clear(self, conversation_id: str) -> bool:
         return bool(self.redis.delete(*self._keys(conversation_id)))
 

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     # Idle consumers poll this often (Dramatiq's default of 1 s delays the first message after idle).
     worker_idle_timeout_ms: int = Field(100, ge=10)
 
+    # Discord bot.
+    discord_guild_ids: list[int] = Field(
+        default_factory=list, description="sync commands to these guilds at start (development); else global"
+    )
+    discord_api_base_url: str | None = Field(None, description="REST base, e.g. a rate-limit proxy")
+    discord_gateway_url: str | None = None
+    discord_shards: int | None = Field(None, ge=1, description="set to shard (AutoShardedBot); None = one")
+    ask_rate_limit: int = Field(5, ge=1, description="questions one user may ask per window")
+    ask_rate_window_seconds: float = Field(60.0, gt=0)
+    stream_edit_seconds: float = Field(1.2, gt=0, description="at most one message edit this often")
+
     log_level: str = "INFO"
     log_json: bool = False
 

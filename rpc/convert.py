@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ragcord.answering.types import Answer
+from ragcord.feedback import FeedbackRecord
 from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
 from rpc.v1 import admin_pb2 as pb
@@ -94,4 +95,17 @@ def answer_to_pb(answer: Answer) -> pb.Answer:
         conversation_id=answer.conversation_id,
         found=answer.found,
         query=answer.query,
+    )
+
+
+def feedback_to_pb(record: FeedbackRecord) -> pb.FeedbackEntry:
+    return pb.FeedbackEntry(
+        answer_id=record.answer_id,
+        question=record.question,
+        answer=record.answer,
+        cited_urls=record.cited_urls,
+        up=record.up,
+        down=record.down,
+        knowledge_base=record.knowledge_base,
+        created_at=timestamp(record.created_at),
     )

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from ragcord.answering.service import build_ask_service
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.errors import RagcordError
+from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
 from ragcord.settings import Settings
 from rpc.auth import BearerTokenInterceptor
@@ -68,6 +69,7 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
             store=services.store,
             enqueue=actors.enqueue_page,
             ask=build_ask_service(services),
+            feedback=FeedbackStore(services.redis, prefix=settings.key_prefix),
         ),
         server,
     )

@@ -16,7 +16,8 @@ from ragcord import errors
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
-from ragcord.crawls import validate_crawl
+from ragcord.crawls import start_crawl
+from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
 from ragcord.settings import Settings
@@ -85,6 +86,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         store: Store,
         enqueue: Callable[[str, str, int], None],
         ask: AskService,
+        feedback: FeedbackStore,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -92,12 +94,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.store = store
         self.enqueue = enqueue
         self.ask = ask
+        self.feedback = feedback
 
     @_unary
     async def StartCrawl(self, request, context):
-        spec = await asyncio.to_thread(
-            validate_crawl,
+        job = await asyncio.to_thread(
+            start_crawl,
             self.settings,
+            self.jobs,
+            self.enqueue,
             url=request.url,
             knowledge_base=request.knowledge_base or self.settings.default_knowledge_base,
             max_pages=request.max_pages,
@@ -105,20 +110,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             include_patterns=list(request.include_patterns),
             exclude_patterns=list(request.exclude_patterns),
         )
-        job = await asyncio.to_thread(
-            self.jobs.create,
-            knowledge_base=spec.knowledge_base,
-            url=spec.url,
-            max_pages=spec.max_pages,
-            max_depth=spec.max_depth,
-            include_patterns=spec.include_patterns,
-            exclude_patterns=spec.exclude_patterns,
-        )
-        try:
-            await asyncio.to_thread(self.enqueue, job.id, job.url, 0)
-        except Exception:
-            await asyncio.to_thread(self.jobs.cancel, job.id)  # never leave a job with no message
-            raise
         log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
         return convert.job_to_pb(job)
 
@@ -209,4 +200,25 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidArgument("conversation_id is required")
         return pb.ClearConversationResponse(
             cleared=await asyncio.to_thread(self.ask.clear, request.conversation_id)
+        )
+
+    @_unary
+    async def ListFeedback(self, request, context):
+        if not 0 <= request.page_size <= 500:
+            raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
+        if request.page_token and not request.page_token.isdigit():
+            raise errors.InvalidArgument(
+                "page_token is not valid; pass next_page_token from the last response"
+            )
+        kb = self._kb(request.knowledge_base)
+        size = request.page_size or 50
+        offset = int(request.page_token or 0)
+        entries = await asyncio.to_thread(
+            self.feedback.list, knowledge_base=kb, limit=size + 1, offset=offset
+        )
+        sources = await asyncio.to_thread(self.feedback.per_source, kb)
+        return pb.ListFeedbackResponse(
+            entries=[convert.feedback_to_pb(e) for e in entries[:size]],
+            sources=[pb.SourceFeedback(url=s.url, up=s.up, down=s.down) for s in sources],
+            next_page_token=str(offset + size) if len(entries) > size else "",
         )

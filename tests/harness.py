@@ -61,20 +61,12 @@ def crawl(settings: Settings, services: Services, url: str, kb: str, *, timeout:
     """Crawl `url` into `kb` with a worker in this process and return the finished job."""
     import time
 
-    from ragcord.crawls import validate_crawl
+    from ragcord.crawls import start_crawl
 
-    spec = validate_crawl(settings, url=url, knowledge_base=kb, **request)
     with running_worker(settings, services, threads=2):
         broker = build_broker(settings)
-        job = services.jobs.create(
-            knowledge_base=kb,
-            url=spec.url,
-            max_pages=spec.max_pages,
-            max_depth=spec.max_depth,
-            include_patterns=spec.include_patterns,
-            exclude_patterns=spec.exclude_patterns,
-        )
-        declare_actors(broker, settings).enqueue_page(job.id, job.url, 0)
+        enqueue = declare_actors(broker, settings).enqueue_page
+        job = start_crawl(settings, services.jobs, enqueue, url=url, knowledge_base=kb, **request)
         deadline = time.monotonic() + timeout
         while not (job := services.jobs.get(job.id)).state.terminal:
             if time.monotonic() > deadline:

@@ -289,3 +289,53 @@ class ClearConversationResponse(_message.Message):
     CLEARED_FIELD_NUMBER: _ClassVar[int]
     cleared: bool
     def __init__(self, cleared: bool = ...) -> None: ...
+
+class ListFeedbackRequest(_message.Message):
+    __slots__ = ("knowledge_base", "page_size", "page_token")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    page_size: int
+    page_token: str
+    def __init__(self, knowledge_base: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class FeedbackEntry(_message.Message):
+    __slots__ = ("answer_id", "question", "answer", "cited_urls", "up", "down", "knowledge_base", "created_at")
+    ANSWER_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CITED_URLS_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    answer_id: str
+    question: str
+    answer: str
+    cited_urls: _containers.RepeatedScalarFieldContainer[str]
+    up: int
+    down: int
+    knowledge_base: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, answer_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., cited_urls: _Optional[_Iterable[str]] = ..., up: _Optional[int] = ..., down: _Optional[int] = ..., knowledge_base: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SourceFeedback(_message.Message):
+    __slots__ = ("url", "up", "down")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    up: int
+    down: int
+    def __init__(self, url: _Optional[str] = ..., up: _Optional[int] = ..., down: _Optional[int] = ...) -> None: ...
+
+class ListFeedbackResponse(_message.Message):
+    __slots__ = ("entries", "sources", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[FeedbackEntry]
+    sources: _containers.RepeatedCompositeFieldContainer[SourceFeedback]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[FeedbackEntry, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[SourceFeedback, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -91,6 +91,11 @@ class AdminServiceStub(object):
                 request_serializer=rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.FromString,
                 _registered_method=True)
+        self.ListFeedback = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/ListFeedback',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer(object):
@@ -173,6 +178,13 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFeedback(self, request, context):
+        """Answers people voted on (👍/👎 in Discord), most recently voted first, with counts per cited page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +242,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ClearConversation,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.SerializeToString,
+            ),
+            'ListFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeedback,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +548,33 @@ class AdminService(object):
             '/ragcord.admin.v1.AdminService/ClearConversation',
             rpc_dot_v1_dot_admin__pb2.ClearConversationRequest.SerializeToString,
             rpc_dot_v1_dot_admin__pb2.ClearConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/ListFeedback',
+            rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

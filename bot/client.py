@@ -1,0 +1,120 @@
+"""The discord.py Bot: takes its services as constructor arguments, loads one cog per concern in
+setup_hook, registers the persistent feedback buttons and syncs the slash commands."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from ragcord.answering.service import AskService
+from ragcord.bindings import KnowledgeBaseBindings
+from ragcord.feedback import FeedbackStore
+from ragcord.jobs import JobStore, JobWatcher
+from ragcord.knowledge.stores import Store
+from ragcord.ratelimit import RateLimiter
+from ragcord.settings import Settings
+from ragcord.threads import OwnedThreads
+
+log = logging.getLogger(__name__)
+
+COGS = ("bot.cogs.ask", "bot.cogs.admin")
+
+
+@dataclass
+class BotServices:
+    settings: Settings
+    ask: AskService
+    bindings: KnowledgeBaseBindings
+    threads: OwnedThreads
+    limiter: RateLimiter
+    feedback: FeedbackStore
+    jobs: JobStore
+    watcher: JobWatcher
+    store: Store
+    enqueue: object  # (job_id, url, depth) -> None: sends a crawl page to the workers
+
+
+def intents() -> discord.Intents:
+    wanted = discord.Intents.default()
+    wanted.message_content = True  # privileged: enable "Message Content Intent" in the Developer Portal
+    return wanted
+
+
+class _RagcordBot:
+    """Shared by the plain and the sharded bot."""
+
+    services: BotServices
+
+    async def setup_hook(self) -> None:
+        from bot.views import FeedbackButton
+
+        self.add_dynamic_items(FeedbackButton)
+        for cog in COGS:
+            await self.load_extension(cog)
+        self.tree.on_error = self.on_app_command_error
+        guild_ids = self.services.settings.discord_guild_ids
+        if guild_ids:
+            for guild_id in guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        log.info("slash commands synced %s", f"to guilds {guild_ids}" if guild_ids else "globally")
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ):
+        if isinstance(error, app_commands.MissingPermissions):
+            message = "You need the **Manage Server** permission to do that."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = "That command works in a server, not in direct messages."
+        elif isinstance(error, app_commands.CheckFailure):
+            message = "You can't use that command here."
+        else:
+            log.error(
+                "command /%s failed", interaction.command.name if interaction.command else "?", exc_info=error
+            )
+            message = "Sorry, something went wrong. The team has the details in the logs."
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+
+
+class RagcordBot(_RagcordBot, commands.Bot):
+    def __init__(self, services: BotServices, **options) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.services = services
+
+
+class ShardedRagcordBot(_RagcordBot, commands.AutoShardedBot):
+    def __init__(self, services: BotServices, **options) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.services = services
+
+
+def build_bot(services: BotServices, **options) -> commands.Bot:
+    shards = services.settings.discord_shards
+    if shards:
+        return ShardedRagcordBot(services, shard_count=shards, **options)
+    return RagcordBot(services, **options)

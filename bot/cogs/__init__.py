@@ -1,0 +1,1 @@
+"""One cog per concern: asking (ask), running the knowledge base (admin)."""

@@ -1,0 +1,149 @@
+"""/kb bind, /crawl (Manage Server), /sources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.render import link_title
+from ragcord.crawls import start_crawl
+from ragcord.errors import RagcordError
+from ragcord.jobs import JobRecord
+from ragcord.urls import validate_kb_name
+
+log = logging.getLogger(__name__)
+NONE = discord.AllowedMentions.none()
+PAGE_SIZE = 10
+
+
+def progress_text(job: JobRecord) -> str:
+    finished = job.pages_done + job.pages_skipped + job.pages_failed
+    line = (
+        f"{finished}/{job.pages_discovered} pages · {job.pages_done} indexed · {job.pages_skipped} skipped · "
+        f"{job.pages_failed} failed · {job.chunks_indexed} chunks"
+    )
+    if job.state.terminal:
+        verdict = {"SUCCEEDED": "finished", "FAILED": "failed", "CANCELLED": "was cancelled"}[job.state.value]
+        return f"Crawl of <{job.url}> into `{job.knowledge_base}` {verdict}: {line}" + (
+            f"\n{job.error}" if job.error else ""
+        )
+    return f"Crawling <{job.url}> into `{job.knowledge_base}`… {line}"
+
+
+class AdminCog(commands.Cog):
+    kb = app_commands.Group(
+        name="kb",
+        description="Which knowledge base this server asks",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.services = bot.services
+        self._watchers: set[asyncio.Task] = set()
+
+    async def cog_unload(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+
+    @kb.command(name="bind")
+    @app_commands.describe(
+        name="Knowledge base name", channel="Only this channel (default: the whole server)"
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_bind(
+        self, interaction: discord.Interaction, name: str, channel: discord.TextChannel | None = None
+    ) -> None:
+        """Bind this server (or one channel) to a knowledge base."""
+        try:
+            validate_kb_name(name)
+        except RagcordError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        await asyncio.to_thread(
+            self.services.bindings.bind,
+            interaction.guild_id,
+            name,
+            channel_id=channel.id if channel else None,
+        )
+        where = channel.mention if channel else "this server"
+        await interaction.response.send_message(
+            f"Questions in {where} now use knowledge base `{name}`.", ephemeral=True, allowed_mentions=NONE
+        )
+
+    @app_commands.command(name="crawl")
+    @app_commands.describe(url="The documentation's start page", max_pages="At most this many pages (100)")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def crawl(
+        self, interaction: discord.Interaction, url: str, max_pages: app_commands.Range[int, 1, 100_000] = 100
+    ) -> None:
+        """Crawl documentation into this server's knowledge base, with live progress."""
+        s = self.services
+        kb = await asyncio.to_thread(s.bindings.resolve, interaction.guild_id, interaction.channel_id)
+        try:
+            job = await asyncio.to_thread(
+                start_crawl, s.settings, s.jobs, s.enqueue, url=url, knowledge_base=kb, max_pages=max_pages
+            )
+        except RagcordError as exc:
+            await interaction.response.send_message(f"I can't crawl that: {exc}", ephemeral=True)
+            return
+        await interaction.response.send_message(progress_text(job), allowed_mentions=NONE)
+        message = await interaction.original_response()
+        task = asyncio.create_task(self._follow(job, message))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _follow(self, job: JobRecord, message: discord.InteractionMessage) -> None:
+        """Edit one message from the job's event stream, at most about once a second."""
+        last_edit = time.monotonic()
+        shown = progress_text(job)
+        latest = job
+        try:
+            async for event in self.services.watcher.watch(job.id):
+                latest = event.job
+                if event.terminal or time.monotonic() - last_edit >= 1.0:
+                    text = progress_text(latest)
+                    if text != shown:
+                        await message.edit(content=text, allowed_mentions=NONE)
+                        shown, last_edit = text, time.monotonic()
+                if event.terminal:
+                    return
+        except Exception:
+            log.exception("following crawl %s failed", job.id)
+
+    @app_commands.command(name="sources")
+    @app_commands.describe(page="Page of the list")
+    @app_commands.guild_only()
+    async def sources(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1):
+        """List the pages this server's knowledge base holds."""
+        kb = await asyncio.to_thread(
+            self.services.bindings.resolve, interaction.guild_id, interaction.channel_id
+        )
+        sources = await asyncio.to_thread(self.services.store.list_sources, kb)
+        if not sources:
+            await interaction.response.send_message(
+                f"Knowledge base `{kb}` has no pages yet; someone with Manage Server can /crawl a site.",
+                ephemeral=True,
+            )
+            return
+        pages = (len(sources) + PAGE_SIZE - 1) // PAGE_SIZE
+        page = min(page, pages)
+        shown = sources[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        lines = [f"• [{link_title(s.title or s.url)}](<{s.url}>) · {s.chunk_count} chunks" for s in shown]
+        await interaction.response.send_message(
+            f"**{kb}**: {len(sources)} pages (page {page}/{pages})\n" + "\n".join(lines),
+            ephemeral=True,
+            allowed_mentions=NONE,
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(AdminCog(bot))

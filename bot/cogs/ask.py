@@ -1,0 +1,242 @@
+"""/ask, /forget, and answers in threads and to mentions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.render import format_answer, shorten, split_message
+from bot.views import feedback_view
+from ragcord.aio import iterate_in_thread
+from ragcord.answering.types import Answer
+from ragcord.errors import AnswerUnavailable, InvalidArgument
+
+log = logging.getLogger(__name__)
+NONE = discord.AllowedMentions.none()
+Send = Callable[..., Awaitable[discord.Message]]
+
+
+class AskCog(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.services = bot.services
+
+    # -- answering, shared by every entry point ---------------------------------------------------------
+
+    async def _rate_limited(self, user: discord.abc.User) -> float | None:
+        return await asyncio.to_thread(self.services.limiter.hit, str(user.id))
+
+    async def answer(
+        self,
+        *,
+        question: str,
+        knowledge_base: str,
+        conversation_id: str,
+        author: str,
+        send_first: Send,
+        send_more: Send | None = None,
+        guild_id: str = "",
+    ) -> discord.Message:
+        """Ask, stream the reply into `send_first`'s message (edits at most every stream_edit_seconds),
+        then post the final text with sources and feedback buttons; returns the first message."""
+        ask = self.services.ask
+        streaming = getattr(ask.answerer, "name", "") == "openai"
+        interval = self.services.settings.stream_edit_seconds
+        message: discord.Message | None = None
+        text = ""
+        last_edit = 0.0
+        answer: Answer | None = None
+
+        def run():
+            return ask.ask_stream(
+                question, knowledge_base=knowledge_base, conversation_id=conversation_id, author=author
+            )
+
+        async for item in iterate_in_thread(run):
+            if isinstance(item, Answer):
+                answer = item
+                break
+            text += item
+            if streaming and time.monotonic() - last_edit >= interval and text.strip():
+                preview = text[-1900:] + " …"
+                if message is None:
+                    message = await send_first(content=preview, allowed_mentions=NONE)
+                else:
+                    await message.edit(content=preview, allowed_mentions=NONE)
+                last_edit = time.monotonic()
+        assert answer is not None
+        parts = split_message(format_answer(answer))
+        answer_id = uuid.uuid4().hex[:16]
+        await asyncio.to_thread(
+            self.services.feedback.record_answer,
+            answer_id,
+            question=question,
+            answer=answer.text,
+            cited_urls=[c.url for c in answer.citations],
+            knowledge_base=knowledge_base,
+            guild_id=guild_id,
+        )
+        view = feedback_view(answer_id)
+        last = len(parts) - 1
+        if message is None:
+            message = await send_first(
+                content=parts[0], allowed_mentions=NONE, **({"view": view} if last == 0 else {})
+            )
+        else:
+            await message.edit(
+                content=parts[0], allowed_mentions=NONE, **({"view": view} if last == 0 else {})
+            )
+        if last:
+            more = send_more or send_first
+            for index, part in enumerate(parts[1:], start=1):
+                await more(content=part, allowed_mentions=NONE, **({"view": view} if index == last else {}))
+        return message
+
+    @staticmethod
+    def failure_text(exc: Exception) -> str:
+        if isinstance(exc, AnswerUnavailable):
+            return f"Sorry, I can't answer right now: {exc}."
+        if isinstance(exc, InvalidArgument):
+            return f"I can't ask that: {exc}."
+        return "Sorry, something went wrong while answering. The team has the details in the logs."
+
+    def knowledge_base_for(self, channel: discord.abc.GuildChannel | discord.Thread, guild_id: int) -> str:
+        parent = getattr(channel, "parent_id", None)
+        return self.services.bindings.resolve(guild_id, channel.id, parent)
+
+    # -- /ask ----------------------------------------------------------------------------------------------
+
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="What do you want to know about the documentation?")
+    @app_commands.guild_only()
+    async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 2000]) -> None:
+        """Ask the documentation; the answer opens a thread where the conversation continues."""
+        wait = await self._rate_limited(interaction.user)
+        if wait is not None:
+            await interaction.response.send_message(
+                f"You're asking quickly: try again in {math.ceil(wait)} s.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(thinking=True)
+        kb = await asyncio.to_thread(self.knowledge_base_for, interaction.channel, interaction.guild_id)
+        provisional = f"ask-{interaction.id}"
+        thread_parts: list[str] = []
+
+        async def send_first(**kwargs) -> discord.Message:
+            return await interaction.followup.send(wait=True, **kwargs)
+
+        async def collect_more(**kwargs) -> discord.Message:
+            thread_parts.append(kwargs)  # posted in the thread once it exists
+            return None
+
+        try:
+            message = await self.answer(
+                question=question,
+                knowledge_base=kb,
+                conversation_id=provisional,
+                author=str(interaction.user),
+                send_first=send_first,
+                send_more=collect_more,
+                guild_id=str(interaction.guild_id),
+            )
+        except Exception as exc:
+            if not isinstance(exc, AnswerUnavailable | InvalidArgument):
+                log.exception("answering /ask failed")
+            await interaction.followup.send(self.failure_text(exc), allowed_mentions=NONE)
+            return
+        if isinstance(interaction.channel, discord.Thread):
+            # Already in a thread: the conversation continues here.
+            await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(interaction.channel.id))
+            for kwargs in thread_parts:
+                await interaction.channel.send(**kwargs)
+            return
+        thread = await message.create_thread(name=shorten(question), auto_archive_duration=1440)
+        await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(thread.id))
+        await asyncio.to_thread(self.services.threads.add, thread.id, str(thread.id))
+        for kwargs in thread_parts:
+            await thread.send(**kwargs)
+
+    # -- /forget ------------------------------------------------------------------------------------------
+
+    @app_commands.command(name="forget")
+    @app_commands.guild_only()
+    async def forget(self, interaction: discord.Interaction) -> None:
+        """Forget this thread's conversation: the next question starts fresh."""
+        channel = interaction.channel
+        if not isinstance(channel, discord.Thread):
+            await interaction.response.send_message(
+                "Use /forget inside a conversation thread.", ephemeral=True
+            )
+            return
+        conversation = await asyncio.to_thread(self.services.threads.conversation_of, channel.id)
+        cleared = await asyncio.to_thread(self.services.ask.clear, conversation or str(channel.id))
+        await interaction.response.send_message(
+            "Done: I've forgotten this conversation." if cleared else "There was nothing to forget here.",
+            ephemeral=True,
+        )
+
+    # -- messages: follow-ups in our threads, and mentions elsewhere ---------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.guild is None or self.bot.user is None:
+            return
+        channel = message.channel
+        in_thread = isinstance(channel, discord.Thread)
+        conversation = (
+            await asyncio.to_thread(self.services.threads.conversation_of, channel.id) if in_thread else None
+        )
+        mentioned = self.bot.user in message.mentions
+        if conversation is None and not mentioned:
+            return
+        question = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
+        if not question:
+            await message.reply("Ask me a question about the documentation.", allowed_mentions=NONE)
+            return
+        wait = await self._rate_limited(message.author)
+        if wait is not None:
+            await message.reply(
+                f"You're asking quickly: try again in {math.ceil(wait)} s.",
+                allowed_mentions=NONE,
+                delete_after=15,
+            )
+            return
+        kb = await asyncio.to_thread(self.knowledge_base_for, channel, message.guild.id)
+        if conversation is not None or in_thread:
+            target: discord.abc.Messageable = channel
+            conversation_id = conversation or str(channel.id)
+
+            async def send_first(**kwargs) -> discord.Message:
+                return await message.reply(**kwargs)
+        else:
+            thread = await message.create_thread(name=shorten(question), auto_archive_duration=1440)
+            await asyncio.to_thread(self.services.threads.add, thread.id, str(thread.id))
+            target, conversation_id = thread, str(thread.id)
+            send_first = thread.send
+        try:
+            await self.answer(
+                question=question,
+                knowledge_base=kb,
+                conversation_id=conversation_id,
+                author=str(message.author),
+                send_first=send_first,
+                send_more=target.send,
+                guild_id=str(message.guild.id),
+            )
+        except Exception as exc:
+            if not isinstance(exc, AnswerUnavailable | InvalidArgument):
+                log.exception("answering a message failed")
+            await target.send(self.failure_text(exc), allowed_mentions=NONE)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(AskCog(bot))

@@ -1,0 +1,157 @@
+"""👍/👎 on answers: each answer as it was given, one vote per person, counts per cited source.
+
+Keys (P = key prefix):
+  P:answers:A         hash: the answer (question, text, cited urls JSON, knowledge base, guild, created_at)
+  P:answers:A:votes   hash: user id -> up | down
+  P:feedback:log      sorted set: answer ids by the time of their latest vote (newest first listing)
+  P:feedback:kb:K     hash: "<url>|up" / "<url>|down" -> count, for answers from knowledge base K
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from ragcord.errors import InvalidArgument, NotFound
+
+# KEYS: answer, votes, log, counts. ARGV: user, vote, now. Moves a user's vote atomically; returns the
+# previous vote or ''.
+_VOTE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('no such answer') end
+local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+if previous == ARGV[2] then return previous end
+local urls = cjson.decode(redis.call('HGET', KEYS[1], 'cited_urls'))
+for _, url in ipairs(urls) do
+  if previous ~= '' then redis.call('HINCRBY', KEYS[4], url .. '|' .. previous, -1) end
+  redis.call('HINCRBY', KEYS[4], url .. '|' .. ARGV[2], 1)
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+if previous ~= '' then redis.call('HINCRBY', KEYS[1], previous, -1) end
+redis.call('ZADD', KEYS[3], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
+return previous
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    answer_id: str
+    question: str
+    answer: str
+    cited_urls: list[str]
+    knowledge_base: str
+    guild_id: str
+    up: int
+    down: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SourceFeedback:
+    url: str
+    up: int
+    down: int
+
+
+class FeedbackStore:
+    def __init__(self, client: redis.Redis, *, prefix: str, ttl_seconds: int = 180 * 86400) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self._vote = client.register_script(_VOTE)
+
+    def _answer(self, answer_id: str) -> str:
+        return f"{self.prefix}:answers:{answer_id}"
+
+    def record_answer(
+        self,
+        answer_id: str,
+        *,
+        question: str,
+        answer: str,
+        cited_urls: list[str],
+        knowledge_base: str,
+        guild_id: str = "",
+    ) -> None:
+        key = self._answer(answer_id)
+        self.redis.hset(
+            key,
+            mapping={
+                "id": answer_id,
+                "question": question,
+                "text": answer,
+                "cited_urls": json.dumps(cited_urls),
+                "knowledge_base": knowledge_base,
+                "guild_id": guild_id,
+                "created_at": time.time(),
+                "up": 0,
+                "down": 0,
+            },
+        )
+        self.redis.expire(key, self.ttl_seconds)
+
+    def vote(self, answer_id: str, user_id: str, vote: str) -> None:
+        if vote not in ("up", "down"):
+            raise InvalidArgument("vote must be up or down")
+        kb = self.redis.hget(self._answer(answer_id), "knowledge_base")
+        if kb is None:
+            raise NotFound(f"answer {answer_id} is unknown or expired")
+        self._vote(
+            keys=[
+                self._answer(answer_id),
+                f"{self._answer(answer_id)}:votes",
+                f"{self.prefix}:feedback:log",
+                f"{self.prefix}:feedback:kb:{kb.decode()}",
+            ],
+            args=[user_id, vote, time.time()],
+        )
+
+    def get(self, answer_id: str) -> FeedbackRecord:
+        raw = {k.decode(): v.decode() for k, v in self.redis.hgetall(self._answer(answer_id)).items()}
+        if not raw:
+            raise NotFound(f"answer {answer_id} is unknown or expired")
+        return FeedbackRecord(
+            answer_id=raw["id"],
+            question=raw["question"],
+            answer=raw["text"],
+            cited_urls=json.loads(raw["cited_urls"]),
+            knowledge_base=raw["knowledge_base"],
+            guild_id=raw.get("guild_id", ""),
+            up=int(raw.get("up", 0)),
+            down=int(raw.get("down", 0)),
+            created_at=float(raw["created_at"]),
+        )
+
+    def list(self, *, knowledge_base: str = "", limit: int = 50, offset: int = 0) -> list[FeedbackRecord]:
+        """Answers that received votes, most recently voted first."""
+        records: list[FeedbackRecord] = []
+        start = offset
+        while len(records) < limit:
+            ids = self.redis.zrevrange(f"{self.prefix}:feedback:log", start, start + 99)
+            if not ids:
+                break
+            for raw_id in ids:
+                start += 1
+                try:
+                    record = self.get(raw_id.decode())
+                except NotFound:
+                    continue
+                if knowledge_base and record.knowledge_base != knowledge_base:
+                    continue
+                records.append(record)
+                if len(records) == limit:
+                    break
+        return records
+
+    def per_source(self, knowledge_base: str) -> list[SourceFeedback]:
+        counts: dict[str, dict[str, int]] = {}
+        for field, value in self.redis.hgetall(f"{self.prefix}:feedback:kb:{knowledge_base}").items():
+            url, _, vote = field.decode().rpartition("|")
+            counts.setdefault(url, {"up": 0, "down": 0})[vote] = int(value)
+        return sorted(
+            (SourceFeedback(url, c["up"], c["down"]) for url, c in counts.items()),
+            key=lambda s: (-(s.up + s.down), s.url),
+        )

@@ -1,0 +1,25 @@
+"""The Discord threads the bot opened, and the conversation each one continues (kept in Redis, so the
+bot still answers in them after a restart).
+
+Keys (P = key prefix): P:owned-threads  hash: thread id -> conversation id.
+"""
+
+from __future__ import annotations
+
+import redis
+
+
+class OwnedThreads:
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self.redis = client
+        self.key = f"{prefix}:owned-threads"
+
+    def add(self, thread_id: int | str, conversation_id: str) -> None:
+        self.redis.hset(self.key, str(thread_id), conversation_id)
+
+    def conversation_of(self, thread_id: int | str) -> str | None:
+        value = self.redis.hget(self.key, str(thread_id))
+        return value.decode() if value else None
+
+    def remove(self, thread_id: int | str) -> None:
+        self.redis.hdel(self.key, str(thread_id))
