@@ -159,7 +159,10 @@ class AskCog(commands.Cog):
             for kwargs in thread_parts:
                 await interaction.channel.send(**kwargs)
             return
-        thread = await message.create_thread(name=shorten(question), auto_archive_duration=1440)
+        # Through the channel: a followup message carries no guild, so Message.create_thread cannot.
+        thread = await interaction.channel.create_thread(
+            name=shorten(question), message=message, auto_archive_duration=1440
+        )
         await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(thread.id))
         await asyncio.to_thread(self.services.threads.add, thread.id, str(thread.id))
         for kwargs in thread_parts:
