@@ -128,8 +128,11 @@ class AskCog(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         kb = await asyncio.to_thread(self.knowledge_base_for, interaction.channel, interaction.guild_id)
-        provisional = f"ask-{interaction.id}"
-        thread_parts: list[str] = []
+        in_thread = isinstance(interaction.channel, discord.Thread)
+        # In a thread the conversation continues under its id; otherwise the answer opens a thread, and the
+        # conversation moves to that thread's id once it exists.
+        provisional = str(interaction.channel.id) if in_thread else f"ask-{interaction.id}"
+        thread_parts: list[dict] = []
 
         async def send_first(**kwargs) -> discord.Message:
             return await interaction.followup.send(wait=True, **kwargs)
@@ -153,9 +156,7 @@ class AskCog(commands.Cog):
                 log.exception("answering /ask failed")
             await interaction.followup.send(self.failure_text(exc), allowed_mentions=NONE)
             return
-        if isinstance(interaction.channel, discord.Thread):
-            # Already in a thread: the conversation continues here.
-            await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(interaction.channel.id))
+        if in_thread:
             for kwargs in thread_parts:
                 await interaction.channel.send(**kwargs)
             return

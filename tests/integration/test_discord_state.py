@@ -40,15 +40,24 @@ def test_rate_limit_allows_a_burst_then_says_how_long_to_wait(redis_client, key_
 
 def test_feedback_is_one_vote_per_person_with_counts_per_source(redis_client, key_prefix):
     store = FeedbackStore(redis_client, prefix=key_prefix)
-    store.record_answer("a1" * 8, question="q?", answer="a [1]", cited_urls=["http://d/x", "http://d/y"],
-                        knowledge_base="docs", guild_id="1")
+    store.record_answer(
+        "a1" * 8,
+        question="q?",
+        answer="a [1]",
+        cited_urls=["http://d/x", "http://d/y"],
+        knowledge_base="docs",
+        guild_id="1",
+    )
     store.vote("a1" * 8, "alice", "up")
     store.vote("a1" * 8, "alice", "up")  # again: no change
     store.vote("a1" * 8, "bob", "down")
     store.vote("a1" * 8, "bob", "up")  # changed their mind
     record = store.get("a1" * 8)
     assert (record.up, record.down) == (2, 0)
-    assert [(s.url, s.up, s.down) for s in store.per_source("docs")] == [("http://d/x", 2, 0), ("http://d/y", 2, 0)]
+    assert [(s.url, s.up, s.down) for s in store.per_source("docs")] == [
+        ("http://d/x", 2, 0),
+        ("http://d/y", 2, 0),
+    ]
     assert [r.answer_id for r in store.list(knowledge_base="docs")] == ["a1" * 8]
     assert store.list(knowledge_base="other") == []
     with pytest.raises(NotFound):
