@@ -160,12 +160,14 @@ class AskCog(commands.Cog):
             for kwargs in thread_parts:
                 await interaction.channel.send(**kwargs)
             return
+        # A thread started from a message has the message's id: own it first, so a reply typed the moment
+        # the thread appears is already answered within this conversation.
+        await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(message.id))
+        await asyncio.to_thread(self.services.threads.add, message.id, str(message.id))
         # Through the channel: a followup message carries no guild, so Message.create_thread cannot.
         thread = await interaction.channel.create_thread(
             name=shorten(question), message=message, auto_archive_duration=1440
         )
-        await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(thread.id))
-        await asyncio.to_thread(self.services.threads.add, thread.id, str(thread.id))
         for kwargs in thread_parts:
             await thread.send(**kwargs)
 
@@ -201,6 +203,12 @@ class AskCog(commands.Cog):
         )
         mentioned = self.bot.user in message.mentions
         if conversation is None and not mentioned:
+            log.debug(
+                "ignoring message %s in %s (%s): not our thread, no mention",
+                message.id,
+                channel.id,
+                type(channel).__name__,
+            )
             return
         question = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         if not question:
@@ -222,8 +230,8 @@ class AskCog(commands.Cog):
             async def send_first(**kwargs) -> discord.Message:
                 return await message.reply(**kwargs)
         else:
+            await asyncio.to_thread(self.services.threads.add, message.id, str(message.id))  # the thread's id
             thread = await message.create_thread(name=shorten(question), auto_archive_duration=1440)
-            await asyncio.to_thread(self.services.threads.add, thread.id, str(thread.id))
             target, conversation_id = thread, str(thread.id)
             send_first = thread.send
         try:
