@@ -69,5 +69,15 @@ async def run_bot(settings: Settings) -> None:
         raise SystemExit("DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal (README)")
     route_discord(settings)
     bot = build_bot(build_bot_services(settings))
-    async with bot:
-        await bot.start(settings.discord_token.get_secret_value())
+    try:
+        async with bot:
+            await bot.start(settings.discord_token.get_secret_value())
+    except discord.PrivilegedIntentsRequired:
+        raise SystemExit(
+            "Discord refused the Message Content intent: enable it for this bot in the Developer Portal "
+            "(Bot → Privileged Gateway Intents → Message Content Intent)"
+        ) from None
+    except discord.LoginFailure:
+        raise SystemExit(
+            "Discord refused DISCORD_TOKEN: copy the bot's token again from the Developer Portal"
+        ) from None

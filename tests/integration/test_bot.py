@@ -18,8 +18,9 @@ from bot.app import build_bot_services
 from bot.client import build_bot
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores import StoredChunk
+from rpc.v1 import admin_pb2 as pb
 from tests.discord_fake import FakeDiscord
-from tests.harness import running_worker
+from tests.harness import admin_api, running_worker
 from tests.integration.conftest import SITE, canonical
 from tests.openai_fake import FakeOpenAI
 from tests.sitekit import FixtureSite
@@ -257,7 +258,7 @@ async def test_crawl_and_kb_need_manage_server_and_crawl_shows_live_progress(ind
     assert all(gap >= 0.8 for gap in gaps[:-1])  # about one edit a second (the last one is the final state)
 
 
-async def test_feedback_buttons_record_votes_and_survive_a_restart(world):
+async def test_feedback_buttons_record_votes_survive_a_restart_and_reach_the_admin_api(world, indexed):
     fake, services = world.fake, world.services
     answer = await ask_command(fake, fake.alice, VENV_Q)
     custom_id = answer["components"][0]["components"][0]["custom_id"]
@@ -270,6 +271,11 @@ async def test_feedback_buttons_record_votes_and_survive_a_restart(world):
     record = services.feedback.get(answer_id)
     assert (record.up, record.down) == (1, 0) and record.question == VENV_Q
     assert any(canonical(s.url) == "/docs/virtualenv.html" for s in services.feedback.per_source("docs"))
+    async with admin_api(indexed.settings, indexed) as (stub, _):
+        listed = await stub.ListFeedback(pb.ListFeedbackRequest(knowledge_base="docs"))
+    entry = next(e for e in listed.entries if e.answer_id == answer_id)
+    assert (entry.up, entry.down, entry.question) == (1, 0, VENV_Q)
+    assert any(canonical(s.url) == "/docs/virtualenv.html" and s.up >= 1 for s in listed.sources)
 
 
 async def test_after_a_restart_and_a_dropped_gateway_the_bot_still_answers_in_its_threads(world):
@@ -328,3 +334,51 @@ async def test_a_new_bot_process_answers_in_an_old_thread(world, indexed, tmp_pa
         process.wait(20)
         world.bot = build_bot(world.services, guild_ready_timeout=0.1)  # the fixture closes a bot
         world.task = None
+
+
+async def test_when_the_model_fails_the_user_hears_about_it(indexed):
+    with FakeOpenAI() as llm:
+        llm.fail_next(500, times=10)
+        async with FakeDiscord() as fake:
+            undo = fake.patch_discord()
+            services = make_services(
+                indexed, fake, answerer="openai", openai_base_url=llm.base_url, openai_max_retries=0
+            )
+            bot, task = await start_bot(fake, services)
+            world = World(fake, bot, services, task)
+            try:
+                interaction = await fake.invoke_command(
+                    fake.alice, "ask", {"question": "How do I install it?"}
+                )
+                await fake.wait_for(lambda: interaction.followups, timeout=30)
+            finally:
+                await stop_bot(world)
+                undo()
+    assert "Sorry, I can't answer right now" in interaction.followups[0]["content"]
+    assert "HTTP 500" in interaction.followups[0]["content"]
+
+
+async def test_the_bot_explains_a_refused_privileged_intent(indexed, tmp_path):
+    async with FakeDiscord(allow_message_content=False) as fake:
+        settings = indexed.settings
+        env = {
+            **os.environ,
+            "DISCORD_TOKEN": fake.token,
+            "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
+            "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
+            "RAGCORD_REDIS_URL": settings.redis_url,
+            "RAGCORD_KEY_PREFIX": settings.key_prefix,
+            "RAGCORD_DATA_DIR": str(settings.data_dir),
+            "RAGCORD_EMBEDDER": "none",
+        }
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "ragcord"),
+            "bot",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode != 0
+    assert b"Message Content Intent" in output
