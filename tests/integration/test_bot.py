@@ -382,3 +382,38 @@ async def test_the_bot_explains_a_refused_privileged_intent(indexed, tmp_path):
         output, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode != 0
     assert b"Message Content Intent" in output
+
+
+async def test_ragcord_serve_starts_the_bot_when_a_token_is_set(indexed, tmp_path):
+    from tests.harness import free_port
+
+    async with FakeDiscord() as fake:
+        settings = indexed.settings
+        env = {
+            **os.environ,
+            "DISCORD_TOKEN": fake.token,
+            "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
+            "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
+            "RAGCORD_REDIS_URL": settings.redis_url,
+            "RAGCORD_KEY_PREFIX": settings.key_prefix,
+            "RAGCORD_DATA_DIR": str(tmp_path / "data"),
+            "RAGCORD_EMBEDDER": "none",
+            "RAGCORD_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "RAGCORD_WORKER_PROCESSES": "1",
+            "RAGCORD_WORKER_THREADS": "1",
+        }
+        log = tmp_path / "serve.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "ragcord"), "serve"],
+                env=env,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            await fake.wait_for(lambda: fake.identifies >= 1 and "ask" in fake.commands, timeout=60)
+        finally:
+            process.terminate()
+            code = await asyncio.to_thread(process.wait, 40)
+    assert code == 0, log.read_text()
