@@ -49,6 +49,16 @@ class _RagcordBot:
 
     services: BotServices
 
+    def __init__(self, services: BotServices, **options) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            allowed_mentions=discord.AllowedMentions.none(),  # crawled text must never ping anyone
+            help_command=None,
+            **options,
+        )
+        self.services = services
+
     async def setup_hook(self) -> None:
         from bot.views import FeedbackButton
 
@@ -90,27 +100,11 @@ class _RagcordBot:
 
 
 class RagcordBot(_RagcordBot, commands.Bot):
-    def __init__(self, services: BotServices, **options) -> None:
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            intents=intents(),
-            allowed_mentions=discord.AllowedMentions.none(),
-            help_command=None,
-            **options,
-        )
-        self.services = services
+    """One gateway connection."""
 
 
 class ShardedRagcordBot(_RagcordBot, commands.AutoShardedBot):
-    def __init__(self, services: BotServices, **options) -> None:
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            intents=intents(),
-            allowed_mentions=discord.AllowedMentions.none(),
-            help_command=None,
-            **options,
-        )
-        self.services = services
+    """For large deployments: discord.py shards the connection."""
 
 
 def build_bot(services: BotServices, **options) -> commands.Bot:

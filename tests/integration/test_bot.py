@@ -60,6 +60,20 @@ async def stop_bot(world: World) -> None:
         await asyncio.wait_for(world.task, 10)
 
 
+def process_env(fake: FakeDiscord, settings, **extra: str) -> dict[str, str]:
+    """The environment of a `ragcord` process pointed at the fake Discord and the test's Redis."""
+    return {
+        **os.environ,
+        "DISCORD_TOKEN": fake.token,
+        "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
+        "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
+        "RAGCORD_REDIS_URL": settings.redis_url,
+        "RAGCORD_KEY_PREFIX": settings.key_prefix,
+        "RAGCORD_DATA_DIR": str(settings.data_dir),
+        **extra,
+    }
+
+
 def make_services(indexed, fake: FakeDiscord, *, enqueue=None, **overrides):
     settings = indexed.settings.model_copy(
         update={
@@ -305,17 +319,9 @@ async def test_a_new_bot_process_answers_in_an_old_thread(world, indexed, tmp_pa
     answer = await ask_command(fake, fake.alice, VENV_Q)
     await stop_bot(world)
     settings = world.services.settings
-    env = {
-        **os.environ,
-        "DISCORD_TOKEN": fake.token,
-        "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
-        "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
-        "RAGCORD_REDIS_URL": settings.redis_url,
-        "RAGCORD_KEY_PREFIX": settings.key_prefix,
-        "RAGCORD_DATA_DIR": str(settings.data_dir),
-        "RAGCORD_EMBEDDER": "local",
-        "RAGCORD_DISCORD_GUILD_IDS": f"[{fake.guild_id}]",
-    }
+    env = process_env(
+        fake, settings, RAGCORD_EMBEDDER="local", RAGCORD_DISCORD_GUILD_IDS=f"[{fake.guild_id}]"
+    )
     log = tmp_path / "bot.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -361,16 +367,7 @@ async def test_when_the_model_fails_the_user_hears_about_it(indexed):
 async def test_the_bot_explains_a_refused_privileged_intent(indexed, tmp_path):
     async with FakeDiscord(allow_message_content=False) as fake:
         settings = indexed.settings
-        env = {
-            **os.environ,
-            "DISCORD_TOKEN": fake.token,
-            "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
-            "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
-            "RAGCORD_REDIS_URL": settings.redis_url,
-            "RAGCORD_KEY_PREFIX": settings.key_prefix,
-            "RAGCORD_DATA_DIR": str(settings.data_dir),
-            "RAGCORD_EMBEDDER": "none",
-        }
+        env = process_env(fake, settings, RAGCORD_EMBEDDER="none")
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "ragcord"),
             "bot",
@@ -389,19 +386,15 @@ async def test_ragcord_serve_starts_the_bot_when_a_token_is_set(indexed, tmp_pat
 
     async with FakeDiscord() as fake:
         settings = indexed.settings
-        env = {
-            **os.environ,
-            "DISCORD_TOKEN": fake.token,
-            "RAGCORD_DISCORD_API_BASE_URL": fake.api_base,
-            "RAGCORD_DISCORD_GATEWAY_URL": fake.gateway_url,
-            "RAGCORD_REDIS_URL": settings.redis_url,
-            "RAGCORD_KEY_PREFIX": settings.key_prefix,
-            "RAGCORD_DATA_DIR": str(tmp_path / "data"),
-            "RAGCORD_EMBEDDER": "none",
-            "RAGCORD_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-            "RAGCORD_WORKER_PROCESSES": "1",
-            "RAGCORD_WORKER_THREADS": "1",
-        }
+        env = process_env(
+            fake,
+            settings,
+            RAGCORD_DATA_DIR=str(tmp_path / "data"),
+            RAGCORD_EMBEDDER="none",
+            RAGCORD_GRPC_ADDRESS=f"127.0.0.1:{free_port()}",
+            RAGCORD_WORKER_PROCESSES="1",
+            RAGCORD_WORKER_THREADS="1",
+        )
         log = tmp_path / "serve.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
