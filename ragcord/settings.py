@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     default_knowledge_base: str = "default"
 
     store: Literal["lancedb", "weaviate"] = "lancedb"
+    weaviate_url: str = "http://127.0.0.1:8080"
+    weaviate_grpc_port: int = Field(50051, ge=1, le=65535)
+    weaviate_api_key: SecretStr | None = None
     embedder: Literal["local", "openai", "none"] = "local"
     embed_batch_size: int = Field(32, ge=1, le=2048)
 
@@ -92,6 +95,14 @@ class Settings(BaseSettings):
     )
     embedding_model: str = "text-embedding-3-small"
     embedding_dim: int = Field(1536, ge=1, description="vector size of embedding_model (openai embedder)")
+
+    @field_validator(
+        "admin_token", "discord_token", "openai_api_key", "openai_base_url", "weaviate_api_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """`DISCORD_TOKEN=` in a .env file means not set, not an empty token."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("key_prefix")
     @classmethod
