@@ -386,6 +386,39 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
             err.print(f"[red]error[/]: {exc.code().name}: {exc.details()}")
 
 
+def cmd_store_copy(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy knowledge bases between stores (vectors included), e.g. from LanceDB to Weaviate."""
+    from ragcord.knowledge.embedders import build_embedder
+    from ragcord.knowledge.migrate import copy_knowledge_base
+    from ragcord.knowledge.stores import build_store
+
+    if args.source == args.target:
+        err.print("error: --from and --to name the same store")
+        return 2
+    dim = build_embedder(settings).dim
+    source = build_store(settings.model_copy(update={"store": args.source}), dim=dim)
+    target = build_store(settings.model_copy(update={"store": args.target}), dim=dim)
+    names = [args.kb] if args.kb else source.knowledge_bases()
+    if not names:
+        console.print(f"{args.source} holds no knowledge bases")
+        return 0
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console) as bar:
+        for kb in names:
+            task = bar.add_task(kb, total=source.count_chunks(kb))
+            result = copy_knowledge_base(
+                source, target, kb, progress=lambda done, total, task=task: bar.update(task, completed=done)
+            )
+            bar.console.print(f"{kb}: {result.pages} pages, {result.chunks} chunks copied to {args.target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragcord", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -435,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = client("chat", "a conversation in the terminal, with memory")
     p.add_argument("--kb")
     p.set_defaults(fn=cmd_chat)
+
+    p = sub.add_parser("store", help="manage the knowledge store")
+    store = p.add_subparsers(dest="store_command", required=True)
+    p = store.add_parser("copy", help="copy knowledge bases between stores without re-crawling")
+    p.add_argument("--from", dest="source", choices=["lancedb", "weaviate"], required=True)
+    p.add_argument("--to", dest="target", choices=["lancedb", "weaviate"], required=True)
+    p.add_argument("--kb", help="one knowledge base (default: all)")
+    p.set_defaults(fn=cmd_store_copy)
 
     p = client("sources", "list the pages of a knowledge base")
     p.add_argument("--kb")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +71,12 @@ class Store(Protocol):
 
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
         """The page's chunks at these positions (for expanding a hit with its neighbours)."""
+
+    def knowledge_bases(self) -> list[str]:
+        """Names of the knowledge bases this store holds."""
+
+    def export(self, kb: str, *, batch_size: int = 1000) -> Iterator[list[StoredChunk]]:
+        """Every chunk of the knowledge base, vectors included, in batches."""
 
     def optimize(self, kb: str) -> None:
         """Compact and (re)build indexes; called when a crawl ends."""

@@ -7,6 +7,7 @@ import math
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -214,6 +215,26 @@ class LanceDBStore:
         wanted = ", ".join(str(int(i)) for i in sorted(set(indexes)))
         rows = self._rows(kb, f"url = {_quote(url)} AND chunk_index IN ({wanted})")
         return sorted((_row_chunk(row) for row in rows), key=lambda c: c.chunk_index)
+
+    def knowledge_bases(self) -> list[str]:
+        names = self.db.list_tables() if hasattr(self.db, "list_tables") else self.db.table_names()
+        names = getattr(names, "tables", names)
+        return sorted(name.removeprefix("kb_") for name in names if name.startswith("kb_"))
+
+    def export(self, kb: str, *, batch_size: int = 1000) -> Iterator[list[StoredChunk]]:
+        table = self._table(kb, create=False)
+        if table is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        columns = [*_COLUMNS, "vector"] if "vector" in table.schema.names else _COLUMNS
+        for batch in table.search().select(columns).limit(None).to_batches(batch_size):
+            rows = batch.to_pylist()
+            yield [
+                StoredChunk(
+                    **{name: row[name] for name in _COLUMNS},
+                    vector=list(row["vector"]) if row.get("vector") is not None else [],
+                )
+                for row in rows
+            ]
 
     def optimize(self, kb: str) -> None:
         table = self._table(kb, create=False)
