@@ -14,6 +14,7 @@ from ragcord.bindings import KnowledgeBaseBindings
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
+from ragcord.metrics import serve_metrics
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
 from ragcord.threads import OwnedThreads
@@ -64,10 +65,13 @@ def build_bot_services(settings: Settings, services: Services | None = None, *, 
     )
 
 
-async def run_bot(settings: Settings) -> None:
+async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
+    """Run the bot; `metrics=False` when another server of this process already exposes /metrics."""
     if settings.discord_token is None:
         raise SystemExit("DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal (README)")
     route_discord(settings)
+    if metrics:
+        serve_metrics(settings.metrics_address)
     bot = build_bot(build_bot_services(settings))
     try:
         async with bot:

@@ -15,6 +15,7 @@ from ragcord.bindings import KnowledgeBaseBindings
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
+from ragcord.metrics import DISCORD_COMMANDS
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
 from ragcord.threads import OwnedThreads
@@ -75,6 +76,9 @@ class _RagcordBot:
         else:
             await self.tree.sync()
         log.info("slash commands synced %s", f"to guilds {guild_ids}" if guild_ids else "globally")
+
+    async def on_app_command_completion(self, interaction: discord.Interaction, command) -> None:
+        DISCORD_COMMANDS.labels(command.qualified_name).inc()
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d servers", self.user, len(self.guilds))

@@ -49,6 +49,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
     # Dramatiq reads this at import: how long an idle consumer sleeps between polls.
     env.setdefault("dramatiq_worker_timeout", str(settings.worker_idle_timeout_ms))
     env.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.worker_metrics_port:
+        # Read by Dramatiq's Prometheus middleware at import (workers/entry.py adds it).
+        env.setdefault("dramatiq_prom_host", settings.worker_metrics_host)
+        env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
+        env.setdefault("dramatiq_prom_db", str((settings.data_dir / "dramatiq-prometheus").resolve()))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 
@@ -106,7 +111,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if settings.discord_token is not None:
             from bot.app import run_bot
 
-            bot = asyncio.create_task(run_bot(settings))
+            bot = asyncio.create_task(run_bot(settings, metrics=False))  # the API's /metrics covers it
             tasks.add(bot)
         else:
             log.info("DISCORD_TOKEN is not set: running without the Discord bot")

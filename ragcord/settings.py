@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     ask_rate_window_seconds: float = Field(60.0, gt=0)
     stream_edit_seconds: float = Field(1.2, gt=0, description="at most one message edit this often")
 
+    # Prometheus: /metrics of the admin API (and of the bot, in its own process); "" turns it off.
+    metrics_address: str = "127.0.0.1:9464"
+    # Dramatiq's own exporter in each `ragcord worker` (its master process); 0 turns it off.
+    worker_metrics_port: int = Field(9191, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -16,8 +16,10 @@ from ragcord.bootstrap import Services, bootstrap
 from ragcord.errors import RagcordError
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
+from ragcord.metrics import serve_metrics
 from ragcord.settings import Settings
 from rpc.auth import BearerTokenInterceptor
+from rpc.metrics import MetricsInterceptor
 from rpc.servicer import AdminServicer
 from rpc.v1 import admin_pb2, admin_pb2_grpc
 from workers.actors import declare_actors
@@ -57,7 +59,7 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
         prefix=settings.key_prefix,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
     )
-    interceptors = []
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # first: it sees denied calls too
     if settings.admin_token is not None:
         interceptors.append(BearerTokenInterceptor(settings.admin_token.get_secret_value()))
     server = grpc.aio.server(interceptors=interceptors)
@@ -85,8 +87,10 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    server, port = await build_server(settings)
+    services = bootstrap(settings)
+    server, port = await build_server(settings, services)
     await server.start()
+    serve_metrics(settings.metrics_address, services.jobs)
     log.info(
         "admin API listening on %s (auth %s)",
         settings.grpc_address,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 
 import grpc
@@ -20,6 +21,7 @@ from ragcord.crawls import start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
+from ragcord.metrics import ANSWER_LATENCY
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 from rpc import convert
@@ -167,6 +169,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @_unary
     async def Ask(self, request, context):
+        started = time.perf_counter()
         answer = await asyncio.to_thread(
             self.ask.ask,
             request.question,
@@ -175,10 +178,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             top_k=request.top_k,
             author=request.author,
         )
+        ANSWER_LATENCY.labels("api").observe(time.perf_counter() - started)
         return convert.answer_to_pb(answer)
 
     @_stream
     async def AskStream(self, request, context):
+        started = time.perf_counter()
+
         def answer_stream():
             return self.ask.ask_stream(
                 request.question,
@@ -190,6 +196,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
         async for item in iterate_in_thread(answer_stream):
             if isinstance(item, Answer):
+                ANSWER_LATENCY.labels("api").observe(time.perf_counter() - started)
                 yield pb.AskStreamResponse(answer=convert.answer_to_pb(item))
             else:
                 yield pb.AskStreamResponse(delta=item)

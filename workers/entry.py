@@ -19,6 +19,10 @@ from workers.pipeline import PageCrawler, build_page_crawler
 settings = Settings()
 configure_logging(settings)
 broker = build_broker(settings)
+if settings.worker_metrics_port:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    broker.add_middleware(Prometheus())  # exposes every worker process's counters from the master
 dramatiq.set_broker(broker)
 
 _crawler: PageCrawler | None = None

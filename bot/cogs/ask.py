@@ -19,6 +19,7 @@ from bot.views import feedback_view
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.types import Answer
 from ragcord.errors import AnswerUnavailable, InvalidArgument
+from ragcord.metrics import ANSWER_LATENCY
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -49,6 +50,7 @@ class AskCog(commands.Cog):
         """Ask, stream the reply into `send_first`'s message (edits at most every stream_edit_seconds),
         then post the final text with sources and feedback buttons; returns the first message."""
         ask = self.services.ask
+        started = time.perf_counter()
         streaming = getattr(ask.answerer, "name", "") == "openai"
         interval = self.services.settings.stream_edit_seconds
         message: discord.Message | None = None
@@ -74,6 +76,7 @@ class AskCog(commands.Cog):
                     await message.edit(content=preview, allowed_mentions=NONE)
                 last_edit = time.monotonic()
         assert answer is not None
+        ANSWER_LATENCY.labels("discord").observe(time.perf_counter() - started)
         parts = split_message(format_answer(answer))
         answer_id = uuid.uuid4().hex[:16]
         await asyncio.to_thread(

@@ -41,6 +41,8 @@ def base_env(redis_url, e2e_prefix, workdir) -> dict[str, str]:
         "RAGCORD_PAGE_RETRIES": "1",
         "RAGCORD_RETRY_BACKOFF_MS": "100",
         "RAGCORD_WATCH_HEARTBEAT_SECONDS": "1",
+        "RAGCORD_METRICS_ADDRESS": "",
+        "RAGCORD_WORKER_METRICS_PORT": "0",
     }
 
 

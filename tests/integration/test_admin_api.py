@@ -113,3 +113,28 @@ def test_refuses_to_serve_off_loopback_without_a_token(make_settings):
         check_exposure(make_settings(grpc_address="0.0.0.0:50051"))
     check_exposure(make_settings(grpc_address="0.0.0.0:50051", admin_token=SecretStr("t")))
     check_exposure(make_settings(grpc_address="[::1]:50051"))
+
+
+async def test_metrics_count_calls_by_method_and_status_and_show_jobs(make_settings):
+    import httpx
+    from prometheus_client import REGISTRY
+
+    from ragcord.bootstrap import bootstrap
+    from ragcord.metrics import JobsCollector, serve_metrics
+
+    settings = make_settings()
+    services = bootstrap(settings)
+    port = serve_metrics("127.0.0.1:0")
+    collector = JobsCollector(services.jobs)
+    REGISTRY.register(collector)
+    try:
+        async with admin_api(settings, services) as (stub, _):
+            await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/docs/", knowledge_base="docs"))
+            await code_of(stub.GetJob(pb.GetJobRequest(job_id="missing")))
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        REGISTRY.unregister(collector)
+    assert 'ragcord_rpc_requests_total{code="OK",method="StartCrawl"}' in body
+    assert 'ragcord_rpc_requests_total{code="NOT_FOUND",method="GetJob"}' in body
+    assert 'ragcord_jobs{state="queued"} 1.0' in body
+    assert "ragcord_rpc_latency_seconds_bucket" in body

@@ -70,6 +70,8 @@ def process_env(fake: FakeDiscord, settings, **extra: str) -> dict[str, str]:
         "RAGCORD_REDIS_URL": settings.redis_url,
         "RAGCORD_KEY_PREFIX": settings.key_prefix,
         "RAGCORD_DATA_DIR": str(settings.data_dir),
+        "RAGCORD_METRICS_ADDRESS": "",
+        "RAGCORD_WORKER_METRICS_PORT": "0",
         **extra,
     }
 

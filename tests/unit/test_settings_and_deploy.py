@@ -87,3 +87,12 @@ def test_the_forge_ci_runs_make_test_with_redis():
     assert "redis" in job["services"]
     assert any(step.get("run") == "make test" for step in job["steps"])
     assert workflow[True] == {"push": None, "pull_request": None}  # YAML reads the key `on` as True
+
+
+def test_the_monitoring_profile_scrapes_every_service():
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = str(config["scrape_configs"])
+    for name in ("rpc:9464", "bot:9464", "worker"):
+        assert name in targets
