@@ -72,7 +72,8 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
     route_discord(settings)
     if metrics:
         serve_metrics(settings.metrics_address)
-    bot = build_bot(build_bot_services(settings))
+    services = bootstrap(settings)
+    bot = build_bot(build_bot_services(settings, services))
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
@@ -85,3 +86,5 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
         raise SystemExit(
             "Discord refused DISCORD_TOKEN: copy the bot's token again from the Developer Portal"
         ) from None
+    finally:
+        services.close()

@@ -23,6 +23,10 @@ class Services:
     embedder: Embedder
     store: Store
 
+    def close(self) -> None:
+        self.store.close()
+        self.redis.close()
+
 
 def bootstrap(
     settings: Settings,

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import datetime
 
 from rich.console import Console
@@ -401,26 +402,38 @@ def cmd_store_copy(settings: Settings, args: argparse.Namespace) -> int:
         err.print("error: --from and --to name the same store")
         return 2
     dim = build_embedder(settings).dim
-    source = build_store(settings.model_copy(update={"store": args.source}), dim=dim)
-    target = build_store(settings.model_copy(update={"store": args.target}), dim=dim)
-    names = [args.kb] if args.kb else source.knowledge_bases()
-    if not names:
-        console.print(f"{args.source} holds no knowledge bases")
-        return 0
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=console) as bar:
-        for kb in names:
-            task = bar.add_task(kb, total=source.count_chunks(kb))
-            result = copy_knowledge_base(
-                source, target, kb, progress=lambda done, total, task=task: bar.update(task, completed=done)
-            )
-            bar.console.print(f"{kb}: {result.pages} pages, {result.chunks} chunks copied to {args.target}")
+    with (
+        closing(build_store(settings.model_copy(update={"store": args.source}), dim=dim)) as source,
+        closing(build_store(settings.model_copy(update={"store": args.target}), dim=dim)) as target,
+    ):
+        names = [args.kb] if args.kb else source.knowledge_bases()
+        if not names:
+            console.print(f"{args.source} holds no knowledge bases")
+            return 0
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, console=console) as bar:
+            for kb in names:
+                task = bar.add_task(kb, total=source.count_chunks(kb))
+                result = copy_knowledge_base(
+                    source,
+                    target,
+                    kb,
+                    progress=lambda done, total, task=task: bar.update(task, completed=done),
+                )
+                bar.console.print(
+                    f"{kb}: {result.pages} pages, {result.chunks} chunks copied to {args.target}"
+                )
+                if result.changed:
+                    bar.console.print(
+                        f"[yellow]warning[/]: {result.changed} pages of {kb} changed while they were "
+                        "copied (a crawl is running?); run the copy again once it has finished"
+                    )
     return 0
 
 

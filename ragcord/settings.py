@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     weaviate_url: str = "http://127.0.0.1:8080"
     weaviate_grpc_port: int = Field(50051, ge=1, le=65535)
     weaviate_api_key: SecretStr | None = None
+    # One collection holds every knowledge base, one tenant each.
+    weaviate_collection: str = Field("RagcordChunk", pattern=r"^[A-Z][_0-9A-Za-z]{0,230}$")
     embedder: Literal["local", "openai", "none"] = "local"
     embed_batch_size: int = Field(32, ge=1, le=2048)
 

@@ -102,3 +102,4 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await server.wait_for_termination()
     finally:
         await server.stop(grace=5)
+        services.close()

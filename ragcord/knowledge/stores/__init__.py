@@ -10,7 +10,15 @@ __all__ = ["ScoredChunk", "SourceDetail", "SourceInfo", "Store", "StoredChunk", 
 
 def build_store(settings: Settings, *, dim: int | None) -> Store:
     if settings.store == "weaviate":
-        raise NotImplementedError("RAGCORD_STORE=weaviate is not available yet; use lancedb")
+        from ragcord.knowledge.stores.weaviate import WeaviateStore, connect
+
+        api_key = settings.weaviate_api_key.get_secret_value() if settings.weaviate_api_key else None
+        client = connect(settings.weaviate_url, grpc_port=settings.weaviate_grpc_port, api_key=api_key)
+        try:
+            return WeaviateStore(client, dim=dim, collection=settings.weaviate_collection)
+        except BaseException:
+            client.close()
+            raise
     from ragcord.knowledge.stores.lancedb import LanceDBStore
 
     return LanceDBStore(settings.lancedb_dir, dim=dim)

@@ -80,3 +80,6 @@ class Store(Protocol):
 
     def optimize(self, kb: str) -> None:
         """Compact and (re)build indexes; called when a crawl ends."""
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""

@@ -250,3 +250,6 @@ class LanceDBStore:
                     config=HnswSq(distance_type="cosine", num_partitions=max(1, int(math.sqrt(rows) / 2))),
                 )
         table.optimize()  # compacts, and folds rows added since into the indexes
+
+    def close(self) -> None:
+        """Nothing to release: LanceDB opens its files per operation."""

@@ -1,0 +1,366 @@
+"""Weaviate: one multi-tenant collection, one tenant per knowledge base, BM25 on text + our own vectors."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.data import DataObject
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.tenants import Tenant
+from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
+
+from ragcord.errors import InvalidArgument, NotFound, StoreError
+from ragcord.knowledge.chunking import chunk_id
+from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, StoredChunk
+from ragcord.urls import validate_kb_name
+
+log = logging.getLogger(__name__)
+
+VECTOR = "default"  # the collection's one named vector, which self_provided() without a name also gets
+# Weaviate returns at most QUERY_MAXIMUM_RESULTS (10,000 by default) objects per query.
+PAGE_LIMIT = 10_000
+ERRORS_SHOWN = 3
+_PROPERTIES = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
+_SOURCE_PROPERTIES = [name for name in _PROPERTIES if name != "text"]
+_WORD = re.compile(r"\w+", re.UNICODE)
+_FUSION = {"relative": HybridFusion.RELATIVE_SCORE, "rrf": HybridFusion.RANKED}
+
+
+def schema_properties() -> list[Property]:
+    """The collection's properties: only `text` is BM25-searchable; `url` is filtered on as a whole."""
+    return [
+        Property(
+            name="url",
+            data_type=DataType.TEXT,
+            tokenization=Tokenization.FIELD,
+            index_searchable=False,
+            index_filterable=True,
+        ),
+        Property(name="title", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
+        Property(name="heading", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
+        Property(name="chunk_index", data_type=DataType.INT, index_filterable=True),
+        Property(name="text", data_type=DataType.TEXT, index_searchable=True, index_filterable=False),
+        Property(
+            name="content_hash", data_type=DataType.TEXT, index_searchable=False, index_filterable=False
+        ),
+        Property(name="indexed_at", data_type=DataType.NUMBER, index_filterable=False),
+    ]
+
+
+def connect(url: str, *, grpc_port: int = 50051, api_key: str | None = None) -> weaviate.WeaviateClient:
+    """A connected client for the Weaviate at `url` (REST) and `grpc_port` on the same host.
+
+    The client's own start-up checks are skipped: besides pinging gRPC they ask pypi.org for a newer
+    client, which a production host without internet access would wait on at every start.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(f"weaviate_url {url!r} is not valid: use http(s)://host[:port]")
+    secure = parts.scheme == "https"
+    try:
+        client = weaviate.connect_to_custom(
+            http_host=parts.hostname,
+            http_port=parts.port or (443 if secure else 80),
+            http_secure=secure,
+            grpc_host=parts.hostname,
+            grpc_port=grpc_port,
+            grpc_secure=secure,
+            auth_credentials=Auth.api_key(api_key) if api_key else None,
+            additional_config=AdditionalConfig(timeout=Timeout(init=10, query=30, insert=120)),
+            skip_init_checks=True,
+        )
+    except WeaviateBaseError as exc:
+        raise StoreError(
+            f"could not connect to Weaviate at {url} (gRPC port {grpc_port}): {exc}; "
+            "check RAGCORD_WEAVIATE_URL and RAGCORD_WEAVIATE_GRPC_PORT"
+        ) from exc
+    return client
+
+
+def _chunk(obj: Any, *, with_vector: bool = False) -> StoredChunk:
+    props = obj.properties
+    vector = obj.vector.get(VECTOR) if with_vector and obj.vector else None
+    return StoredChunk(
+        id=str(obj.uuid),
+        url=props.get("url") or "",
+        title=props.get("title") or "",
+        heading=props.get("heading") or "",
+        chunk_index=int(props.get("chunk_index") or 0),
+        text=props.get("text") or "",
+        content_hash=props.get("content_hash") or "",
+        indexed_at=float(props.get("indexed_at") or 0.0),
+        vector=list(vector) if vector else [],
+    )
+
+
+def _source_info(url: str, chunks: Sequence[StoredChunk]) -> SourceInfo:
+    return SourceInfo(
+        url=url,
+        title=chunks[0].title,
+        chunk_count=len(chunks),
+        content_hash=chunks[0].content_hash,
+        indexed_at=max(c.indexed_at for c in chunks),
+    )
+
+
+def _of_url(url: str) -> Any:
+    return Filter.by_property("url").equal(url)
+
+
+def _not_stored(kb: str, url: str, failed: int, total: int, messages: list[str]) -> StoreError:
+    return StoreError(
+        f"{failed} of {total} chunks of {url} were not stored in knowledge base {kb!r}: "
+        + "; ".join(messages[:ERRORS_SHOWN])
+    )
+
+
+class WeaviateStore:
+    def __init__(
+        self, client: weaviate.WeaviateClient, *, dim: int | None, collection: str = "RagcordChunk"
+    ) -> None:
+        self.client = client
+        self.dim = dim
+        self.name = collection
+        self._tenants: set[str] = set()  # known to exist; tenants are never removed behind our back
+        self.ensure_schema()
+        self.collection = client.collections.get(collection)
+
+    def ensure_schema(self) -> None:
+        """Create the collection, or add the properties an older version of it lacks (never drops any)."""
+        wanted = schema_properties()
+        try:
+            if not self.client.collections.exists(self.name):
+                try:
+                    self.client.collections.create(
+                        self.name,
+                        properties=wanted,
+                        multi_tenancy_config=Configure.multi_tenancy(enabled=True),
+                        vector_config=Configure.Vectors.self_provided(
+                            name=VECTOR,
+                            vector_index_config=Configure.VectorIndex.hnsw(
+                                distance_metric=VectorDistances.COSINE
+                            ),
+                        ),
+                    )
+                    return
+                except WeaviateBaseError:
+                    # Another process may have created it in the meantime; then migrate as below.
+                    if not self.client.collections.exists(self.name):
+                        raise
+            collection = self.client.collections.get(self.name)
+            config = collection.config.get()
+            if not config.multi_tenancy_config.enabled:
+                raise StoreError(
+                    f"Weaviate collection {self.name!r} exists without multi-tenancy; "
+                    "use another collection name"
+                )
+            have = {prop.name for prop in config.properties}
+            for prop in wanted:
+                if prop.name not in have:
+                    log.info("adding property %s to Weaviate collection %s", prop.name, self.name)
+                    collection.config.add_property(prop)
+        except WeaviateBaseError as exc:
+            raise StoreError(f"could not prepare Weaviate collection {self.name!r}: {exc}") from exc
+
+    def _has_tenant(self, kb: str) -> bool:
+        validate_kb_name(kb)
+        if kb in self._tenants:
+            return True
+        if self.collection.tenants.exists(kb):
+            self._tenants.add(kb)
+            return True
+        return False
+
+    def _tenant(self, kb: str, *, create: bool) -> Any:
+        """The kb's tenant view of the collection (None when it does not exist and `create` is false)."""
+        if not self._has_tenant(kb):
+            if not create:
+                return None
+            try:
+                self.collection.tenants.create(Tenant(name=kb))
+            except WeaviateBaseError:
+                if not self.collection.tenants.exists(kb):  # else another writer created it first
+                    raise
+            self._tenants.add(kb)
+        return self.collection.with_tenant(kb)
+
+    def replace_page(self, kb: str, url: str, chunks: list[StoredChunk]) -> None:
+        # Weaviate has no transactions: upsert the new chunks first, then drop the ones past the end, so
+        # a reader sees old or new chunks of the page but never none.
+        tenant = self._tenant(kb, create=True)
+        try:
+            if chunks:
+                objects = [
+                    DataObject(
+                        uuid=chunk_id(chunk.url, chunk.chunk_index),
+                        properties={name: getattr(chunk, name) for name in _PROPERTIES},
+                        vector={VECTOR: list(chunk.vector)} if self.dim and chunk.vector else None,
+                    )
+                    for chunk in chunks
+                ]
+                try:
+                    result = tenant.data.insert_many(objects)
+                except WeaviateInsertManyAllFailedError as exc:
+                    # The client raises instead of returning errors when every object failed.
+                    messages = str(exc).partition("errors: ")[2].splitlines() or [str(exc)]
+                    raise _not_stored(kb, url, len(objects), len(objects), messages) from exc
+                if result.has_errors:
+                    messages = [error.message for _, error in sorted(result.errors.items())]
+                    raise _not_stored(kb, url, len(messages), len(objects), messages)
+                last = max(chunk.chunk_index for chunk in chunks)
+                stale = _of_url(url) & Filter.by_property("chunk_index").greater_than(last)
+            else:
+                stale = _of_url(url)
+            tenant.data.delete_many(where=stale)
+        except WeaviateBaseError as exc:
+            raise StoreError(f"could not store {url} in knowledge base {kb!r}: {exc}") from exc
+
+    def delete_source(self, kb: str, url: str) -> int:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        result = tenant.data.delete_many(where=_of_url(url))
+        if result.matches == 0:
+            raise NotFound(f"{url} is not in knowledge base {kb!r}; ListSources shows what is")
+        if result.failed:
+            raise StoreError(f"{result.failed} of {result.matches} chunks of {url} could not be deleted")
+        return int(result.matches)
+
+    def _iterate(
+        self,
+        kb: str,
+        *,
+        with_vector: bool = False,
+        batch: int = 1000,
+        properties: list[str] = _PROPERTIES,
+    ) -> Iterator[StoredChunk]:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            return
+        for obj in tenant.iterator(
+            include_vector=with_vector, return_properties=properties, cache_size=batch
+        ):
+            yield _chunk(obj, with_vector=with_vector)
+
+    def _fetch(self, kb: str, filters: Any) -> list[StoredChunk]:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            return []
+        result = tenant.query.fetch_objects(filters=filters, limit=PAGE_LIMIT, return_properties=_PROPERTIES)
+        return sorted((_chunk(obj) for obj in result.objects), key=lambda c: c.chunk_index)
+
+    def list_sources(self, kb: str) -> list[SourceInfo]:
+        pages: dict[str, list[StoredChunk]] = {}
+        for chunk in self._iterate(kb, properties=_SOURCE_PROPERTIES):  # the text stays on the server
+            pages.setdefault(chunk.url, []).append(chunk)
+        for chunks in pages.values():
+            chunks.sort(key=lambda c: c.chunk_index)
+        return [_source_info(url, chunks) for url, chunks in sorted(pages.items())]
+
+    def get_source(self, kb: str, url: str) -> SourceDetail:
+        chunks = self._fetch(kb, _of_url(url))
+        if not chunks:
+            raise NotFound(f"{url} is not in knowledge base {kb!r}; ListSources shows what is")
+        return SourceDetail(source=_source_info(url, chunks), chunks=chunks)
+
+    def count_chunks(self, kb: str) -> int:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            return 0
+        return int(tenant.aggregate.over_all(total_count=True).total_count or 0)
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None or not _WORD.search(query):
+            return []
+        result = tenant.query.bm25(
+            query,
+            query_properties=["text"],
+            limit=k,
+            filters=_of_url(source) if source else None,
+            return_metadata=MetadataQuery(score=True),
+            return_properties=_PROPERTIES,
+        )
+        return [ScoredChunk(_chunk(obj), float(obj.metadata.score or 0.0)) for obj in result.objects]
+
+    def vector_search(
+        self, kb: str, vector: list[float], k: int, *, source: str | None = None
+    ) -> list[ScoredChunk]:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None or not vector or not self.dim:
+            return []
+        result = tenant.query.near_vector(
+            list(vector),
+            target_vector=VECTOR,
+            limit=k,
+            filters=_of_url(source) if source else None,
+            return_metadata=MetadataQuery(distance=True),
+            return_properties=_PROPERTIES,
+        )
+        return [ScoredChunk(_chunk(obj), 1.0 - float(obj.metadata.distance)) for obj in result.objects]
+
+    def hybrid_search(
+        self,
+        kb: str,
+        query: str,
+        vector: list[float] | None,
+        k: int,
+        *,
+        alpha: float,
+        fusion: Literal["relative", "rrf"],
+        source: str | None = None,
+    ) -> list[ScoredChunk]:
+        """Weaviate's own fusion of BM25 and vector results (scores as in ragcord.knowledge.search.fuse)."""
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            return []
+        if not vector or not self.dim:
+            # Without a vector Weaviate would vectorise the query itself; the collection has no vectorizer.
+            vector, alpha = None, 0.0
+        result = tenant.query.hybrid(
+            query,
+            vector=list(vector) if vector else None,
+            alpha=alpha,
+            fusion_type=_FUSION[fusion],
+            query_properties=["text"],
+            target_vector=VECTOR if vector else None,
+            limit=k,
+            filters=_of_url(source) if source else None,
+            return_metadata=MetadataQuery(score=True),
+            return_properties=_PROPERTIES,
+        )
+        return [ScoredChunk(_chunk(obj), float(obj.metadata.score or 0.0)) for obj in result.objects]
+
+    def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
+        if not indexes:
+            return []
+        wanted = sorted({int(i) for i in indexes})
+        return self._fetch(kb, _of_url(url) & Filter.by_property("chunk_index").contains_any(wanted))
+
+    def knowledge_bases(self) -> list[str]:
+        return sorted(self.collection.tenants.get())
+
+    def export(self, kb: str, *, batch_size: int = 1000) -> Iterator[list[StoredChunk]]:
+        if not self._has_tenant(kb):
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        batch: list[StoredChunk] = []
+        for chunk in self._iterate(kb, with_vector=bool(self.dim), batch=batch_size):
+            batch.append(chunk)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def optimize(self, kb: str) -> None:
+        """Nothing to do: Weaviate updates its inverted and vector indexes on every write."""
+
+    def close(self) -> None:
+        self.client.close()
