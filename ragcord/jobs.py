@@ -438,11 +438,13 @@ class JobStore:
             ids = self.redis.zrevrange(self.keys.index, start, start + batch - 1)
             if not ids:
                 return jobs, ""
-            for offset, raw_id in enumerate(ids):
-                try:
-                    job = self.get(raw_id.decode())
-                except NotFound:
+            pipe = self.redis.pipeline(transaction=False)  # one round trip per batch, not per job
+            for raw_id in ids:
+                pipe.hgetall(self.keys.job(raw_id.decode()))
+            for offset, raw in enumerate(pipe.execute()):
+                if not raw:  # expired between the index read and now
                     continue
+                job = JobRecord.from_fields({k.decode(): v for k, v in raw.items()})
                 if knowledge_base and job.knowledge_base != knowledge_base:
                     continue
                 if state is not None and job.state is not state:
