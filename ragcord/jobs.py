@@ -82,6 +82,13 @@ class JobRecord:
     cancel_requested: bool = False
 
     @classmethod
+    def from_hash(cls, job_id: str, raw: dict[bytes, bytes]) -> JobRecord:
+        """The job from its Redis hash (HGETALL's reply); NotFound when the hash is empty."""
+        if not raw:
+            raise NotFound(f"no job with id {job_id!r}; ListJobs shows the existing ones")
+        return cls.from_fields({k.decode(): v for k, v in raw.items()})
+
+    @classmethod
     def from_fields(cls, raw: dict[str, Any]) -> JobRecord:
         def s(key: str) -> str:
             value = raw.get(key, "")
@@ -412,10 +419,7 @@ class JobStore:
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
-        raw = self.redis.hgetall(self.keys.job(job_id)) if job_id else {}
-        if not raw:
-            raise NotFound(f"no job with id {job_id!r}; ListJobs shows the existing ones")
-        return JobRecord.from_fields({k.decode(): v for k, v in raw.items()})
+        return JobRecord.from_hash(job_id, self.redis.hgetall(self.keys.job(job_id)) if job_id else {})
 
     def list(
         self,
@@ -441,10 +445,10 @@ class JobStore:
             pipe = self.redis.pipeline(transaction=False)  # one round trip per batch, not per job
             for raw_id in ids:
                 pipe.hgetall(self.keys.job(raw_id.decode()))
-            for offset, raw in enumerate(pipe.execute()):
+            for offset, (raw_id, raw) in enumerate(zip(ids, pipe.execute(), strict=True)):
                 if not raw:  # expired between the index read and now
                     continue
-                job = JobRecord.from_fields({k.decode(): v for k, v in raw.items()})
+                job = JobRecord.from_hash(raw_id.decode(), raw)
                 if knowledge_base and job.knowledge_base != knowledge_base:
                     continue
                 if state is not None and job.state is not state:
@@ -541,10 +545,7 @@ class JobWatcher:
         self.heartbeat_ms = max(1, int(heartbeat_seconds * 1000))
 
     async def _job(self, job_id: str) -> JobRecord:
-        raw = await self.redis.hgetall(self.keys.job(job_id)) if job_id else {}
-        if not raw:
-            raise NotFound(f"no job with id {job_id!r}; ListJobs shows the existing ones")
-        return JobRecord.from_fields({k.decode(): v for k, v in raw.items()})
+        return JobRecord.from_hash(job_id, await self.redis.hgetall(self.keys.job(job_id)) if job_id else {})
 
     async def _bounds(self, job_id: str) -> tuple[int | None, int]:
         first = await self.redis.xrange(self.keys.events(job_id), count=1)
