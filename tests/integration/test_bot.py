@@ -4,11 +4,13 @@ answering from the indexed fixture site with memory in the real Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -93,11 +95,12 @@ def make_services(indexed, fake: FakeDiscord, *, enqueue=None, **overrides):
     return services
 
 
-@pytest.fixture
-async def world(indexed):
+@contextlib.asynccontextmanager
+async def running_bot(indexed, *, enqueue=None, **overrides) -> AsyncIterator[World]:
+    """A fake Discord and the real bot connected to it, with these settings overrides."""
     async with FakeDiscord() as fake:
         undo = fake.patch_discord()
-        services = make_services(indexed, fake)
+        services = make_services(indexed, fake, enqueue=enqueue, **overrides)
         bot, task = await start_bot(fake, services)
         world = World(fake, bot, services, task)
         try:
@@ -105,6 +108,12 @@ async def world(indexed):
         finally:
             await stop_bot(world)
             undo()
+
+
+@pytest.fixture
+async def world(indexed):
+    async with running_bot(indexed) as world:
+        yield world
 
 
 def bot_messages(fake: FakeDiscord, channel_id: str) -> list[dict]:
@@ -195,20 +204,13 @@ async def test_long_streamed_answers_grow_by_edits_and_arrive_split(indexed):
     )
     assert len(long_reply) > 3000
     with FakeOpenAI(reply=lambda body: long_reply) as llm:
-        async with FakeDiscord() as fake:
-            undo = fake.patch_discord()
-            services = make_services(
-                indexed, fake, answerer="openai", openai_base_url=llm.base_url, openai_max_retries=0
-            )
-            bot, task = await start_bot(fake, services)
-            world = World(fake, bot, services, task)
-            try:
-                answer = await ask_command(fake, fake.alice, "How do I install Quillstack?")
-                thread_id = answer["id"]
-                await fake.wait_for(lambda: bot_messages(fake, thread_id), timeout=30)
-            finally:
-                await stop_bot(world)
-                undo()
+        async with running_bot(
+            indexed, answerer="openai", openai_base_url=llm.base_url, openai_max_retries=0
+        ) as world:
+            fake = world.fake
+            answer = await ask_command(fake, fake.alice, "How do I install Quillstack?")
+            thread_id = answer["id"]
+            await fake.wait_for(lambda: bot_messages(fake, thread_id), timeout=30)
     assert any(edit["message_id"] == answer["id"] for edit in fake.edits)  # it grew while being written
     parts = [answer, *bot_messages(fake, thread_id)]
     assert all(len(p["content"]) <= 2000 for p in parts)
@@ -217,55 +219,39 @@ async def test_long_streamed_answers_grow_by_edits_and_arrive_split(indexed):
 
 
 async def test_a_user_asking_too_fast_gets_a_friendly_ephemeral_reply(indexed):
-    async with FakeDiscord() as fake:
-        undo = fake.patch_discord()
-        services = make_services(indexed, fake, ask_rate_limit=1)
-        bot, task = await start_bot(fake, services)
-        world = World(fake, bot, services, task)
-        try:
-            await ask_command(fake, fake.alice, VENV_Q)
-            second = await fake.invoke_command(fake.alice, "ask", {"question": "and again?"})
-            await fake.wait_for(lambda: second.responses)
-        finally:
-            await stop_bot(world)
-            undo()
+    async with running_bot(indexed, ask_rate_limit=1) as world:
+        fake = world.fake
+        await ask_command(fake, fake.alice, VENV_Q)
+        second = await fake.invoke_command(fake.alice, "ask", {"question": "and again?"})
+        await fake.wait_for(lambda: second.responses)
     response = second.responses[0]
     assert response["type"] == 4 and response["data"]["flags"] & 64  # ephemeral
     assert "try again in" in response["data"]["content"]
 
 
 async def test_crawl_and_kb_need_manage_server_and_crawl_shows_live_progress(indexed):
-    async with FakeDiscord() as fake:
-        undo = fake.patch_discord()
-        with running_worker(indexed.settings, indexed) as _, FixtureSite(root=SITE, delay=0.1) as site:
-            from workers.actors import declare_actors
-            from workers.broker import build_broker
+    from workers.actors import declare_actors
+    from workers.broker import build_broker
 
-            enqueue = declare_actors(build_broker(indexed.settings), indexed.settings).enqueue_page
-            services = make_services(indexed, fake, enqueue=enqueue)
-            bot, task = await start_bot(fake, services)
-            world = World(fake, bot, services, task)
-            try:
-                denied = await fake.invoke_command(fake.alice, "crawl", {"url": site.url("/docs/")})
-                await fake.wait_for(lambda: denied.responses)
-                assert "Manage Server" in denied.responses[0]["data"]["content"]
-                denied_kb = await fake.invoke_command(fake.alice, "kb", {"name": "other"}, subcommand="bind")
-                await fake.wait_for(lambda: denied_kb.responses)
-                assert "Manage Server" in denied_kb.responses[0]["data"]["content"]
+    enqueue = declare_actors(build_broker(indexed.settings), indexed.settings).enqueue_page
+    with running_worker(indexed.settings, indexed) as _, FixtureSite(root=SITE, delay=0.1) as site:
+        async with running_bot(indexed, enqueue=enqueue) as world:
+            fake = world.fake
+            denied = await fake.invoke_command(fake.alice, "crawl", {"url": site.url("/docs/")})
+            await fake.wait_for(lambda: denied.responses)
+            assert "Manage Server" in denied.responses[0]["data"]["content"]
+            denied_kb = await fake.invoke_command(fake.alice, "kb", {"name": "other"}, subcommand="bind")
+            await fake.wait_for(lambda: denied_kb.responses)
+            assert "Manage Server" in denied_kb.responses[0]["data"]["content"]
 
-                bound = await fake.invoke_command(fake.boss, "kb", {"name": "crawled"}, subcommand="bind")
-                await fake.wait_for(lambda: bound.responses)
-                assert "crawled" in bound.responses[0]["data"]["content"]
-                started = await fake.invoke_command(
-                    fake.boss, "crawl", {"url": site.url("/docs/"), "max_pages": 8}
-                )
-                await fake.wait_for(lambda: started.responses)
-                await fake.wait_for(
-                    lambda: any("finished" in m["content"] for m in fake.messages), timeout=60
-                )
-            finally:
-                await stop_bot(world)
-                undo()
+            bound = await fake.invoke_command(fake.boss, "kb", {"name": "crawled"}, subcommand="bind")
+            await fake.wait_for(lambda: bound.responses)
+            assert "crawled" in bound.responses[0]["data"]["content"]
+            started = await fake.invoke_command(
+                fake.boss, "crawl", {"url": site.url("/docs/"), "max_pages": 8}
+            )
+            await fake.wait_for(lambda: started.responses)
+            await fake.wait_for(lambda: any("finished" in m["content"] for m in fake.messages), timeout=60)
     final = next(m for m in fake.messages if "finished" in m["content"])
     assert "8/8 pages" in final["content"] or "8 pages" in final["content"].replace("/8", "")
     edits = [e["at"] for e in fake.edits if e["message_id"] == final["id"]]
@@ -347,21 +333,12 @@ async def test_a_new_bot_process_answers_in_an_old_thread(world, indexed, tmp_pa
 async def test_when_the_model_fails_the_user_hears_about_it(indexed):
     with FakeOpenAI() as llm:
         llm.fail_next(500, times=10)
-        async with FakeDiscord() as fake:
-            undo = fake.patch_discord()
-            services = make_services(
-                indexed, fake, answerer="openai", openai_base_url=llm.base_url, openai_max_retries=0
-            )
-            bot, task = await start_bot(fake, services)
-            world = World(fake, bot, services, task)
-            try:
-                interaction = await fake.invoke_command(
-                    fake.alice, "ask", {"question": "How do I install it?"}
-                )
-                await fake.wait_for(lambda: interaction.followups, timeout=30)
-            finally:
-                await stop_bot(world)
-                undo()
+        async with running_bot(
+            indexed, answerer="openai", openai_base_url=llm.base_url, openai_max_retries=0
+        ) as world:
+            fake = world.fake
+            interaction = await fake.invoke_command(fake.alice, "ask", {"question": "How do I install it?"})
+            await fake.wait_for(lambda: interaction.followups, timeout=30)
     assert "Sorry, I can't answer right now" in interaction.followups[0]["content"]
     assert "HTTP 500" in interaction.followups[0]["content"]
 
