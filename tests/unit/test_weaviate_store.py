@@ -17,8 +17,10 @@ from weaviate.exceptions import WeaviateConnectionError, WeaviateInsertManyAllFa
 
 from ragcord.errors import InvalidArgument, NotFound, StoreError
 from ragcord.knowledge.chunking import chunk_id
-from ragcord.knowledge.stores import StoredChunk
+from ragcord.knowledge.stores import StoredChunk, build_store
 from ragcord.knowledge.stores.weaviate import WeaviateStore, connect
+from ragcord.settings import Settings
+from tests.harness import free_port
 
 PROPS = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
 
@@ -456,9 +458,24 @@ def test_connect_parses_the_url_and_sets_timeouts(monkeypatch):
     assert (seen["http_host"], seen["http_port"], seen["http_secure"]) == ("weaviate.example", 8443, True)
     assert (seen["grpc_host"], seen["grpc_port"], seen["grpc_secure"]) == ("weaviate.example", 50052, True)
     assert seen["auth_credentials"].api_key == "key"
+    assert seen["skip_init_checks"] is True  # the client's init checks would also call pypi.org
     timeout = seen["additional_config"].timeout
     assert timeout.init > 0 and timeout.query > 0 and timeout.insert > 0
     connect("http://localhost", grpc_port=50051)
     assert (seen["http_port"], seen["http_secure"], seen["auth_credentials"]) == (80, False, None)
     with pytest.raises(InvalidArgument):
         connect("localhost:8080")
+
+
+def test_an_unreachable_weaviate_is_a_store_error_that_says_what_to_check():
+    settings = Settings(
+        _env_file=None,
+        store="weaviate",
+        weaviate_url=f"http://127.0.0.1:{free_port()}",
+        weaviate_api_key="s3cret-key",
+    )
+
+    with pytest.raises(StoreError) as raised:
+        build_store(settings, dim=3)
+
+    assert "RAGCORD_WEAVIATE_URL" in str(raised.value) and "s3cret" not in str(raised.value)
