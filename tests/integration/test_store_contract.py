@@ -1,4 +1,5 @@
-"""One contract for every store backend: LanceDB always, Weaviate when RAGCORD_TEST_WEAVIATE_URL is set."""
+"""One contract for every store backend: LanceDB, Weaviate's protocol fake (tests/weaviate_fake.py) and a
+real Weaviate when RAGCORD_TEST_WEAVIATE_URL is set."""
 
 from __future__ import annotations
 
@@ -12,22 +13,39 @@ from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.search import fuse
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.knowledge.stores.lancedb import LanceDBStore
+from tests.weaviate_fake import running_weaviate
 
 DIM = 4
 
 
-@pytest.fixture(params=["lancedb", "weaviate"])
+@pytest.fixture(scope="module")
+def weaviate_fake():
+    with running_weaviate() as fake:
+        yield fake
+        assert fake.unimplemented == []  # the store used nothing the fake does not do as Weaviate does
+
+
+def weaviate_address(request) -> tuple[str, int, str | None]:
+    """A real Weaviate when RAGCORD_TEST_WEAVIATE_URL names one, else the protocol fake."""
+    if request.param == "weaviate":
+        url = os.environ.get("RAGCORD_TEST_WEAVIATE_URL")
+        if not url:
+            pytest.skip("set RAGCORD_TEST_WEAVIATE_URL to run against a real Weaviate (README, Tests)")
+        port = int(os.environ.get("RAGCORD_TEST_WEAVIATE_GRPC_PORT", "50051"))
+        return url, port, os.environ.get("RAGCORD_TEST_WEAVIATE_API_KEY")
+    fake = request.getfixturevalue("weaviate_fake")
+    return fake.http_url, fake.grpc_port, None
+
+
+@pytest.fixture(params=["lancedb", "weaviate-fake", "weaviate"])
 def store(request, tmp_path):
     if request.param == "lancedb":
         yield LanceDBStore(tmp_path, dim=DIM)
         return
-    url = os.environ.get("RAGCORD_TEST_WEAVIATE_URL")
-    if not url:
-        pytest.skip("set RAGCORD_TEST_WEAVIATE_URL to run against Weaviate")
     from ragcord.knowledge.stores.weaviate import WeaviateStore, connect
 
-    grpc_port = int(os.environ.get("RAGCORD_TEST_WEAVIATE_GRPC_PORT", "50051"))
-    client = connect(url, grpc_port=grpc_port, api_key=os.environ.get("RAGCORD_TEST_WEAVIATE_API_KEY"))
+    url, grpc_port, api_key = weaviate_address(request)
+    client = connect(url, grpc_port=grpc_port, api_key=api_key)
     collection = f"RagcordTest{uuid.uuid4().hex[:12]}"  # fresh per test, deleted after
     try:
         yield WeaviateStore(client, dim=DIM, collection=collection)
