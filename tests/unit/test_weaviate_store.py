@@ -13,7 +13,7 @@ from weaviate.collections.classes.batch import BatchObjectReturn, DeleteManyRetu
 from weaviate.collections.classes.config import _CollectionConfigCreate
 from weaviate.collections.classes.filters import _FilterValue
 from weaviate.collections.classes.internal import MetadataReturn, Object, QueryReturn
-from weaviate.exceptions import WeaviateConnectionError, WeaviateInsertManyAllFailedError
+from weaviate.exceptions import WeaviateConnectionError, WeaviateInsertManyAllFailedError, WeaviateQueryError
 
 from ragcord.errors import InvalidArgument, NotFound, StoreError
 from ragcord.knowledge.chunking import chunk_id
@@ -233,7 +233,8 @@ def test_a_page_that_shrank_loses_the_chunks_past_its_new_end(fake):
         "And",
         [("url", "Equal", "http://x/a"), ("chunk_index", "GreaterThan", 1)],
     )
-    assert [m for _, m, *_ in fake.collection.calls] == ["insert_many", "delete_many"]  # upsert first
+    writes = [m for _, m, *_ in fake.collection.calls if m != "fetch_objects"]  # (that reads the dimension)
+    assert writes == ["insert_many", "delete_many"]  # upsert first
 
 
 def test_a_page_with_no_chunks_is_removed(fake):
@@ -452,6 +453,7 @@ def test_knowledge_bases_are_the_tenants(fake):
 def test_connect_parses_the_url_and_sets_timeouts(monkeypatch):
     seen: dict[str, Any] = {}
     monkeypatch.setattr("weaviate.connect_to_custom", lambda **kwargs: seen.update(kwargs) or "client")
+    monkeypatch.setattr("ragcord.knowledge.stores.weaviate._check_grpc", lambda *args, **kwargs: None)
 
     assert connect("https://weaviate.example:8443", grpc_port=50052, api_key="key") == "client"
 
@@ -479,3 +481,45 @@ def test_an_unreachable_weaviate_is_a_store_error_that_says_what_to_check():
         build_store(settings, dim=3)
 
     assert "RAGCORD_WEAVIATE_URL" in str(raised.value) and "s3cret" not in str(raised.value)
+
+
+def test_vectors_of_another_dimension_than_the_knowledge_base_holds_are_refused(fake):
+    stored = hit("http://x/a", 0)
+    stored.vector = {"default": [0.1, 0.2, 0.3, 0.4]}
+    fake.collection.replies["fetch_objects"] = QueryReturn(objects=[stored])
+    store = WeaviateStore(fake, dim=3)  # the embedder changed since the knowledge base was crawled
+
+    with pytest.raises(StoreError, match="holds 4-dimension vectors but the embedder makes 3"):
+        store.vector_search("docs", [0.1, 0.2, 0.3], 4)
+    with pytest.raises(StoreError, match="re-crawl it into a new knowledge base"):
+        store.replace_page("docs", "http://x/b", chunks("http://x/b", 1))
+    with pytest.raises(StoreError, match="3-dimension"):
+        WeaviateStore(fake, dim=3).replace_page("docs", "http://x/c", chunks("http://x/c", 1, dim=2))
+    assert fake.collection.called("near_vector") == fake.collection.called("insert_many") == []
+
+
+def test_removing_a_page_from_a_missing_knowledge_base_creates_nothing(fake):
+    WeaviateStore(fake, dim=3).replace_page("new-kb", "http://x/a", [])
+
+    assert fake.collection.created_tenants == [] and fake.collection.calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("keyword_search", ("docs", "words", 5)),
+        ("vector_search", ("docs", [0.1, 0.2, 0.3], 5)),
+        ("get_source", ("docs", "http://x/a")),
+        ("count_chunks", ("docs",)),
+        ("delete_source", ("docs", "http://x/a")),
+    ],
+)
+def test_weaviate_errors_on_every_path_become_store_errors(fake, method, args):
+    down = WeaviateQueryError("connection refused", "GRPC search")
+    for name in ("bm25", "near_vector", "fetch_objects", "over_all", "delete_many"):
+        fake.collection.replies[name] = down
+    store = WeaviateStore(fake, dim=3)
+    store._dims["docs"] = 3  # dimension known: the failing call is the method's own
+
+    with pytest.raises(StoreError, match="connection refused"):
+        getattr(store, method)(*args)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+import grpc
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
@@ -22,11 +24,14 @@ from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo,
 from ragcord.urls import validate_kb_name
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 VECTOR = "default"  # the collection's one named vector, which self_provided() without a name also gets
 # Weaviate returns at most QUERY_MAXIMUM_RESULTS (10,000 by default) objects per query.
 PAGE_LIMIT = 10_000
 ERRORS_SHOWN = 3
+GRPC_READY_SECONDS = 5.0
 _PROPERTIES = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
 _SOURCE_PROPERTIES = [name for name in _PROPERTIES if name != "text"]
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -58,7 +63,9 @@ def connect(url: str, *, grpc_port: int = 50051, api_key: str | None = None) -> 
     """A connected client for the Weaviate at `url` (REST) and `grpc_port` on the same host.
 
     The client's own start-up checks are skipped: besides pinging gRPC they ask pypi.org for a newer
-    client, which a production host without internet access would wait on at every start.
+    client, which a production host without internet access would wait on at every start. gRPC is checked
+    here instead: the client only uses it on the first search, where a wrong port would cost a minute
+    of retries.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -81,7 +88,29 @@ def connect(url: str, *, grpc_port: int = 50051, api_key: str | None = None) -> 
             f"could not connect to Weaviate at {url} (gRPC port {grpc_port}): {exc}; "
             "check RAGCORD_WEAVIATE_URL and RAGCORD_WEAVIATE_GRPC_PORT"
         ) from exc
+    try:
+        _check_grpc(parts.hostname, grpc_port, secure=secure)
+    except StoreError:
+        client.close()
+        raise
     return client
+
+
+def _check_grpc(host: str, port: int, *, secure: bool) -> None:
+    target = f"{host}:{port}"
+    channel = (
+        grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        if secure
+        else grpc.insecure_channel(target)
+    )
+    try:
+        grpc.channel_ready_future(channel).result(timeout=GRPC_READY_SECONDS)
+    except grpc.FutureTimeoutError:
+        raise StoreError(
+            f"Weaviate's gRPC port {target} does not answer; check RAGCORD_WEAVIATE_GRPC_PORT"
+        ) from None
+    finally:
+        channel.close()
 
 
 def _chunk(obj: Any, *, with_vector: bool = False) -> StoredChunk:
@@ -114,6 +143,19 @@ def _of_url(url: str) -> Any:
     return Filter.by_property("url").equal(url)
 
 
+def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """Weaviate's own errors (connection, query, tenant) leave the store as StoreError."""
+
+    @functools.wraps(method)
+    def translated(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except WeaviateBaseError as exc:
+            raise StoreError(f"Weaviate failed in {method.__name__}: {exc}") from exc
+
+    return translated
+
+
 def _not_stored(kb: str, url: str, failed: int, total: int, messages: list[str]) -> StoreError:
     return StoreError(
         f"{failed} of {total} chunks of {url} were not stored in knowledge base {kb!r}: "
@@ -129,6 +171,7 @@ class WeaviateStore:
         self.dim = dim
         self.name = collection
         self._tenants: set[str] = set()  # known to exist; tenants are never removed behind our back
+        self._dims: dict[str, int] = {}  # vector length each tenant holds
         self.ensure_schema()
         self.collection = client.collections.get(collection)
 
@@ -191,37 +234,62 @@ class WeaviateStore:
             self._tenants.add(kb)
         return self.collection.with_tenant(kb)
 
+    def _stored_dim(self, kb: str, tenant: Any) -> int | None:
+        """The length of the vectors the kb already holds (None while it holds none); read once."""
+        if kb not in self._dims:
+            result = tenant.query.fetch_objects(limit=1, include_vector=True, return_properties=[])
+            vectors = [obj.vector.get(VECTOR) for obj in result.objects if obj.vector]
+            if not vectors or not vectors[0]:
+                return None
+            self._dims[kb] = len(vectors[0])
+        return self._dims[kb]
+
+    def _check_dim(self, kb: str, tenant: Any, length: int) -> None:
+        stored = self._stored_dim(kb, tenant)
+        if stored is not None and stored != length:
+            raise StoreError(
+                f"knowledge base {kb!r} holds {stored}-dimension vectors but the embedder makes {length}; "
+                "re-crawl it into a new knowledge base"
+            )
+
     def replace_page(self, kb: str, url: str, chunks: list[StoredChunk]) -> None:
         # Weaviate has no transactions: upsert the new chunks first, then drop the ones past the end, so
         # a reader sees old or new chunks of the page but never none.
-        tenant = self._tenant(kb, create=True)
         try:
-            if chunks:
-                objects = [
-                    DataObject(
-                        uuid=chunk_id(chunk.url, chunk.chunk_index),
-                        properties={name: getattr(chunk, name) for name in _PROPERTIES},
-                        vector={VECTOR: list(chunk.vector)} if self.dim and chunk.vector else None,
-                    )
-                    for chunk in chunks
-                ]
-                try:
-                    result = tenant.data.insert_many(objects)
-                except WeaviateInsertManyAllFailedError as exc:
-                    # The client raises instead of returning errors when every object failed.
-                    messages = str(exc).partition("errors: ")[2].splitlines() or [str(exc)]
-                    raise _not_stored(kb, url, len(objects), len(objects), messages) from exc
-                if result.has_errors:
-                    messages = [error.message for _, error in sorted(result.errors.items())]
-                    raise _not_stored(kb, url, len(messages), len(objects), messages)
-                last = max(chunk.chunk_index for chunk in chunks)
-                stale = _of_url(url) & Filter.by_property("chunk_index").greater_than(last)
-            else:
-                stale = _of_url(url)
-            tenant.data.delete_many(where=stale)
+            tenant = self._tenant(kb, create=bool(chunks))
+            if tenant is None:  # removing a page from a knowledge base that does not exist
+                return
+            if not chunks:
+                tenant.data.delete_many(where=_of_url(url))
+                return
+            vectors = [list(chunk.vector) for chunk in chunks] if self.dim else []
+            if vectors:
+                if {len(vector) for vector in vectors} != {self.dim}:
+                    raise StoreError(f"chunks of {url} do not all carry {self.dim}-dimension vectors")
+                self._check_dim(kb, tenant, self.dim)
+            objects = [
+                DataObject(
+                    uuid=chunk_id(url, chunk.chunk_index),
+                    properties={name: getattr(chunk, name) for name in _PROPERTIES},
+                    vector={VECTOR: vectors[i]} if vectors else None,
+                )
+                for i, chunk in enumerate(chunks)
+            ]
+            try:
+                result = tenant.data.insert_many(objects)
+            except WeaviateInsertManyAllFailedError as exc:
+                # The client raises instead of returning errors when every object failed.
+                messages = str(exc).partition("errors: ")[2].splitlines() or [str(exc)]
+                raise _not_stored(kb, url, len(objects), len(objects), messages) from exc
+            if result.has_errors:
+                messages = [error.message for _, error in sorted(result.errors.items())]
+                raise _not_stored(kb, url, len(messages), len(objects), messages)
+            last = max(chunk.chunk_index for chunk in chunks)
+            tenant.data.delete_many(where=_of_url(url) & Filter.by_property("chunk_index").greater_than(last))
         except WeaviateBaseError as exc:
             raise StoreError(f"could not store {url} in knowledge base {kb!r}: {exc}") from exc
 
+    @_store_errors
     def delete_source(self, kb: str, url: str) -> int:
         tenant = self._tenant(kb, create=False)
         if tenant is None:
@@ -256,6 +324,7 @@ class WeaviateStore:
         result = tenant.query.fetch_objects(filters=filters, limit=PAGE_LIMIT, return_properties=_PROPERTIES)
         return sorted((_chunk(obj) for obj in result.objects), key=lambda c: c.chunk_index)
 
+    @_store_errors
     def list_sources(self, kb: str) -> list[SourceInfo]:
         pages: dict[str, list[StoredChunk]] = {}
         for chunk in self._iterate(kb, properties=_SOURCE_PROPERTIES):  # the text stays on the server
@@ -264,18 +333,21 @@ class WeaviateStore:
             chunks.sort(key=lambda c: c.chunk_index)
         return [_source_info(url, chunks) for url, chunks in sorted(pages.items())]
 
+    @_store_errors
     def get_source(self, kb: str, url: str) -> SourceDetail:
         chunks = self._fetch(kb, _of_url(url))
         if not chunks:
             raise NotFound(f"{url} is not in knowledge base {kb!r}; ListSources shows what is")
         return SourceDetail(source=_source_info(url, chunks), chunks=chunks)
 
+    @_store_errors
     def count_chunks(self, kb: str) -> int:
         tenant = self._tenant(kb, create=False)
         if tenant is None:
             return 0
         return int(tenant.aggregate.over_all(total_count=True).total_count or 0)
 
+    @_store_errors
     def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
         tenant = self._tenant(kb, create=False)
         if tenant is None or not _WORD.search(query):
@@ -290,12 +362,14 @@ class WeaviateStore:
         )
         return [ScoredChunk(_chunk(obj), float(obj.metadata.score or 0.0)) for obj in result.objects]
 
+    @_store_errors
     def vector_search(
         self, kb: str, vector: list[float], k: int, *, source: str | None = None
     ) -> list[ScoredChunk]:
         tenant = self._tenant(kb, create=False)
         if tenant is None or not vector or not self.dim:
             return []
+        self._check_dim(kb, tenant, len(vector))
         result = tenant.query.near_vector(
             list(vector),
             target_vector=VECTOR,
@@ -306,6 +380,7 @@ class WeaviateStore:
         )
         return [ScoredChunk(_chunk(obj), 1.0 - float(obj.metadata.distance)) for obj in result.objects]
 
+    @_store_errors
     def hybrid_search(
         self,
         kb: str,
@@ -324,6 +399,8 @@ class WeaviateStore:
         if not vector or not self.dim:
             # Without a vector Weaviate would vectorise the query itself; the collection has no vectorizer.
             vector, alpha = None, 0.0
+        else:
+            self._check_dim(kb, tenant, len(vector))
         result = tenant.query.hybrid(
             query,
             vector=list(vector) if vector else None,
@@ -338,26 +415,31 @@ class WeaviateStore:
         )
         return [ScoredChunk(_chunk(obj), float(obj.metadata.score or 0.0)) for obj in result.objects]
 
+    @_store_errors
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
         if not indexes:
             return []
         wanted = sorted({int(i) for i in indexes})
         return self._fetch(kb, _of_url(url) & Filter.by_property("chunk_index").contains_any(wanted))
 
+    @_store_errors
     def knowledge_bases(self) -> list[str]:
         return sorted(self.collection.tenants.get())
 
     def export(self, kb: str, *, batch_size: int = 1000) -> Iterator[list[StoredChunk]]:
-        if not self._has_tenant(kb):
-            raise NotFound(f"knowledge base {kb!r} does not exist")
-        batch: list[StoredChunk] = []
-        for chunk in self._iterate(kb, with_vector=bool(self.dim), batch=batch_size):
-            batch.append(chunk)
-            if len(batch) == batch_size:
+        try:
+            if not self._has_tenant(kb):
+                raise NotFound(f"knowledge base {kb!r} does not exist")
+            batch: list[StoredChunk] = []
+            for chunk in self._iterate(kb, with_vector=bool(self.dim), batch=batch_size):
+                batch.append(chunk)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+            if batch:
                 yield batch
-                batch = []
-        if batch:
-            yield batch
+        except WeaviateBaseError as exc:
+            raise StoreError(f"could not export knowledge base {kb!r} from Weaviate: {exc}") from exc
 
     def optimize(self, kb: str) -> None:
         """Nothing to do: Weaviate updates its inverted and vector indexes on every write."""
