@@ -263,7 +263,8 @@ def test_batch_errors_become_a_store_error_with_the_first_messages(fake):
     message = str(raised.value)
     assert "5 of 6 chunks of http://x/a" in message and "'docs'" in message
     assert "bad vector 0; bad vector 1; bad vector 2" in message and "bad vector 3" not in message
-    assert fake.collection.called("delete_many") == []  # the old chunks stay
+    [(_, _, kwargs)] = fake.collection.called("delete_many")  # a page half old, half new is served by no one
+    assert render(kwargs["where"]) == ("url", "Equal", "http://x/a")
 
 
 def test_a_batch_where_every_object_failed_is_a_store_error_too(fake):

@@ -282,6 +282,9 @@ class WeaviateStore:
                 messages = str(exc).partition("errors: ")[2].splitlines() or [str(exc)]
                 raise _not_stored(kb, url, len(objects), len(objects), messages) from exc
             if result.has_errors:
+                # Some chunks are new, some old or missing: serve none of this page rather than a mix.
+                # The crawl retries the page, which stores it whole again.
+                tenant.data.delete_many(where=_of_url(url))
                 messages = [error.message for _, error in sorted(result.errors.items())]
                 raise _not_stored(kb, url, len(messages), len(objects), messages)
             last = max(chunk.chunk_index for chunk in chunks)
