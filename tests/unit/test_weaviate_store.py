@@ -157,6 +157,7 @@ def test_a_new_collection_is_multi_tenant_with_self_provided_cosine_vectors(fake
     config = _CollectionConfigCreate(name=name, **kwargs)._to_dict()  # what the real client would send
     assert config["class"] == "Chunks"
     assert config["multiTenancyConfig"]["enabled"] is True
+    assert config["multiTenancyConfig"]["autoTenantActivation"] is True
     vector = config["vectorConfig"]["default"]
     assert vector["vectorizer"] == {"none": {}}
     assert vector["vectorIndexType"] == "hnsw" and vector["vectorIndexConfig"]["distance"] == "cosine"

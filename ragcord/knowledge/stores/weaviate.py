@@ -184,7 +184,11 @@ class WeaviateStore:
                     self.client.collections.create(
                         self.name,
                         properties=wanted,
-                        multi_tenancy_config=Configure.multi_tenancy(enabled=True),
+                        # Operators may offload idle guilds' tenants (COLD/FROZEN); a question
+                        # or a crawl brings one back.
+                        multi_tenancy_config=Configure.multi_tenancy(
+                            enabled=True, auto_tenant_activation=True
+                        ),
                         vector_config=Configure.Vectors.self_provided(
                             name=VECTOR,
                             vector_index_config=Configure.VectorIndex.hnsw(
