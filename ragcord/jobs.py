@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -437,28 +437,33 @@ class JobStore:
                 raise InvalidArgument("page_token is not valid (the job it points to is gone); list again")
             start = rank + 1
         jobs: list[JobRecord] = []
-        batch = max(page_size, 100)
-        while len(jobs) < page_size:
-            ids = self.redis.zrevrange(self.keys.index, start, start + batch - 1)
-            if not ids:
-                return jobs, ""
-            pipe = self.redis.pipeline(transaction=False)  # one round trip per batch, not per job
+        for rank, job in self._scan(start, batch=max(page_size, 100)):
+            if knowledge_base and job.knowledge_base != knowledge_base:
+                continue
+            if state is not None and job.state is not state:
+                continue
+            jobs.append(job)
+            if len(jobs) == page_size:
+                more = self.redis.zcard(self.keys.index) > rank + 1
+                return jobs, (job.id if more else "")
+        return jobs, ""
+
+    def active(self, knowledge_base: str) -> list[JobRecord]:
+        """The knowledge base's jobs that have not ended (QUEUED or RUNNING), newest first."""
+        return [
+            job for _, job in self._scan(0) if job.knowledge_base == knowledge_base and not job.state.terminal
+        ]
+
+    def _scan(self, start: int, *, batch: int = 100) -> Iterator[tuple[int, JobRecord]]:
+        """(rank, job) from rank `start` on, newest first; one round trip per batch, not per job."""
+        while ids := self.redis.zrevrange(self.keys.index, start, start + batch - 1):
+            pipe = self.redis.pipeline(transaction=False)
             for raw_id in ids:
                 pipe.hgetall(self.keys.job(raw_id.decode()))
             for offset, (raw_id, raw) in enumerate(zip(ids, pipe.execute(), strict=True)):
-                if not raw:  # expired between the index read and now
-                    continue
-                job = JobRecord.from_hash(raw_id.decode(), raw)
-                if knowledge_base and job.knowledge_base != knowledge_base:
-                    continue
-                if state is not None and job.state is not state:
-                    continue
-                jobs.append(job)
-                if len(jobs) == page_size:
-                    more = self.redis.zcard(self.keys.index) > start + offset + 1
-                    return jobs, (job.id if more else "")
+                if raw:  # (else expired between the index read and now)
+                    yield start + offset, JobRecord.from_hash(raw_id.decode(), raw)
             start += batch
-        return jobs, ""
 
     def cancel(self, job_id: str) -> JobRecord:
         outcome = self._cancel(

@@ -238,3 +238,38 @@ def test_hybrid_ranking_moves_from_words_to_meaning_with_alpha(store: Store, fus
         for alpha in (0.0, 0.5, 1.0):
             results = native("kb", "flux capacitor", [1.0, 0.0, 0.0, 0.0], 5, alpha=alpha, fusion=fusion)
             assert names[results[0].chunk.id] == ranking(alpha)[0], alpha
+
+
+def another_process(store: Store) -> Store:
+    """A second store on the same backend, as a worker process or the bot holds one."""
+    if isinstance(store, LanceDBStore):
+        return LanceDBStore(store.path, dim=store.dim)
+    from ragcord.knowledge.stores.weaviate import WeaviateStore
+
+    assert isinstance(store, WeaviateStore)
+    return WeaviateStore(store.client, dim=store.dim, collection=store.name)
+
+
+def test_dropping_a_knowledge_base_removes_it_everywhere_and_nothing_else(store: Store):
+    other = another_process(store)
+    store.replace_page("gone", "http://x/a", page("http://x/a", 3, text="zebra"))
+    other.replace_page("gone", "http://x/b", page("http://x/b", 2, text="zebra"))  # it knows "gone" now
+    store.replace_page("kept", "http://x/a", page("http://x/a", 1, text="zebra"))
+    assert other.count_chunks("gone") == 5
+
+    assert store.drop_knowledge_base("gone") == 5
+
+    assert "gone" not in store.knowledge_bases() and "kept" in store.knowledge_bases()
+    for view in (store, other):  # the other process notices without a restart
+        assert view.count_chunks("gone") == 0
+        assert view.list_sources("gone") == []
+        assert view.keyword_search("gone", "zebra", 5) == []
+        assert view.vector_search("gone", [1.0, 0.0, 0.0, 0.0], 5) == []
+        with pytest.raises(NotFound):
+            view.get_source("gone", "http://x/a")
+    assert store.count_chunks("kept") == 1
+    with pytest.raises(NotFound):
+        store.drop_knowledge_base("gone")
+
+    other.replace_page("gone", "http://x/c", page("http://x/c", 1))  # crawled again from scratch
+    assert [s.url for s in store.list_sources("gone")] == ["http://x/c"]

@@ -78,6 +78,9 @@ class Store(Protocol):
     def export(self, kb: str, *, batch_size: int = 1000) -> Iterator[list[StoredChunk]]:
         """Every chunk of the knowledge base, vectors included, in batches."""
 
+    def drop_knowledge_base(self, kb: str) -> int:
+        """Delete the knowledge base and every chunk in it; returns how many chunks it held."""
+
     def optimize(self, kb: str) -> None:
         """Compact and (re)build indexes; called when a crawl ends."""
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import lancedb
 import pyarrow as pa
@@ -18,6 +20,9 @@ from lancedb.index import HnswSq
 from ragcord.errors import NotFound, StoreError
 from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, StoredChunk
 from ragcord.urls import validate_kb_name
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,22 @@ def _fts_terms(query: str) -> str:
 
 def _row_chunk(row: dict) -> StoredChunk:
     return StoredChunk(**{name: row[name] for name in _COLUMNS})
+
+
+def _reopening(method: Callable[Concatenate[LanceDBStore, str, P], T]) -> Callable[..., T]:
+    """Retry once with a freshly opened table when the cached one was dropped by another process."""
+
+    @functools.wraps(method)
+    def reopened(self: LanceDBStore, kb: str, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, kb, *args, **kwargs)
+        except RuntimeError as exc:
+            if "Not found" not in str(exc) or self._writable.pop(self.table_name(kb), None) is None:
+                raise
+            log.info("knowledge base %s was deleted elsewhere; opening it again", kb)
+            return method(self, kb, *args, **kwargs)
+
+    return reopened
 
 
 def _quote(value: str) -> str:
@@ -104,6 +125,7 @@ class LanceDBStore:
         self._writable[name] = table  # reads through it still see other processes' writes
         return table
 
+    @_reopening
     def replace_page(self, kb: str, url: str, chunks: list[StoredChunk]) -> None:
         table = self._table(kb, create=True)
         if not chunks:
@@ -124,6 +146,7 @@ class LanceDBStore:
             .execute(data)
         )
 
+    @_reopening
     def delete_source(self, kb: str, url: str) -> int:
         table = self._table(kb, create=False)
         if table is None:
@@ -143,6 +166,7 @@ class LanceDBStore:
             query = query.where(where)
         return query.limit(None).to_arrow().to_pylist()
 
+    @_reopening
     def list_sources(self, kb: str) -> list[SourceInfo]:
         pages: dict[str, list[dict]] = defaultdict(list)
         for row in self._rows(kb):
@@ -158,6 +182,7 @@ class LanceDBStore:
             for url, rows in sorted(pages.items())
         ]
 
+    @_reopening
     def get_source(self, kb: str, url: str) -> SourceDetail:
         rows = sorted(self._rows(kb, f"url = {_quote(url)}"), key=lambda r: r["chunk_index"])
         if not rows:
@@ -172,10 +197,12 @@ class LanceDBStore:
         )
         return SourceDetail(source=info, chunks=chunks)
 
+    @_reopening
     def count_chunks(self, kb: str) -> int:
         table = self._table(kb, create=False)
         return 0 if table is None else table.count_rows()
 
+    @_reopening
     def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
         table = self._table(kb, create=False)
         terms = _fts_terms(query)
@@ -195,6 +222,7 @@ class LanceDBStore:
                     table.create_fts_index("text", replace=True)
         return [ScoredChunk(_row_chunk(row), float(row["_score"])) for row in rows]
 
+    @_reopening
     def vector_search(
         self, kb: str, vector: list[float], k: int, *, source: str | None = None
     ) -> list[ScoredChunk]:
@@ -209,6 +237,7 @@ class LanceDBStore:
             search = search.where(f"url = {_quote(source)}", prefilter=True)
         return [ScoredChunk(_row_chunk(row), 1.0 - float(row["_distance"])) for row in search.to_list()]
 
+    @_reopening
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
         if not indexes:
             return []
@@ -236,6 +265,7 @@ class LanceDBStore:
                 for row in rows
             ]
 
+    @_reopening
     def optimize(self, kb: str) -> None:
         table = self._table(kb, create=False)
         if table is None:
@@ -250,6 +280,16 @@ class LanceDBStore:
                     config=HnswSq(distance_type="cosine", num_partitions=max(1, int(math.sqrt(rows) / 2))),
                 )
         table.optimize()  # compacts, and folds rows added since into the indexes
+
+    def drop_knowledge_base(self, kb: str) -> int:
+        table = self._table(kb, create=False)
+        if table is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        count = table.count_rows()
+        with self._lock:
+            self.db.drop_table(self.table_name(kb))
+            self._writable.pop(self.table_name(kb), None)
+        return count
 
     def close(self) -> None:
         """Nothing to release: LanceDB opens its files per operation."""

@@ -144,10 +144,22 @@ def _of_url(url: str) -> Any:
 
 
 def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
-    """Weaviate's own errors (connection, query, tenant) leave the store as StoreError."""
+    """Weaviate's own errors (connection, query, tenant) leave the store as StoreError.
+
+    A call that failed on a knowledge base this store had seen before is tried once more after
+    forgetting it: the tenant may have been dropped by another process (DeleteKnowledgeBase).
+    """
 
     @functools.wraps(method)
     def translated(*args: P.args, **kwargs: P.kwargs) -> T:
+        store, kb = args[0], args[1] if len(args) > 1 else None
+        known = isinstance(store, WeaviateStore) and isinstance(kb, str) and kb in store._tenants
+        try:
+            return method(*args, **kwargs)
+        except WeaviateBaseError as exc:
+            if not known:
+                raise StoreError(f"Weaviate failed in {method.__name__}: {exc}") from exc
+            store._forget(kb)
         try:
             return method(*args, **kwargs)
         except WeaviateBaseError as exc:
@@ -170,7 +182,9 @@ class WeaviateStore:
         self.client = client
         self.dim = dim
         self.name = collection
-        self._tenants: set[str] = set()  # known to exist; tenants are never removed behind our back
+        self._tenants: set[str] = (
+            set()
+        )  # known to exist (forgotten on any error: another process may drop one)
         self._dims: dict[str, int] = {}  # vector length each tenant holds
         self.ensure_schema()
         self.collection = client.collections.get(collection)
@@ -238,6 +252,10 @@ class WeaviateStore:
             self._tenants.add(kb)
         return self.collection.with_tenant(kb)
 
+    def _forget(self, kb: str) -> None:
+        self._tenants.discard(kb)
+        self._dims.pop(kb, None)
+
     def _stored_dim(self, kb: str, tenant: Any) -> int | None:
         """The length of the vectors the kb already holds (None while it holds none); read once."""
         if kb not in self._dims:
@@ -293,7 +311,11 @@ class WeaviateStore:
                 raise _not_stored(kb, url, len(messages), len(objects), messages)
             last = max(chunk.chunk_index for chunk in chunks)
             tenant.data.delete_many(where=_of_url(url) & Filter.by_property("chunk_index").greater_than(last))
+        except StoreError:
+            self._forget(kb)  # e.g. "tenant not found" for every object: another process dropped it
+            raise
         except WeaviateBaseError as exc:
+            self._forget(kb)
             raise StoreError(f"could not store {url} in knowledge base {kb!r}: {exc}") from exc
 
     @_store_errors
@@ -450,6 +472,16 @@ class WeaviateStore:
 
     def optimize(self, kb: str) -> None:
         """Nothing to do: Weaviate updates its inverted and vector indexes on every write."""
+
+    @_store_errors
+    def drop_knowledge_base(self, kb: str) -> int:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        count = int(tenant.aggregate.over_all(total_count=True).total_count or 0)
+        self.collection.tenants.remove([kb])
+        self._forget(kb)
+        return count
 
     def close(self) -> None:
         self.client.close()
