@@ -341,6 +341,34 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
+    admin = Admin(settings, args.address)
+    if args.delete:
+        if not args.yes:
+            if not sys.stdin.isatty():
+                err.print("error: deleting a knowledge base needs --yes when there is no terminal to ask on")
+                return 2
+            typed = console.input(
+                f"delete knowledge base {args.delete} and every page in it? type its name: "
+            )
+            if typed.strip() != args.delete:
+                err.print("not deleted")
+                return 1
+        response = admin.call(
+            "DeleteKnowledgeBase", admin.pb.DeleteKnowledgeBaseRequest(knowledge_base=args.delete)
+        )
+        console.print(f"deleted knowledge base {args.delete}: {response.chunks_deleted} chunks")
+        return 0
+    response = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
+    table = Table()
+    table.add_column("knowledge base")
+    table.add_column("chunks", justify="right")
+    for kb in response.knowledge_bases:
+        table.add_row(kb.name, str(kb.chunk_count))
+    console.print(table)
+    return 0
+
+
 def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> str:
     """Print the answer as it is written, then its sources; returns the conversation id."""
     request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
@@ -494,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="target", choices=["lancedb", "weaviate"], required=True)
     p.add_argument("--kb", help="one knowledge base (default: all)")
     p.set_defaults(fn=cmd_store_copy)
+
+    p = client("kbs", "list the knowledge bases, or delete one")
+    p.add_argument("--delete", metavar="NAME", help="delete this knowledge base and every page in it")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(fn=cmd_kbs)
 
     p = client("sources", "list the pages of a knowledge base")
     p.add_argument("--kb")

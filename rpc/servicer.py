@@ -20,6 +20,7 @@ from ragcord.answering.types import Answer
 from ragcord.crawls import start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
+from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
 from ragcord.settings import Settings
@@ -166,6 +167,23 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             self.store.delete_source, self._kb(request.knowledge_base), request.url
         )
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
+
+    @_unary
+    async def ListKnowledgeBases(self, request, context):
+        bases = await asyncio.to_thread(list_knowledge_bases, self.store)
+        return pb.ListKnowledgeBasesResponse(
+            knowledge_bases=[pb.KnowledgeBase(name=b.name, chunk_count=b.chunk_count) for b in bases]
+        )
+
+    @_unary
+    async def DeleteKnowledgeBase(self, request, context):
+        if not request.knowledge_base:
+            raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
+        deleted = await asyncio.to_thread(
+            delete_knowledge_base, self.store, self.jobs, request.knowledge_base
+        )
+        log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
+        return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)
 
     @_unary
     async def Ask(self, request, context):

@@ -228,6 +228,36 @@ class DeleteSourceResponse(_message.Message):
     chunks_deleted: int
     def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
 
+class KnowledgeBase(_message.Message):
+    __slots__ = ("name", "chunk_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    chunk_count: int
+    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+
+class ListKnowledgeBasesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKnowledgeBasesResponse(_message.Message):
+    __slots__ = ("knowledge_bases",)
+    KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
+    knowledge_bases: _containers.RepeatedCompositeFieldContainer[KnowledgeBase]
+    def __init__(self, knowledge_bases: _Optional[_Iterable[_Union[KnowledgeBase, _Mapping]]] = ...) -> None: ...
+
+class DeleteKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base",)
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    def __init__(self, knowledge_base: _Optional[str] = ...) -> None: ...
+
+class DeleteKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("chunks_deleted",)
+    CHUNKS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    chunks_deleted: int
+    def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
+
 class AskRequest(_message.Message):
     __slots__ = ("question", "knowledge_base", "conversation_id", "top_k", "author")
     QUESTION_FIELD_NUMBER: _ClassVar[int]

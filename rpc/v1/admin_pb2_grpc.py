@@ -76,6 +76,16 @@ class AdminServiceStub(object):
                 request_serializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.FromString,
                 _registered_method=True)
+        self.ListKnowledgeBases = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/ListKnowledgeBases',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesResponse.FromString,
+                _registered_method=True)
+        self.DeleteKnowledgeBase = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/DeleteKnowledgeBase',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.FromString,
+                _registered_method=True)
         self.Ask = channel.unary_unary(
                 '/ragcord.admin.v1.AdminService/Ask',
                 request_serializer=rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
@@ -156,6 +166,21 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKnowledgeBases(self, request, context):
+        """Every knowledge base the store holds, by name, with its size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKnowledgeBase(self, request, context):
+        """Deletes the knowledge base with every page in it (a crawl builds it again). FAILED_PRECONDITION
+        while a crawl into it is queued or running: cancel it first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Ask(self, request, context):
         """A cited answer from the knowledge base; pass conversation_id to continue a conversation
         (a new one is started and returned when it is empty).
@@ -227,6 +252,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteSource,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.SerializeToString,
+            ),
+            'ListKnowledgeBases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnowledgeBases,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesResponse.SerializeToString,
+            ),
+            'DeleteKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKnowledgeBase,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.SerializeToString,
             ),
             'Ask': grpc.unary_unary_rpc_method_handler(
                     servicer.Ask,
@@ -467,6 +502,60 @@ class AdminService(object):
             '/ragcord.admin.v1.AdminService/DeleteSource',
             rpc_dot_v1_dot_admin__pb2.DeleteSourceRequest.SerializeToString,
             rpc_dot_v1_dot_admin__pb2.DeleteSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnowledgeBases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/ListKnowledgeBases',
+            rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.ListKnowledgeBasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/DeleteKnowledgeBase',
+            rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

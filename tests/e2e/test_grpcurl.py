@@ -155,6 +155,35 @@ def test_the_cli_crawls_with_a_progress_bar(server, site, workdir):
     assert jobs.returncode == 0 and "SUCCEEDED" in jobs.stdout
 
 
+def test_an_operator_lists_and_deletes_a_knowledge_base(server, site, workdir):
+    grpcurl, env, _ = server
+    (job,) = grpcurl.call(
+        "StartCrawl", {"url": site.url("/docs/"), "knowledge_base": "scratch", "max_pages": 3}
+    )
+    with pytest.raises(GrpcurlError) as info:  # a crawl may still write into it
+        grpcurl.call("DeleteKnowledgeBase", {"knowledge_base": "scratch"})
+    assert info.value.code == "FailedPrecondition" and "CancelJob" in str(info.value)
+    grpcurl.call("WatchJob", {"job_id": job["id"]})
+    (listed,) = grpcurl.call("ListKnowledgeBases", {})
+    sizes = {kb["name"]: n(kb, "chunk_count") for kb in listed["knowledge_bases"]}
+    assert sizes["scratch"] > 0
+
+    run = {"env": {**os.environ, **env, "COLUMNS": "200"}, "cwd": workdir, "capture_output": True}
+    shown = subprocess.run([RAGCORD, "kbs"], text=True, timeout=60, **run)
+    assert shown.returncode == 0 and "scratch" in shown.stdout, shown.stderr
+    refused = subprocess.run([RAGCORD, "kbs", "--delete", "scratch"], text=True, timeout=60, **run)
+    assert refused.returncode == 2 and "--yes" in refused.stderr  # no terminal to confirm on
+    deleted = subprocess.run([RAGCORD, "kbs", "--delete", "scratch", "--yes"], text=True, timeout=60, **run)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"{sizes['scratch']} chunks" in deleted.stdout
+
+    (listed,) = grpcurl.call("ListKnowledgeBases", {})
+    assert "scratch" not in {kb["name"] for kb in listed.get("knowledge_bases", [])}
+    with pytest.raises(GrpcurlError) as info:
+        grpcurl.call("DeleteKnowledgeBase", {"knowledge_base": "scratch"})
+    assert info.value.code == "NotFound"
+
+
 @pytest.fixture(scope="module")
 def guarded_rpc(base_env, workdir):
     """The admin API alone with private networks refused (the production default)."""

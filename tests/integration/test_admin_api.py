@@ -6,10 +6,26 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
+from ragcord.bootstrap import bootstrap
 from ragcord.errors import RagcordError
+from ragcord.knowledge.chunking import chunk_id
+from ragcord.knowledge.stores import StoredChunk
 from rpc.server import check_exposure
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import admin_api
+
+
+def chunk(url: str) -> StoredChunk:
+    return StoredChunk(
+        id=chunk_id(url, 0),
+        url=url,
+        title="T",
+        heading="",
+        chunk_index=0,
+        text=f"text of {url}",
+        content_hash="h",
+        indexed_at=1.0,
+    )
 
 
 async def code_of(call) -> tuple[grpc.StatusCode, str]:
@@ -138,3 +154,38 @@ async def test_metrics_count_calls_by_method_and_status_and_show_jobs(make_setti
     assert 'ragcord_rpc_requests_total{code="NOT_FOUND",method="GetJob"}' in body
     assert 'ragcord_jobs{state="queued"} 1.0' in body
     assert "ragcord_rpc_latency_seconds_bucket" in body
+
+
+async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(make_settings):
+    settings = make_settings()
+    services = bootstrap(settings)
+    for kb, pages in (("guides", 3), ("api", 1)):
+        for p in range(pages):
+            url = f"http://docs.example/{kb}/{p}"
+            services.store.replace_page(kb, url, [chunk(url)])
+    async with admin_api(settings, services) as (stub, _):
+        listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
+        assert [(b.name, b.chunk_count) for b in listed.knowledge_bases] == [("api", 1), ("guides", 3)]
+
+        job = await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/", knowledge_base="guides"))
+        code, details = await code_of(
+            stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="guides"))
+        )
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and job.id in details and "CancelJob" in details
+        assert services.store.count_chunks("guides") == 3  # nothing lost
+
+        await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
+        deleted = await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="guides"))
+        assert deleted.chunks_deleted == 3
+        listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
+        assert [b.name for b in listed.knowledge_bases] == ["api"]
+
+        for name, want in (("guides", grpc.StatusCode.NOT_FOUND), ("", grpc.StatusCode.INVALID_ARGUMENT)):
+            code, details = await code_of(
+                stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base=name))
+            )
+            assert code == want and details
+        code, _ = await code_of(
+            stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="Bad!"))
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
