@@ -363,8 +363,9 @@ def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
     table = Table()
     table.add_column("knowledge base")
     table.add_column("chunks", justify="right")
+    table.add_column("Discord server")
     for kb in response.knowledge_bases:
-        table.add_row(kb.name, str(kb.chunk_count))
+        table.add_row(kb.name, str(kb.chunk_count), kb.discord_guild_id or "(shared)")
     console.print(table)
     return 0
 

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ragcord.answering.service import build_ask_service
+from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.errors import RagcordError
 from ragcord.feedback import FeedbackStore
@@ -72,6 +73,7 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
             enqueue=actors.enqueue_page,
             ask=build_ask_service(services),
             feedback=FeedbackStore(services.redis, prefix=settings.key_prefix),
+            owners=KnowledgeBaseOwners(services.redis, prefix=settings.key_prefix),
         ),
         server,
     )

@@ -17,6 +17,7 @@ from ragcord import errors
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
+from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.crawls import start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
@@ -90,6 +91,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         enqueue: Callable[[str, str, int], None],
         ask: AskService,
         feedback: FeedbackStore,
+        owners: KnowledgeBaseOwners,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -98,6 +100,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.enqueue = enqueue
         self.ask = ask
         self.feedback = feedback
+        self.owners = owners
 
     @_unary
     async def StartCrawl(self, request, context):
@@ -170,9 +173,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @_unary
     async def ListKnowledgeBases(self, request, context):
-        bases = await asyncio.to_thread(list_knowledge_bases, self.store)
+        bases = await asyncio.to_thread(list_knowledge_bases, self.store, self.owners)
         return pb.ListKnowledgeBasesResponse(
-            knowledge_bases=[pb.KnowledgeBase(name=b.name, chunk_count=b.chunk_count) for b in bases]
+            knowledge_bases=[
+                pb.KnowledgeBase(name=b.name, chunk_count=b.chunk_count, discord_guild_id=b.owner_guild_id)
+                for b in bases
+            ]
         )
 
     @_unary
@@ -180,7 +186,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
         deleted = await asyncio.to_thread(
-            delete_knowledge_base, self.store, self.jobs, request.knowledge_base
+            delete_knowledge_base, self.store, self.jobs, self.owners, request.knowledge_base
         )
         log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
         return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)

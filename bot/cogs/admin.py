@@ -14,7 +14,6 @@ from bot.render import link_title
 from ragcord.crawls import start_crawl
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobRecord
-from ragcord.urls import validate_kb_name
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -62,16 +61,15 @@ class AdminCog(commands.Cog):
     ) -> None:
         """Bind this server (or one channel) to a knowledge base."""
         try:
-            validate_kb_name(name)
+            await asyncio.to_thread(
+                self.services.bindings.bind,
+                interaction.guild_id,
+                name,
+                channel_id=channel.id if channel else None,
+            )
         except RagcordError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NONE)
             return
-        await asyncio.to_thread(
-            self.services.bindings.bind,
-            interaction.guild_id,
-            name,
-            channel_id=channel.id if channel else None,
-        )
         where = channel.mention if channel else "this server"
         await interaction.response.send_message(
             f"Questions in {where} now use knowledge base `{name}`.", ephemeral=True, allowed_mentions=NONE
@@ -89,11 +87,15 @@ class AdminCog(commands.Cog):
         s = self.services
         kb = await asyncio.to_thread(s.bindings.resolve, interaction.guild_id, interaction.channel_id)
         try:
+            # The server owns what it crawls into from now on; another server's knowledge base is refused.
+            await asyncio.to_thread(s.bindings.owners.claim, kb, interaction.guild_id)
             job = await asyncio.to_thread(
                 start_crawl, s.settings, s.jobs, s.enqueue, url=url, knowledge_base=kb, max_pages=max_pages
             )
         except RagcordError as exc:
-            await interaction.response.send_message(f"I can't crawl that: {exc}", ephemeral=True)
+            await interaction.response.send_message(
+                f"I can't crawl that: {exc}", ephemeral=True, allowed_mentions=NONE
+            )
             return
         await interaction.response.send_message(progress_text(job), allowed_mentions=NONE)
         message = await interaction.original_response()
@@ -124,9 +126,13 @@ class AdminCog(commands.Cog):
     @app_commands.guild_only()
     async def sources(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1):
         """List the pages this server's knowledge base holds."""
-        kb = await asyncio.to_thread(
-            self.services.bindings.resolve, interaction.guild_id, interaction.channel_id
-        )
+        try:
+            kb = await asyncio.to_thread(
+                self.services.bindings.usable, interaction.guild_id, interaction.channel_id
+            )
+        except RagcordError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NONE)
+            return
         sources = await asyncio.to_thread(self.services.store.list_sources, kb)
         if not sources:
             await interaction.response.send_message(

@@ -18,7 +18,7 @@ from bot.render import format_answer, shorten, split_message
 from bot.views import feedback_view
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.types import Answer
-from ragcord.errors import AnswerUnavailable, InvalidArgument
+from ragcord.errors import AnswerUnavailable, InvalidArgument, PermissionDenied
 from ragcord.metrics import ANSWER_LATENCY
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,13 @@ class AskCog(commands.Cog):
             return f"Sorry, I can't answer right now: {exc}."
         if isinstance(exc, InvalidArgument):
             return f"I can't ask that: {exc}."
+        if isinstance(exc, PermissionDenied):
+            return f"I can't answer here: {exc}."
         return "Sorry, something went wrong while answering. The team has the details in the logs."
 
     def knowledge_base_for(self, channel: discord.abc.GuildChannel | discord.Thread, guild_id: int) -> str:
         parent = getattr(channel, "parent_id", None)
-        return self.services.bindings.resolve(guild_id, channel.id, parent)
+        return self.services.bindings.usable(guild_id, channel.id, parent)
 
     # -- /ask ----------------------------------------------------------------------------------------------
 
@@ -129,8 +131,12 @@ class AskCog(commands.Cog):
                 f"You're asking quickly: try again in {math.ceil(wait)} s.", ephemeral=True
             )
             return
+        try:
+            kb = await asyncio.to_thread(self.knowledge_base_for, interaction.channel, interaction.guild_id)
+        except PermissionDenied as exc:
+            await interaction.response.send_message(self.failure_text(exc), ephemeral=True)
+            return
         await interaction.response.defer(thinking=True)
-        kb = await asyncio.to_thread(self.knowledge_base_for, interaction.channel, interaction.guild_id)
         in_thread = isinstance(interaction.channel, discord.Thread)
         # In a thread the conversation continues under its id; otherwise the answer opens a thread, and the
         # conversation moves to that thread's id once it exists.
@@ -225,7 +231,11 @@ class AskCog(commands.Cog):
                 delete_after=15,
             )
             return
-        kb = await asyncio.to_thread(self.knowledge_base_for, channel, message.guild.id)
+        try:
+            kb = await asyncio.to_thread(self.knowledge_base_for, channel, message.guild.id)
+        except PermissionDenied as exc:
+            await message.reply(self.failure_text(exc), allowed_mentions=NONE)
+            return
         if conversation is not None or in_thread:
             target: discord.abc.Messageable = channel
             conversation_id = conversation or str(channel.id)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ragcord.errors import FailedPrecondition
+from ragcord.bindings import KnowledgeBaseOwners
+from ragcord.errors import FailedPrecondition, NotFound
 from ragcord.jobs import JobStore
 from ragcord.knowledge.stores import Store
 from ragcord.urls import validate_kb_name
@@ -14,14 +15,20 @@ from ragcord.urls import validate_kb_name
 class KnowledgeBaseInfo:
     name: str
     chunk_count: int
+    owner_guild_id: str  # the Discord server it belongs to; "" = shared (built through the admin API)
 
 
-def list_knowledge_bases(store: Store) -> list[KnowledgeBaseInfo]:
-    return [KnowledgeBaseInfo(name, store.count_chunks(name)) for name in store.knowledge_bases()]
+def list_knowledge_bases(store: Store, owners: KnowledgeBaseOwners) -> list[KnowledgeBaseInfo]:
+    owned = owners.all()
+    return [
+        KnowledgeBaseInfo(name, store.count_chunks(name), owned.get(name, ""))
+        for name in store.knowledge_bases()
+    ]
 
 
-def delete_knowledge_base(store: Store, jobs: JobStore, kb: str) -> int:
-    """Drop the knowledge base with every chunk; refused while a crawl could still write into it."""
+def delete_knowledge_base(store: Store, jobs: JobStore, owners: KnowledgeBaseOwners, kb: str) -> int:
+    """Drop the knowledge base with every chunk and free its name; refused while a crawl could still
+    write into it. Returns the number of chunks deleted."""
     validate_kb_name(kb)
     if active := jobs.active(kb):
         job = active[0]
@@ -29,4 +36,11 @@ def delete_knowledge_base(store: Store, jobs: JobStore, kb: str) -> int:
             f"a crawl into knowledge base {kb!r} is {job.state.value} (job {job.id}): cancel it with "
             "CancelJob and delete once it has ended"
         )
-    return store.drop_knowledge_base(kb)
+    try:
+        deleted = store.drop_knowledge_base(kb)
+    except NotFound:
+        if owners.release(kb):  # claimed by a server, never filled: the name is free again
+            return 0
+        raise
+    owners.release(kb)
+    return deleted

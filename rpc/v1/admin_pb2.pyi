@@ -229,12 +229,14 @@ class DeleteSourceResponse(_message.Message):
     def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
 
 class KnowledgeBase(_message.Message):
-    __slots__ = ("name", "chunk_count")
+    __slots__ = ("name", "chunk_count", "discord_guild_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DISCORD_GUILD_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     chunk_count: int
-    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+    discord_guild_id: str
+    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ..., discord_guild_id: _Optional[str] = ...) -> None: ...
 
 class ListKnowledgeBasesRequest(_message.Message):
     __slots__ = ()

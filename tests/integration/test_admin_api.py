@@ -6,6 +6,7 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
+from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.bootstrap import bootstrap
 from ragcord.errors import RagcordError
 from ragcord.knowledge.chunking import chunk_id
@@ -163,9 +164,14 @@ async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(ma
         for p in range(pages):
             url = f"http://docs.example/{kb}/{p}"
             services.store.replace_page(kb, url, [chunk(url)])
+    owners = KnowledgeBaseOwners(services.redis, prefix=settings.key_prefix)
+    owners.claim("guides", 777)  # crawled from a Discord server
     async with admin_api(settings, services) as (stub, _):
         listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
-        assert [(b.name, b.chunk_count) for b in listed.knowledge_bases] == [("api", 1), ("guides", 3)]
+        assert [(b.name, b.chunk_count, b.discord_guild_id) for b in listed.knowledge_bases] == [
+            ("api", 1, ""),
+            ("guides", 3, "777"),
+        ]
 
         job = await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/", knowledge_base="guides"))
         code, details = await code_of(
@@ -176,7 +182,10 @@ async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(ma
 
         await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
         deleted = await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="guides"))
-        assert deleted.chunks_deleted == 3
+        assert deleted.chunks_deleted == 3 and owners.owner("guides") is None  # the name is free again
+        owners.claim("claimed-only", 777)  # bound and claimed, never crawled
+        freed = await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="claimed-only"))
+        assert freed.chunks_deleted == 0 and owners.owner("claimed-only") is None
         listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
         assert [b.name for b in listed.knowledge_bases] == ["api"]
 

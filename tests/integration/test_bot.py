@@ -198,6 +198,38 @@ async def test_a_mention_in_a_channel_opens_a_thread_and_other_messages_are_igno
     assert bot_messages(fake, fake.channel_id) == []  # the answer went into the thread
 
 
+async def test_a_knowledge_base_another_server_owns_is_refused_for_asking_binding_and_crawling(world):
+    fake, owners = world.fake, world.services.bindings.owners
+    owners.claim("docs", "424242")  # another Discord server crawled "docs" first
+    try:
+        asked = await fake.invoke_command(fake.alice, "ask", {"question": VENV_Q})
+        await fake.wait_for(lambda: asked.responses)
+        mention = await fake.send_user_message(
+            fake.alice, f"<@{fake.bot_user['id']}> {VENV_Q}", mention_bot=True
+        )
+        await fake.wait_for(
+            lambda: any(m.get("message_reference") for m in bot_messages(fake, fake.channel_id)), timeout=30
+        )
+        bound = await fake.invoke_command(fake.boss, "kb", {"name": "docs"}, subcommand="bind")
+        crawled = await fake.invoke_command(fake.boss, "crawl", {"url": "https://docs.example.com/"})
+        await fake.wait_for(lambda: bound.responses and crawled.responses)
+    finally:
+        owners.release("docs")
+
+    response = asked.responses[0]
+    assert response["type"] == 4 and response["data"]["flags"] & 64  # ephemeral, nothing answered
+    assert "belongs to another Discord server" in response["data"]["content"]
+    [reply] = [
+        m
+        for m in bot_messages(fake, fake.channel_id)
+        if m.get("message_reference", {}).get("message_id") == mention["id"]
+    ]
+    assert "belongs to another Discord server" in reply["content"] and mention["id"] not in fake.threads
+    assert "belongs to another Discord server" in bound.responses[0]["data"]["content"]
+    assert "I can't crawl that" in crawled.responses[0]["data"]["content"]
+    assert not any("Quillstack" in m["content"] for m in fake.messages)  # none of the other's docs
+
+
 async def test_long_streamed_answers_grow_by_edits_and_arrive_split(indexed):
     long_reply = " ".join(
         f"Step {i}: run the installer and check the output carefully [1]." for i in range(60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragcord.bindings import KnowledgeBaseBindings
-from ragcord.errors import InvalidArgument, NotFound
+from ragcord.errors import InvalidArgument, NotFound, PermissionDenied
 from ragcord.feedback import FeedbackStore
 from ragcord.ratelimit import RateLimiter
 from ragcord.threads import OwnedThreads
@@ -22,6 +22,29 @@ def test_bindings_resolve_channel_then_server_then_default(redis_client, key_pre
     assert bindings.resolve(2, 10) == "default"
     with pytest.raises(InvalidArgument):
         bindings.bind(1, "Bad Name")
+
+
+def test_a_knowledge_base_a_server_crawled_is_out_of_every_other_servers_reach(redis_client, key_prefix):
+    bindings = KnowledgeBaseBindings(redis_client, prefix=key_prefix, default="default")
+    owners = bindings.owners
+    assert bindings.usable(1) == bindings.usable(2) == "default"  # shared: no server owns it
+
+    owners.claim("default", 1)  # server 1 ran /crawl into it
+    owners.claim("default", 1)  # (again: still its own)
+    assert bindings.usable(1) == "default"
+    with pytest.raises(PermissionDenied, match="belongs to another Discord server"):
+        bindings.usable(2)  # unbound, so it would have read server 1's documents
+    with pytest.raises(PermissionDenied):
+        owners.claim("default", 2)
+    with pytest.raises(PermissionDenied):
+        bindings.bind(2, "default")
+    assert bindings.resolve(2) == "default"  # nothing was bound
+
+    bindings.bind(2, "mine")
+    owners.claim("mine", 2)
+    assert bindings.usable(2) == "mine" and owners.all() == {"default": "1", "mine": "2"}
+    assert owners.release("default") and owners.owner("default") is None
+    assert bindings.usable(3) == "default"  # deleted and free again
 
 
 def test_owned_threads_survive_a_new_client(redis_client, key_prefix):
