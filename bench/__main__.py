@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import crawl, retrieval
+from bench import crawl, jobs, retrieval
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
     args = parser.parse_args()
     crawl.main(repeat=args.repeat)
     retrieval.main()
+    jobs.main()
 
 
 main()
