@@ -1,51 +1,91 @@
-"""Which knowledge base a Discord server (or one of its channels) asks, and which server owns one.
+"""Which knowledge base a Discord server (or one of its channels) asks, and which servers may use one.
 
 A knowledge base first crawled from a Discord server belongs to that server: no other server can bind it,
 crawl into it or read it, so one server's documents never reach another's answers. Knowledge bases built
 through the admin API belong to no server and are shared: any server may bind and read them; the first
-server to /crawl into one takes it over. Deleting a knowledge base (admin API) frees its name.
+server to /crawl into one takes it over. The admin API can set the servers of a knowledge base (a team with
+two Discord servers shares one that way); deleting a knowledge base frees its name.
 
 Keys (P = key prefix): P:kb-binding:G  hash: "guild" or a channel id -> knowledge base name;
-P:kb-owner  hash: knowledge base name -> owning guild id.
+P:kb-servers:KB  set: the guild ids that may use the knowledge base (none: shared).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import redis
 
-from ragcord.errors import PermissionDenied
+from ragcord.errors import InvalidArgument, PermissionDenied
 from ragcord.urls import validate_kb_name
+
+# KEYS[1] the knowledge base's servers; ARGV[1] a guild. Claims an unclaimed knowledge base for the guild;
+# returns 1 when the guild may use it.
+_CLAIM = """
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return 1
+end
+return redis.call('SISMEMBER', KEYS[1], ARGV[1])
+"""
 
 
 class KnowledgeBaseOwners:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.redis = client
-        self.key = f"{prefix}:kb-owner"
+        self.prefix = prefix
+        self._claim = client.register_script(_CLAIM)
 
-    def owner(self, knowledge_base: str) -> str | None:
-        value = self.redis.hget(self.key, knowledge_base)
-        return value.decode() if value else None
+    def _key(self, knowledge_base: str) -> str:
+        return f"{self.prefix}:kb-servers:{validate_kb_name(knowledge_base)}"
 
-    def all(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.redis.hgetall(self.key).items()}
+    def servers(self, knowledge_base: str) -> set[str]:
+        """The Discord servers that may use the knowledge base; empty: any (shared)."""
+        return {member.decode() for member in self.redis.smembers(self._key(knowledge_base))}
+
+    def servers_of(self, knowledge_bases: Iterable[str]) -> dict[str, set[str]]:
+        names = list(knowledge_bases)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.smembers(self._key(name))
+        return {
+            name: {m.decode() for m in members} for name, members in zip(names, pipe.execute(), strict=True)
+        }
 
     def check(self, knowledge_base: str, guild_id: int | str) -> None:
-        """PermissionDenied unless the server may use the knowledge base (it owns it, or no one does)."""
-        owner = self.owner(knowledge_base)
-        if owner is not None and owner != str(guild_id):
-            raise PermissionDenied(
-                f"knowledge base `{knowledge_base}` belongs to another Discord server; "
-                "choose another name with /kb bind"
-            )
+        """PermissionDenied unless the server may use the knowledge base (it is one of its servers, or
+        the knowledge base is shared)."""
+        servers = self.servers(knowledge_base)
+        if servers and str(guild_id) not in servers:
+            raise _refused(knowledge_base)
 
     def claim(self, knowledge_base: str, guild_id: int | str) -> None:
-        """Make the server the owner, unless another server already is (then PermissionDenied)."""
-        validate_kb_name(knowledge_base)
-        if not self.redis.hsetnx(self.key, knowledge_base, str(guild_id)):
-            self.check(knowledge_base, guild_id)
+        """Make a shared knowledge base the server's own; PermissionDenied when other servers have it."""
+        if not self._claim(keys=[self._key(knowledge_base)], args=[str(guild_id)]):
+            raise _refused(knowledge_base)
+
+    def set_servers(self, knowledge_base: str, guild_ids: Iterable[int | str]) -> set[str]:
+        """Exactly these servers may use the knowledge base from now on (none: shared)."""
+        ids = {str(g).strip() for g in guild_ids}
+        if not all(g.isdigit() for g in ids):
+            raise InvalidArgument("discord_guild_ids must be Discord server ids (numbers)")
+        key = self._key(knowledge_base)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if ids:
+            pipe.sadd(key, *ids)
+        pipe.execute()
+        return ids
 
     def release(self, knowledge_base: str) -> bool:
-        return bool(self.redis.hdel(self.key, knowledge_base))
+        return bool(self.redis.delete(self._key(knowledge_base)))
+
+
+def _refused(knowledge_base: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"knowledge base `{knowledge_base}` belongs to another Discord server; "
+        "choose another name with /kb bind"
+    )
 
 
 class KnowledgeBaseBindings:

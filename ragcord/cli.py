@@ -343,6 +343,16 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
+    if args.set_servers:
+        kb = admin.call(
+            "SetKnowledgeBaseServers",
+            admin.pb.SetKnowledgeBaseServersRequest(
+                knowledge_base=args.set_servers, discord_guild_ids=args.server or []
+            ),
+        )
+        servers = ", ".join(kb.discord_guild_ids) or "any Discord server (shared)"
+        console.print(f"knowledge base {kb.name} can now be used by {servers}")
+        return 0
     if args.delete:
         if not args.yes:
             if not sys.stdin.isatty():
@@ -363,9 +373,9 @@ def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
     table = Table()
     table.add_column("knowledge base")
     table.add_column("chunks", justify="right")
-    table.add_column("Discord server")
+    table.add_column("Discord servers")
     for kb in response.knowledge_bases:
-        table.add_row(kb.name, str(kb.chunk_count), kb.discord_guild_id or "(shared)")
+        table.add_row(kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)")
     console.print(table)
     return 0
 
@@ -527,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = client("kbs", "list the knowledge bases, or delete one")
     p.add_argument("--delete", metavar="NAME", help="delete this knowledge base and every page in it")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--set-servers",
+        metavar="NAME",
+        help="set which Discord servers may use it (each --server; none: all)",
+    )
+    p.add_argument("--server", action="append", metavar="GUILD_ID", help="a Discord server id (repeatable)")
     p.set_defaults(fn=cmd_kbs)
 
     p = client("sources", "list the pages of a knowledge base")

@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ragcord.answering.types import Answer
 from ragcord.feedback import FeedbackRecord
 from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState
+from ragcord.knowledge.bases import KnowledgeBaseInfo
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
 from rpc.v1 import admin_pb2 as pb
 
@@ -108,4 +109,10 @@ def feedback_to_pb(record: FeedbackRecord) -> pb.FeedbackEntry:
         down=record.down,
         knowledge_base=record.knowledge_base,
         created_at=timestamp(record.created_at),
+    )
+
+
+def knowledge_base_to_pb(info: KnowledgeBaseInfo) -> pb.KnowledgeBase:
+    return pb.KnowledgeBase(
+        name=info.name, chunk_count=info.chunk_count, discord_guild_ids=sorted(info.servers, key=int)
     )

@@ -21,7 +21,7 @@ from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.crawls import start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
-from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases
+from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
 from ragcord.settings import Settings
@@ -174,12 +174,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @_unary
     async def ListKnowledgeBases(self, request, context):
         bases = await asyncio.to_thread(list_knowledge_bases, self.store, self.owners)
-        return pb.ListKnowledgeBasesResponse(
-            knowledge_bases=[
-                pb.KnowledgeBase(name=b.name, chunk_count=b.chunk_count, discord_guild_id=b.owner_guild_id)
-                for b in bases
-            ]
+        return pb.ListKnowledgeBasesResponse(knowledge_bases=[convert.knowledge_base_to_pb(b) for b in bases])
+
+    @_unary
+    async def SetKnowledgeBaseServers(self, request, context):
+        if not request.knowledge_base:
+            raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
+        info = await asyncio.to_thread(
+            set_knowledge_base_servers,
+            self.store,
+            self.owners,
+            request.knowledge_base,
+            list(request.discord_guild_ids),
         )
+        log.info("knowledge base %s: Discord servers %s", info.name, sorted(info.servers) or "all (shared)")
+        return convert.knowledge_base_to_pb(info)
 
     @_unary
     async def DeleteKnowledgeBase(self, request, context):

@@ -15,15 +15,22 @@ from ragcord.urls import validate_kb_name
 class KnowledgeBaseInfo:
     name: str
     chunk_count: int
-    owner_guild_id: str  # the Discord server it belongs to; "" = shared (built through the admin API)
+    servers: frozenset[str]  # the Discord servers that may use it; empty: shared
 
 
 def list_knowledge_bases(store: Store, owners: KnowledgeBaseOwners) -> list[KnowledgeBaseInfo]:
-    owned = owners.all()
-    return [
-        KnowledgeBaseInfo(name, store.count_chunks(name), owned.get(name, ""))
-        for name in store.knowledge_bases()
-    ]
+    names = store.knowledge_bases()
+    servers = owners.servers_of(names)
+    return [KnowledgeBaseInfo(name, store.count_chunks(name), frozenset(servers[name])) for name in names]
+
+
+def set_knowledge_base_servers(
+    store: Store, owners: KnowledgeBaseOwners, kb: str, guild_ids: list[str]
+) -> KnowledgeBaseInfo:
+    """Exactly these Discord servers may use the knowledge base (none: shared). It may not exist yet:
+    reserving a name for a server before its first crawl is allowed."""
+    servers = owners.set_servers(kb, guild_ids)
+    return KnowledgeBaseInfo(kb, store.count_chunks(kb), frozenset(servers))
 
 
 def delete_knowledge_base(store: Store, jobs: JobStore, owners: KnowledgeBaseOwners, kb: str) -> int:

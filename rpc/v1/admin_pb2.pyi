@@ -229,14 +229,14 @@ class DeleteSourceResponse(_message.Message):
     def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
 
 class KnowledgeBase(_message.Message):
-    __slots__ = ("name", "chunk_count", "discord_guild_id")
+    __slots__ = ("name", "chunk_count", "discord_guild_ids")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
-    DISCORD_GUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    DISCORD_GUILD_IDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     chunk_count: int
-    discord_guild_id: str
-    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ..., discord_guild_id: _Optional[str] = ...) -> None: ...
+    discord_guild_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ..., discord_guild_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListKnowledgeBasesRequest(_message.Message):
     __slots__ = ()
@@ -247,6 +247,14 @@ class ListKnowledgeBasesResponse(_message.Message):
     KNOWLEDGE_BASES_FIELD_NUMBER: _ClassVar[int]
     knowledge_bases: _containers.RepeatedCompositeFieldContainer[KnowledgeBase]
     def __init__(self, knowledge_bases: _Optional[_Iterable[_Union[KnowledgeBase, _Mapping]]] = ...) -> None: ...
+
+class SetKnowledgeBaseServersRequest(_message.Message):
+    __slots__ = ("knowledge_base", "discord_guild_ids")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    DISCORD_GUILD_IDS_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    discord_guild_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, knowledge_base: _Optional[str] = ..., discord_guild_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteKnowledgeBaseRequest(_message.Message):
     __slots__ = ("knowledge_base",)

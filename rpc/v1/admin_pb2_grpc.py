@@ -86,6 +86,11 @@ class AdminServiceStub(object):
                 request_serializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.FromString,
                 _registered_method=True)
+        self.SetKnowledgeBaseServers = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/SetKnowledgeBaseServers',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.SetKnowledgeBaseServersRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
         self.Ask = channel.unary_unary(
                 '/ragcord.admin.v1.AdminService/Ask',
                 request_serializer=rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
@@ -181,6 +186,14 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetKnowledgeBaseServers(self, request, context):
+        """Exactly these Discord servers may use the knowledge base from now on (none: shared), e.g. to let a
+        team's second server ask the documentation its first server crawled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Ask(self, request, context):
         """A cited answer from the knowledge base; pass conversation_id to continue a conversation
         (a new one is started and returned when it is empty).
@@ -262,6 +275,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteKnowledgeBase,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.SerializeToString,
+            ),
+            'SetKnowledgeBaseServers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetKnowledgeBaseServers,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.SetKnowledgeBaseServersRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.SerializeToString,
             ),
             'Ask': grpc.unary_unary_rpc_method_handler(
                     servicer.Ask,
@@ -556,6 +574,33 @@ class AdminService(object):
             '/ragcord.admin.v1.AdminService/DeleteKnowledgeBase',
             rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
             rpc_dot_v1_dot_admin__pb2.DeleteKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetKnowledgeBaseServers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/SetKnowledgeBaseServers',
+            rpc_dot_v1_dot_admin__pb2.SetKnowledgeBaseServersRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
             options,
             channel_credentials,
             insecure,

@@ -169,8 +169,18 @@ def test_an_operator_lists_and_deletes_a_knowledge_base(server, site, workdir):
     assert sizes["scratch"] > 0
 
     run = {"env": {**os.environ, **env, "COLUMNS": "200"}, "cwd": workdir, "capture_output": True}
+    shared = subprocess.run(
+        [RAGCORD, "kbs", "--set-servers", "scratch", "--server", "123", "--server", "45"],
+        text=True,
+        timeout=60,
+        **run,
+    )
+    assert shared.returncode == 0 and "45, 123" in shared.stdout, shared.stderr
     shown = subprocess.run([RAGCORD, "kbs"], text=True, timeout=60, **run)
-    assert shown.returncode == 0 and "scratch" in shown.stdout, shown.stderr
+    assert shown.returncode == 0 and "scratch" in shown.stdout and "45, 123" in shown.stdout, shown.stderr
+    (listed,) = grpcurl.call("ListKnowledgeBases", {})
+    [scratch] = [kb for kb in listed["knowledge_bases"] if kb["name"] == "scratch"]
+    assert scratch["discord_guild_ids"] == ["45", "123"]
     refused = subprocess.run([RAGCORD, "kbs", "--delete", "scratch"], text=True, timeout=60, **run)
     assert refused.returncode == 2 and "--yes" in refused.stderr  # no terminal to confirm on
     deleted = subprocess.run([RAGCORD, "kbs", "--delete", "scratch", "--yes"], text=True, timeout=60, **run)

@@ -168,10 +168,21 @@ async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(ma
     owners.claim("guides", 777)  # crawled from a Discord server
     async with admin_api(settings, services) as (stub, _):
         listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
-        assert [(b.name, b.chunk_count, b.discord_guild_id) for b in listed.knowledge_bases] == [
-            ("api", 1, ""),
-            ("guides", 3, "777"),
+        assert [(b.name, b.chunk_count, list(b.discord_guild_ids)) for b in listed.knowledge_bases] == [
+            ("api", 1, []),
+            ("guides", 3, ["777"]),
         ]
+        shared = await stub.SetKnowledgeBaseServers(
+            pb.SetKnowledgeBaseServersRequest(knowledge_base="api", discord_guild_ids=["12", "3"])
+        )
+        assert (shared.name, shared.chunk_count, list(shared.discord_guild_ids)) == ("api", 1, ["3", "12"])
+        code, details = await code_of(
+            stub.SetKnowledgeBaseServers(
+                pb.SetKnowledgeBaseServersRequest(knowledge_base="api", discord_guild_ids=["me"])
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "server ids" in details
+        assert owners.servers("api") == {"3", "12"}  # unchanged by the refused call
 
         job = await stub.StartCrawl(pb.StartCrawlRequest(url="http://127.0.0.1:9/", knowledge_base="guides"))
         code, details = await code_of(
@@ -182,10 +193,10 @@ async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(ma
 
         await stub.CancelJob(pb.CancelJobRequest(job_id=job.id))
         deleted = await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="guides"))
-        assert deleted.chunks_deleted == 3 and owners.owner("guides") is None  # the name is free again
+        assert deleted.chunks_deleted == 3 and owners.servers("guides") == set()  # the name is free again
         owners.claim("claimed-only", 777)  # bound and claimed, never crawled
         freed = await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="claimed-only"))
-        assert freed.chunks_deleted == 0 and owners.owner("claimed-only") is None
+        assert freed.chunks_deleted == 0 and owners.servers("claimed-only") == set()
         listed = await stub.ListKnowledgeBases(pb.ListKnowledgeBasesRequest())
         assert [b.name for b in listed.knowledge_bases] == ["api"]
 

@@ -42,9 +42,23 @@ def test_a_knowledge_base_a_server_crawled_is_out_of_every_other_servers_reach(r
 
     bindings.bind(2, "mine")
     owners.claim("mine", 2)
-    assert bindings.usable(2) == "mine" and owners.all() == {"default": "1", "mine": "2"}
-    assert owners.release("default") and owners.owner("default") is None
-    assert bindings.usable(3) == "default"  # deleted and free again
+    assert bindings.usable(2) == "mine"
+    assert owners.servers_of(["default", "mine", "other"]) == {
+        "default": {"1"},
+        "mine": {"2"},
+        "other": set(),
+    }
+
+    owners.set_servers("default", [1, "4"])  # the operator lets the team's second server in
+    assert bindings.usable(4) == "default"
+    with pytest.raises(PermissionDenied):
+        bindings.usable(3)  # unbound, not let in
+    with pytest.raises(InvalidArgument):
+        owners.set_servers("default", ["not-a-guild"])
+    owners.set_servers("mine", [])  # shared again
+    assert owners.servers("mine") == set() and bindings.bind(3, "mine") is None
+    assert owners.release("default") and owners.servers("default") == set()
+    assert bindings.usable(3) == "mine" and bindings.usable(5) == "default"  # deleted: free again
 
 
 def test_owned_threads_survive_a_new_client(redis_client, key_prefix):
