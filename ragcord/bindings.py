@@ -100,10 +100,8 @@ class KnowledgeBaseBindings:
 
     def bind(self, guild_id: int | str, knowledge_base: str, *, channel_id: int | str | None = None) -> None:
         """PermissionDenied when another server owns the knowledge base."""
-        self.owners.check(validate_kb_name(knowledge_base), guild_id)
-        self.redis.hset(
-            self._key(guild_id), str(channel_id) if channel_id else "guild", validate_kb_name(knowledge_base)
-        )
+        self.owners.check(knowledge_base, guild_id)  # (validates the name first)
+        self.redis.hset(self._key(guild_id), str(channel_id) if channel_id else "guild", knowledge_base)
 
     def unbind(self, guild_id: int | str, *, channel_id: int | str | None = None) -> bool:
         return bool(self.redis.hdel(self._key(guild_id), str(channel_id) if channel_id else "guild"))
