@@ -17,24 +17,15 @@ from collections.abc import Iterable
 import redis
 
 from ragcord.errors import InvalidArgument, PermissionDenied
+from ragcord.lua import script_source
 from ragcord.urls import validate_kb_name
-
-# KEYS[1] the knowledge base's servers; ARGV[1] a guild. Claims an unclaimed knowledge base for the guild;
-# returns 1 when the guild may use it.
-_CLAIM = """
-if redis.call('SCARD', KEYS[1]) == 0 then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  return 1
-end
-return redis.call('SISMEMBER', KEYS[1], ARGV[1])
-"""
 
 
 class KnowledgeBaseOwners:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.redis = client
         self.prefix = prefix
-        self._claim = client.register_script(_CLAIM)
+        self._claim = client.register_script(script_source("ragcord.lua", "bindings/claim.lua"))
 
     def _key(self, knowledge_base: str) -> str:
         return f"{self.prefix}:kb-servers:{validate_kb_name(knowledge_base)}"

@@ -16,24 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from ragcord.errors import InvalidArgument, NotFound
-
-# KEYS: answer, votes, log, counts. ARGV: user, vote, now. Moves a user's vote atomically; returns the
-# previous vote or ''.
-_VOTE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('no such answer') end
-local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-if previous == ARGV[2] then return previous end
-local urls = cjson.decode(redis.call('HGET', KEYS[1], 'cited_urls'))
-for _, url in ipairs(urls) do
-  if previous ~= '' then redis.call('HINCRBY', KEYS[4], url .. '|' .. previous, -1) end
-  redis.call('HINCRBY', KEYS[4], url .. '|' .. ARGV[2], 1)
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-if previous ~= '' then redis.call('HINCRBY', KEYS[1], previous, -1) end
-redis.call('ZADD', KEYS[3], ARGV[3], redis.call('HGET', KEYS[1], 'id'))
-return previous
-"""
+from ragcord.lua import script_source
 
 
 @dataclass(frozen=True)
@@ -61,7 +44,7 @@ class FeedbackStore:
         self.redis = client
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
-        self._vote = client.register_script(_VOTE)
+        self._vote = client.register_script(script_source("ragcord.lua", "feedback/vote.lua"))
 
     def _answer(self, answer_id: str) -> str:
         return f"{self.prefix}:answers:{answer_id}"

@@ -5,28 +5,26 @@ Keys (P = key prefix, C = conversation id):
   P:conv:C:summary  string: running summary of the turns folded out of the window
 Both expire `ttl_seconds` after the last append, so a conversation lives as long as people use it. It
 lives only in Redis, so it survives restarts of every process.
+Each change that touches both keys is one Lua script (`ragcord/lua/memory/*.lua`). Follow-up questions are
+answering's business: `ragcord.answering.followup`.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import redis
 
 from ragcord.errors import InvalidArgument
+from ragcord.lua import script_source
 
 __all__ = [
     "Conversation",
@@ -34,10 +32,8 @@ __all__ = [
     "Summarizer",
     "TokenCounter",
     "Turn",
-    "load_cached_encoding",
+    "WordEstimate",
     "select_window",
-    "standalone_query",
-    "tiktoken_cache_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,92 +78,17 @@ class Summarizer(Protocol):
 
 # -- counting tokens ----------------------------------------------------------------------------------------
 
-# cl100k_base as tiktoken_ext/openai_public.py defines it. We build the encoding from tiktoken's cache file
-# ourselves because tiktoken.get_encoding() downloads the file when it is missing or stale, with no timeout.
-_CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-_CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
-_CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|"""
-    r"""\s*[\r\n]|\s+(?!\S)|\s"""
-)
-_CL100K_SPECIAL = {
-    "<|endoftext|>": 100257,
-    "<|fim_prefix|>": 100258,
-    "<|fim_middle|>": 100259,
-    "<|fim_suffix|>": 100260,
-    "<|endofprompt|>": 100276,
-}
+
+class TokenCounter(Protocol):
+    """What the window's token budget is measured with."""
+
+    def count(self, text: str) -> int: ...
 
 
-def tiktoken_cache_path(cache_dir: str | None = None) -> str | None:
-    """Where tiktoken keeps cl100k_base (its rule in tiktoken/load.py); None when its cache is off."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR")
-    if cache_dir is None:
-        cache_dir = os.environ.get("DATA_GYM_CACHE_DIR")
-    if cache_dir is None:
-        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    if not cache_dir:
-        return None
-    return os.path.join(cache_dir, hashlib.sha1(_CL100K_URL.encode()).hexdigest())
-
-
-def load_cached_encoding(path: str, sha256: str = _CL100K_SHA256) -> Any | None:
-    """cl100k_base built from a local BPE file whose hash matches, or None; never touches the network."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        log.debug("ignoring %s: not the cl100k_base file tiktoken expects", path)
-        return None
-    import tiktoken
-
-    ranks: dict[bytes, int] = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding(
-        name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
-    )
-
-
-class TokenCounter:
-    """tiktoken's cl100k_base when it can be loaded offline, else an estimate from words."""
-
-    def __init__(self, *, cache_dir: str | None = None) -> None:
-        self.cache_dir = cache_dir  # None: where tiktoken itself looks (TIKTOKEN_CACHE_DIR, ...)
-        self._encoding: Any | None = None
-        self._tried = False
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any | None:
-        with self._lock:
-            if not self._tried:
-                try:
-                    path = tiktoken_cache_path(self.cache_dir)
-                    self._encoding = load_cached_encoding(path) if path else None
-                except Exception as exc:  # noqa: BLE001 - counting must work without tiktoken
-                    log.debug("tiktoken unavailable: %r", exc)
-                if self._encoding is None:
-                    log.debug("cl100k_base is not cached offline; estimating tokens from words")
-                self._tried = True
-        return self._encoding
-
-    @property
-    def exact(self) -> bool:
-        """True when counts come from tiktoken, False when they are estimates."""
-        return (self._encoding if self._tried else self._load()) is not None
+class WordEstimate:
+    """About 4 tokens per 3 words (English prose under OpenAI's tokenizers); needs no model files."""
 
     def count(self, text: str) -> int:
-        encoding = self._encoding if self._tried else self._load()
-        if encoding is not None:
-            try:
-                return len(encoding.encode(text, disallowed_special=()))
-            except Exception as exc:  # noqa: BLE001 - fall back to the estimate for this text
-                log.debug("tiktoken could not encode a text: %r", exc)
         return math.ceil(len(text.split()) * 4 / 3)
 
 
@@ -185,58 +106,6 @@ def select_window(turns: Sequence[Turn], budget: int, counter: TokenCounter) -> 
 
 
 # -- Redis ----------------------------------------------------------------------------------------------
-
-# KEYS: turns, summary. ARGV: ttl seconds, cap (0 = none), turn JSON... Returns the list's length.
-_APPEND = """
-for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-local cap = tonumber(ARGV[2])
-if cap > 0 then redis.call('LTRIM', KEYS[1], -cap, -1) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return redis.call('LLEN', KEYS[1])
-"""
-
-# KEYS: turns, summary. ARGV: ttl seconds, summary read before summarizing, new summary, folded turn JSON...
-# Folds only when the summary and the head of the list are still what was summarized (a concurrent fold
-# or clear changed them otherwise); appends only touch the tail. Returns {folded (0/1), current summary}.
-_FOLD = """
-local n = #ARGV - 3
-local current = redis.call('GET', KEYS[2]) or ''
-if current ~= ARGV[2] then return {0, current} end
-local head = redis.call('LRANGE', KEYS[1], 0, n - 1)
-if #head ~= n then return {0, current} end
-for i = 1, n do
-  if head[i] ~= ARGV[i + 3] then return {0, current} end
-end
-redis.call('LTRIM', KEYS[1], n, -1)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
-else
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[1])
-end
-return {1, ARGV[3]}
-"""
-
-# KEYS: source turns, source summary, target turns, target summary. ARGV: ttl seconds, cap (0 = none).
-# Appends the source's turns to the target's and joins the summaries. Returns the number of turns moved.
-_MERGE = """
-local moved = redis.call('LRANGE', KEYS[1], 0, -1)
-local summary = redis.call('GET', KEYS[2])
-if #moved == 0 and not summary then return 0 end
-for i = 1, #moved do redis.call('RPUSH', KEYS[3], moved[i]) end
-if summary then
-  local existing = redis.call('GET', KEYS[4])
-  if existing and existing ~= '' then summary = existing .. '\\n' .. summary end
-  redis.call('SET', KEYS[4], summary)
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-local cap = tonumber(ARGV[2])
-if cap > 0 then redis.call('LTRIM', KEYS[3], -cap, -1) end
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[4], ARGV[1])
-return #moved
-"""
 
 _CONVERSATION_ID = re.compile(r"\S{1,128}")
 
@@ -272,11 +141,11 @@ class ConversationMemory:
         self.ttl_seconds = int(ttl_seconds)
         self.token_budget = token_budget
         self.summarizer = summarizer
-        self.counter = counter or TokenCounter()
+        self.counter: TokenCounter = counter or WordEstimate()
         self.max_turns = max_turns
-        self._append = client.register_script(_APPEND)
-        self._fold = client.register_script(_FOLD)
-        self._merge = client.register_script(_MERGE)
+        self._append = client.register_script(script_source("ragcord.lua", "memory/append.lua"))
+        self._fold = client.register_script(script_source("ragcord.lua", "memory/fold.lua"))
+        self._merge = client.register_script(script_source("ragcord.lua", "memory/merge.lua"))
 
     def _keys(self, conversation_id: str) -> list[str]:
         base = f"{self.prefix}:conv:{_check_id(conversation_id)}"
@@ -347,32 +216,3 @@ class ConversationMemory:
     def ttl(self, conversation_id: str) -> int:
         """Seconds the conversation has left; -2 when there is none (Redis TTL semantics)."""
         return int(self.redis.ttl(self._keys(conversation_id)[0]))
-
-
-# -- follow-up questions ----------------------------------------------------------------------------------
-
-_SHORT_QUESTION_WORDS = 8
-_FOLLOW_UP_START = re.compile(r"(?:and|also|what about|how about|then|so)\b", re.IGNORECASE)
-_ANAPHORA = re.compile(r"\b(?:it|its|this|that|they|them|those|these|there|one)\b", re.IGNORECASE)
-
-
-def _looks_like_follow_up(question: str) -> bool:
-    stripped = question.strip()
-    return (
-        len(stripped.split()) < _SHORT_QUESTION_WORDS
-        or bool(_FOLLOW_UP_START.match(stripped))
-        or bool(_ANAPHORA.search(stripped))
-    )
-
-
-def standalone_query(conversation: Conversation, question: str, *, max_words: int = 60) -> str:
-    """A follow-up prefixed with the last user question(s), so search sees what "it" is (no model)."""
-    words = question.split()
-    if not words or not _looks_like_follow_up(question):
-        return question
-    previous = [turn.text for turn in conversation.turns if turn.role == "user"][-2:]
-    room = max_words - len(words)  # the question itself is never cut; older context words go first
-    if not previous or room <= 0:
-        return question
-    context = " ".join(previous).split()[-room:]
-    return " ".join([*context, *words])

@@ -7,18 +7,7 @@ import uuid
 
 import redis
 
-# KEYS: log. ARGV: now (ms), window (ms), limit, member. Returns 0 when allowed, else ms to wait.
-_HIT = """
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return math.max(1, tonumber(oldest[2]) + window - now)
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
-return 0
-"""
+from ragcord.lua import script_source
 
 
 class RateLimiter:
@@ -26,7 +15,7 @@ class RateLimiter:
         self.prefix = prefix
         self.limit = limit
         self.window_ms = int(window_seconds * 1000)
-        self._hit = client.register_script(_HIT)
+        self._hit = client.register_script(script_source("ragcord.lua", "ratelimit/hit.lua"))
 
     def hit(self, key: str) -> float | None:
         """Count one use; None when allowed, else the seconds to wait."""

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from ragcord.answering.extractive import ExtractiveAnswerer
+from ragcord.answering.followup import standalone_query
 from ragcord.answering.types import Answer, Answerer
 from ragcord.errors import InvalidArgument
 from ragcord.knowledge.search import Hit, Retriever
-from ragcord.memory import Conversation, ConversationMemory, Turn, standalone_query
+from ragcord.memory import Conversation, ConversationMemory, Turn
 from ragcord.urls import validate_kb_name
 
 log = logging.getLogger(__name__)

@@ -203,11 +203,15 @@ async def test_watch_sends_a_snapshot_then_the_log_and_ends_after_the_terminal_e
 
 async def test_watch_follows_a_live_job_with_heartbeats(jobs, watcher):
     job = new_job(jobs)
-    task = asyncio.create_task(collect(watcher, job.id))
-    await asyncio.sleep(0.5)  # idle: heartbeats
-    await asyncio.to_thread(run_small_crawl, jobs, job.id)
-    events = await asyncio.wait_for(task, 10)
-    assert any(e.kind is EventKind.HEARTBEAT for e in events)
+    events = []
+    async for event in watcher.watch(job.id):
+        events.append(event)
+        if event.kind is EventKind.HEARTBEAT and len(events) == 2:
+            # the watcher idled with a heartbeat; only now does the job move
+            await asyncio.to_thread(run_small_crawl, jobs, job.id)
+        if event.terminal:
+            break
+    assert [e.kind for e in events[:2]] == [EventKind.SNAPSHOT, EventKind.HEARTBEAT]
     logged = [e for e in events if e.event_id]
     assert [e.event_id for e in logged] == [str(i) for i in range(1, 7)]
     assert events[-1].terminal

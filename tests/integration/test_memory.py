@@ -82,6 +82,13 @@ def test_the_window_is_the_most_recent_turns_within_the_token_budget(redis_clien
     assert len(stored_texts(redis_client, key_prefix, "t")) == 10  # without a summarizer nothing is deleted
 
 
+def test_without_a_counter_the_budget_is_measured_with_the_word_estimate(redis_client, key_prefix):
+    memory = ConversationMemory(redis_client, prefix=key_prefix, token_budget=14)
+    five_word_turns(memory, "t", 4)  # 5 words: an estimated 7 tokens each
+
+    assert [t.text.split()[0] for t in memory.load("t").turns] == ["q2", "q3"]
+
+
 def test_a_last_turn_over_the_budget_is_still_returned(redis_client, key_prefix):
     memory = make_memory(redis_client, key_prefix, token_budget=5)
     memory.append("t", Turn(role="user", text="short"), Turn(role="assistant", text="word " * 50))

@@ -1,0 +1,39 @@
+"""Follow-up questions: turning "and how do I activate it?" into a query search can answer on its own.
+
+A heuristic, no model: a short question, one that starts like a follow-up ("and", "what about", ...) or one
+that points back ("it", "those", ...) is prefixed with the conversation's last user questions.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ragcord.memory import Conversation
+
+__all__ = ["standalone_query"]
+
+_SHORT_QUESTION_WORDS = 8
+_FOLLOW_UP_START = re.compile(r"(?:and|also|what about|how about|then|so)\b", re.IGNORECASE)
+_ANAPHORA = re.compile(r"\b(?:it|its|this|that|they|them|those|these|there|one)\b", re.IGNORECASE)
+
+
+def _looks_like_follow_up(question: str) -> bool:
+    stripped = question.strip()
+    return (
+        len(stripped.split()) < _SHORT_QUESTION_WORDS
+        or bool(_FOLLOW_UP_START.match(stripped))
+        or bool(_ANAPHORA.search(stripped))
+    )
+
+
+def standalone_query(conversation: Conversation, question: str, *, max_words: int = 60) -> str:
+    """A follow-up prefixed with the last user question(s), so search sees what "it" is (no model)."""
+    words = question.split()
+    if not words or not _looks_like_follow_up(question):
+        return question
+    previous = [turn.text for turn in conversation.turns if turn.role == "user"][-2:]
+    room = max_words - len(words)  # the question itself is never cut; older context words go first
+    if not previous or room <= 0:
+        return question
+    context = " ".join(previous).split()[-room:]
+    return " ".join([*context, *words])

@@ -1,0 +1,42 @@
+-- Shared by every job script that changes the job's state; prepended to each of them when loaded.
+-- Defines:
+--   job_snapshot(job)      the job hash as a JSON object (every event carries one)
+--   emit(job, stream, retention, now, kind, url, detail, chunks)
+--                          appends one event with the next sequence number (entry id `<seq>-0`), keeping at
+--                          most `retention` entries; returns the sequence number
+--   TERMINAL               the set of states a job never leaves
+--   finalize_if_idle(job, stream, retention, now)
+--                          ends the job when no page is outstanding; returns the final state or false
+local function job_snapshot(job)
+  local flat = redis.call('HGETALL', job)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return cjson.encode(t)
+end
+local function emit(job, stream, retention, now, kind, url, detail, chunks)
+  local seq = redis.call('HINCRBY', job, 'event_seq', 1)
+  redis.call('XADD', stream, 'MAXLEN', retention, seq .. '-0',
+    'kind', kind, 'url', url, 'detail', detail, 'chunks', chunks, 'at', now, 'job', job_snapshot(job))
+  return seq
+end
+local TERMINAL = {SUCCEEDED = true, FAILED = true, CANCELLED = true}
+-- Ends the job when no page is outstanding; returns the final state or false.
+local function finalize_if_idle(job, stream, retention, now)
+  local state = redis.call('HGET', job, 'state')
+  if TERMINAL[state] then return false end
+  if tonumber(redis.call('HGET', job, 'outstanding') or '0') > 0 then return false end
+  local final, detail
+  if redis.call('HGET', job, 'cancel_requested') == '1' then
+    final, detail = 'CANCELLED', 'cancelled'
+  elseif tonumber(redis.call('HGET', job, 'pages_done') or '0') > 0 then
+    final, detail = 'SUCCEEDED', 'succeeded'
+  else
+    final = 'FAILED'
+    local seed_error = redis.call('HGET', job, 'seed_error')
+    detail = 'no page could be indexed' .. ((seed_error and (': ' .. seed_error)) or '')
+    redis.call('HSET', job, 'error', detail)
+  end
+  redis.call('HSET', job, 'state', final, 'finished_at', now)
+  emit(job, stream, retention, now, 'STATE_CHANGED', '', detail, 0)
+  return final
+end

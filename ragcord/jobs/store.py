@@ -1,0 +1,208 @@
+"""JobStore: jobs, counters and events over a synchronous Redis client.
+
+Every change that touches more than one key runs as one Lua script (`lua/*.lua`), so counters, state and the
+event log never disagree, and redelivered messages or a worker dying mid-page cannot count a page twice or
+write two terminal events.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+import redis
+
+from ragcord.errors import FailedPrecondition, InvalidArgument, NotFound
+from ragcord.jobs.keys import JobKeys
+from ragcord.jobs.records import (
+    FinishResult,
+    JobEvent,
+    JobRecord,
+    JobState,
+    PageOutcome,
+    StreamEntry,
+    new_job_id,
+    parse_event,
+)
+from ragcord.lua import script_source
+
+__all__ = ["JobStore"]
+
+
+def _script(name: str, *, with_lib: bool) -> str:
+    """A job script's text; the ones that write events or end the job run after the shared `lib.lua`."""
+    paths = ("lua/lib.lua", f"lua/{name}.lua") if with_lib else (f"lua/{name}.lua",)
+    return script_source("ragcord.jobs", *paths)
+
+
+class JobStore:
+    """Jobs, counters and events over a synchronous Redis client (workers, and the API via a thread)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, retention: int) -> None:
+        self.redis = client
+        self.keys = JobKeys(prefix)
+        self.retention = retention
+        self._create = client.register_script(_script("create", with_lib=True))
+        self._start_page = client.register_script(_script("start_page", with_lib=True))
+        self._reserve_links = client.register_script(_script("reserve_links", with_lib=False))
+        self._claim_content = client.register_script(_script("claim_content", with_lib=False))
+        self._claim_url = client.register_script(_script("claim_url", with_lib=False))
+        self._finish_page = client.register_script(_script("finish_page", with_lib=True))
+        self._cancel = client.register_script(_script("cancel", with_lib=True))
+
+    # -- the API side ---------------------------------------------------------------------------------
+    # (`list` below is a method, so annotations in this class spell the builtin `builtins.list`.)
+
+    def create(
+        self,
+        *,
+        knowledge_base: str,
+        url: str,
+        max_pages: int,
+        max_depth: int,
+        include_patterns: Sequence[str] = (),
+        exclude_patterns: Sequence[str] = (),
+    ) -> JobRecord:
+        job_id = new_job_id()
+        k = self.keys
+        fields = {
+            "id": job_id,
+            "knowledge_base": knowledge_base,
+            "url": url,
+            "max_pages": max_pages,
+            "max_depth": max_depth,
+            "include": json.dumps(list(include_patterns)),
+            "exclude": json.dumps(list(exclude_patterns)),
+        }
+        args: builtins.list[Any] = [time.time(), self.retention, job_id]
+        for key, value in fields.items():
+            args += [key, value]
+        self._create(keys=[k.job(job_id), k.events(job_id), k.seen(job_id), k.index], args=args)
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobRecord:
+        return JobRecord.from_hash(job_id, self.redis.hgetall(self.keys.job(job_id)) if job_id else {})
+
+    def list(
+        self,
+        *,
+        knowledge_base: str = "",
+        state: JobState | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[builtins.list[JobRecord], str]:
+        """Newest first. The token is the id of the last job returned."""
+        start = 0
+        if page_token:
+            rank = self.redis.zrevrank(self.keys.index, page_token)
+            if not isinstance(rank, int):  # None: not in the index
+                raise InvalidArgument("page_token is not valid (the job it points to is gone); list again")
+            start = rank + 1
+        jobs: builtins.list[JobRecord] = []
+        for rank, job in self._scan(start, batch=max(page_size, 100)):
+            if knowledge_base and job.knowledge_base != knowledge_base:
+                continue
+            if state is not None and job.state is not state:
+                continue
+            jobs.append(job)
+            if len(jobs) == page_size:
+                more = self.redis.zcard(self.keys.index) > rank + 1
+                return jobs, (job.id if more else "")
+        return jobs, ""
+
+    def active(self, knowledge_base: str) -> builtins.list[JobRecord]:
+        """The knowledge base's jobs that have not ended (QUEUED or RUNNING), newest first."""
+        return [
+            job for _, job in self._scan(0) if job.knowledge_base == knowledge_base and not job.state.terminal
+        ]
+
+    def _scan(self, start: int, *, batch: int = 100) -> Iterator[tuple[int, JobRecord]]:
+        """(rank, job) from rank `start` on, newest first; one round trip per batch, not per job."""
+        while True:
+            end = start + batch - 1
+            ids = cast("builtins.list[bytes]", self.redis.zrevrange(self.keys.index, start, end))
+            if not ids:
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for raw_id in ids:
+                pipe.hgetall(self.keys.job(raw_id.decode()))
+            for offset, (raw_id, raw) in enumerate(zip(ids, pipe.execute(), strict=True)):
+                if raw:  # (else expired between the index read and now)
+                    yield start + offset, JobRecord.from_hash(raw_id.decode(), raw)
+            start += batch
+
+    def cancel(self, job_id: str) -> JobRecord:
+        outcome = self._cancel(
+            keys=[self.keys.job(job_id), self.keys.events(job_id)], args=[time.time(), self.retention]
+        )
+        outcome = outcome.decode()
+        if outcome == "missing":
+            raise NotFound(f"no job with id {job_id!r}")
+        if outcome == "terminal":
+            job = self.get(job_id)
+            raise FailedPrecondition(f"job {job_id} already ended {job.state.value}; nothing to cancel")
+        return self.get(job_id)
+
+    def events(self, job_id: str, after: int = 0, count: int = 1000) -> builtins.list[JobEvent]:
+        """Events after sequence number `after` (no blocking)."""
+        entries = cast(
+            "builtins.list[StreamEntry]",
+            self.redis.xrange(self.keys.events(job_id), min=f"({after}-0" if after else "-", count=count),
+        )
+        return [parse_event(entry_id, fields) for entry_id, fields in entries]
+
+    # -- the worker side ------------------------------------------------------------------------------
+
+    def start_page(self, job_id: str, url: str) -> str:
+        k = self.keys
+        result = self._start_page(
+            keys=[k.job(job_id), k.events(job_id), k.done(job_id)], args=[time.time(), self.retention, url]
+        )
+        return str(result.decode())
+
+    def reserve_links(self, job_id: str, parent: str, urls: Sequence[str]) -> builtins.list[str]:
+        if not urls:
+            return []
+        reserved = self._reserve_links(
+            keys=[self.keys.job(job_id), self.keys.seen(job_id)], args=[parent, *urls]
+        )
+        return [u.decode() for u in reserved]
+
+    def claim_redirect(self, job_id: str, page: str, target: str) -> bool:
+        """True when `page` may fetch `target` (it redirected there); False when the crawl has it already."""
+        if target == page:
+            return True
+        owner = self._claim_url(keys=[self.keys.seen(job_id)], args=[target, page]).decode()
+        return bool(owner == page)
+
+    def claim_content(self, job_id: str, url: str, content_hash: str) -> str:
+        return str(self._claim_content(keys=[self.keys.hashes(job_id)], args=[content_hash, url]).decode())
+
+    def finish_page(
+        self,
+        job_id: str,
+        url: str,
+        outcome: PageOutcome,
+        detail: str = "",
+        chunks: int = 0,
+        *,
+        is_seed: bool = False,
+    ) -> FinishResult:
+        k = self.keys
+        counted, final = self._finish_page(
+            keys=[k.job(job_id), k.events(job_id), k.done(job_id)],
+            args=[
+                time.time(),
+                self.retention,
+                url,
+                outcome.value,
+                detail[:500],
+                chunks,
+                "1" if is_seed else "0",
+            ],
+        )
+        final_state = JobState(final.decode()) if final else None
+        return FinishResult(counted=bool(counted), final_state=final_state)
