@@ -81,7 +81,8 @@ def source_detail_to_pb(detail: SourceDetail) -> pb.SourceDetail:
         source=source_to_pb(detail.source),
         text=detail.text,
         chunks=[
-            pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text) for c in detail.chunks
+            pb.Chunk(id=c.id, index=c.chunk_index, heading=c.heading, text=c.text, anchor=c.anchor)
+            for c in detail.chunks
         ],
     )
 

@@ -84,7 +84,7 @@ class AskCog(commands.Cog):
             answer_id,
             question=question,
             answer=answer.text,
-            cited_urls=[c.url for c in answer.citations],
+            cited_urls=list(dict.fromkeys(c.page_url for c in answer.citations)),  # votes count per page
             knowledge_base=knowledge_base,
             guild_id=guild_id,
         )

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator
 
 from ragcord.answering.text import coverage, sentences, terms
-from ragcord.answering.types import Answer, Citation
+from ragcord.answering.types import Answer, Citation, cited_url
 from ragcord.knowledge.search import Hit
 from ragcord.memory import Conversation
 
@@ -91,25 +91,26 @@ class ExtractiveAnswerer:
         for index in sorted(chosen, key=lambda i: (units[i][0], units[i][1])):
             by_hit.setdefault(units[index][0], []).append(index)
         order = sorted(by_hit, key=lambda rank: min(chosen.index(i) for i in by_hit[rank]))
+        # One citation per section quoted: passages of one section share its number.
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
         for rank in order:
             hit = hits[rank]
-            if hit.url not in numbers:
-                numbers[hit.url] = len(numbers) + 1
-                quoted = " ".join(units[i][2] for i in by_hit[rank])
-                citations.append(Citation(numbers[hit.url], hit.url, hit.title, _snippet(quoted), hit.score))
+            url = cited_url(hit)
             text = " ".join(units[i][2] for i in by_hit[rank])
-            parts.append(f"{text} [{numbers[hit.url]}]")
+            if url not in numbers:
+                numbers[url] = len(numbers) + 1
+                citations.append(Citation(numbers[url], url, hit.title, _snippet(text), hit.score))
+            parts.append(f"{text} [{numbers[url]}]")
         return Answer(text="\n\n".join(parts), citations=citations, found=True)
 
     def _not_found(self, hits: list[Hit]) -> Answer:
         closest: list[Citation] = []
-        for hit in hits:
-            if hit.url not in {c.url for c in closest}:
+        for hit in hits:  # one per page, at the section of its best passage
+            if hit.url not in {c.page_url for c in closest}:
                 closest.append(
-                    Citation(len(closest) + 1, hit.url, hit.title, _snippet(hit.chunk.text), hit.score)
+                    Citation(len(closest) + 1, cited_url(hit), hit.title, _snippet(hit.chunk.text), hit.score)
                 )
             if len(closest) == 3:
                 break

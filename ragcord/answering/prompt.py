@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ragcord.answering.types import Citation
+from ragcord.answering.types import Citation, cited_url
 from ragcord.knowledge.search import Hit
 from ragcord.memory import Conversation
 
@@ -42,7 +42,7 @@ def build_messages(question: str, hits: list[Hit], conversation: Conversation) -
 
 
 def map_citations(text: str, hits: list[Hit]) -> tuple[str, list[Citation]]:
-    """Keep the [n] that name a passage (listed once per page, in order of use); drop the others."""
+    """Keep the [n] that name a passage (listed once per section, in order of use); drop the others."""
     used: list[int] = []
 
     def keep(match: re.Match[str]) -> str:
@@ -59,11 +59,12 @@ def map_citations(text: str, hits: list[Hit]) -> tuple[str, list[Citation]]:
     seen_urls: set[str] = set()
     for n in used:
         hit = hits[n - 1]
-        if hit.url in seen_urls:
+        url = cited_url(hit)
+        if url in seen_urls:
             continue
-        seen_urls.add(hit.url)
+        seen_urls.add(url)
         snippet = " ".join(hit.chunk.text.split())[:240]
-        citations.append(Citation(n, hit.url, hit.title, snippet, hit.score))
+        citations.append(Citation(n, url, hit.title, snippet, hit.score))
     return cleaned.strip(), citations
 
 

@@ -173,16 +173,18 @@ class Source(_message.Message):
     def __init__(self, url: _Optional[str] = ..., title: _Optional[str] = ..., chunk_count: _Optional[int] = ..., content_hash: _Optional[str] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("id", "index", "heading", "text")
+    __slots__ = ("id", "index", "heading", "text", "anchor")
     ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     HEADING_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     heading: str
     text: str
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    anchor: str
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., heading: _Optional[str] = ..., text: _Optional[str] = ..., anchor: _Optional[str] = ...) -> None: ...
 
 class ListSourcesRequest(_message.Message):
     __slots__ = ("knowledge_base",)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import pytest
 from pydantic import SecretStr
@@ -209,3 +211,29 @@ async def test_knowledge_bases_are_listed_and_deleted_but_never_under_a_crawl(ma
             stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="Bad!"))
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_source_shows_each_chunks_section_and_anchor(make_settings):
+    settings = make_settings()
+    services = bootstrap(settings)
+    url = "http://docs.example/configuration"
+    sections = [("", ""), ("Configuration > Ports", "ports"), ("Configuration > Logging", "logging")]
+    services.store.replace_page(
+        "docs",
+        url,
+        [
+            dataclasses.replace(
+                chunk(url), id=chunk_id(url, i), chunk_index=i, heading=heading, anchor=anchor
+            )
+            for i, (heading, anchor) in enumerate(sections)
+        ],
+    )
+    async with admin_api(settings, services) as (stub, _):
+        detail = await stub.GetSource(pb.GetSourceRequest(knowledge_base="docs", url=url))
+
+    assert [(c.index, c.heading, c.anchor) for c in detail.chunks] == [
+        (0, "", ""),
+        (1, "Configuration > Ports", "ports"),
+        (2, "Configuration > Logging", "logging"),
+    ]
+    assert detail.source.chunk_count == 3

@@ -10,6 +10,8 @@ import pytest
 
 from ragcord.answering.service import build_ask_service
 from ragcord.errors import InvalidArgument
+from ragcord.knowledge.chunking import chunk_id
+from ragcord.knowledge.stores import StoredChunk
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import admin_api
 from tests.integration.conftest import QUESTIONS, canonical
@@ -91,6 +93,64 @@ def test_bad_questions_are_refused_clearly(ask):
 def test_an_empty_knowledge_base_says_it_has_no_pages(ask):
     answer = ask.ask("How do I install it?", knowledge_base="empty-kb")
     assert not answer.found and "no pages yet" in answer.text
+
+
+SECTIONS = [
+    ("Configuration > Ports", "ports", "The server listens on port 8080 unless quillstack.toml sets port."),
+    ("Configuration > Logging", "logging", "Set log_level to debug in quillstack.toml to log each request."),
+]
+
+
+@pytest.fixture
+def anchored(indexed):
+    """Knowledge base `anchored`: one page whose chunks carry their section's anchor, as crawls store them."""
+    url = "http://docs.test/configuration.html"
+    vectors = indexed.embedder.embed([text for _, _, text in SECTIONS])
+    indexed.store.replace_page(
+        "anchored",
+        url,
+        [
+            StoredChunk(
+                id=chunk_id(url, i),
+                url=url,
+                title="Configuration",
+                heading=heading,
+                chunk_index=i,
+                text=text,
+                content_hash="hash",
+                indexed_at=1.0,
+                vector=vector,
+                anchor=anchor,
+            )
+            for i, ((heading, anchor, text), vector) in enumerate(zip(SECTIONS, vectors, strict=True))
+        ],
+    )
+    indexed.store.optimize("anchored")
+    yield indexed
+    indexed.store.drop_knowledge_base("anchored")
+
+
+def test_an_answer_cites_the_section_of_the_page_it_quotes(anchored):
+    answer = build_ask_service(anchored).ask(
+        "Which port does the server listen on?", knowledge_base="anchored"
+    )
+
+    assert answer.found and "8080" in answer.text
+    assert answer.citations[0].url == "http://docs.test/configuration.html#ports"
+    assert answer.citations[0].page_url == "http://docs.test/configuration.html"
+
+
+def test_a_model_answer_cites_each_section_it_used(anchored):
+    settings = anchored.settings.model_copy(update={"answerer": "openai"})
+    with FakeOpenAI(reply=lambda body: "Port 8080 [1]; debug logging [2].") as fake:
+        settings = settings.model_copy(update={"openai_base_url": fake.base_url, "openai_max_retries": 0})
+        ask = build_ask_service(dataclasses.replace(anchored, settings=settings))
+        answer = ask.ask("Which port, and how do I log requests?", knowledge_base="anchored")
+
+    assert sorted(c.url for c in answer.citations) == [
+        "http://docs.test/configuration.html#logging",
+        "http://docs.test/configuration.html#ports",
+    ]
 
 
 def test_the_openai_answerer_streams_a_grounded_answer(indexed):

@@ -1,13 +1,17 @@
-"""The LanceDB store on disk: atomic page replacement, sources, deletes, embedder mismatches."""
+"""The LanceDB store on disk: atomic page replacement, sources, deletes, embedder mismatches, old tables."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import lancedb
+import pyarrow as pa
 import pytest
 
 from ragcord.errors import NotFound, StoreError
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores import StoredChunk
-from ragcord.knowledge.stores.lancedb import LanceDBStore
+from ragcord.knowledge.stores.lancedb import LanceDBStore, _add_missing_columns
 
 
 def chunks(url: str, n: int, dim: int | None = 4, text: str = "text") -> list[StoredChunk]:
@@ -123,3 +127,70 @@ def test_past_a_size_optimize_builds_a_vector_index_and_search_stays_exact(tmp_p
     after = [hit.chunk.id for hit in store.vector_search("kb", query, 10)]
     assert after[0] == before[0] == chunk_id("http://x/12", 3)
     assert len(set(after) & set(before)) >= 9
+
+
+def old_table(path, kb: str, pages: dict[str, int]) -> None:
+    """A knowledge base as the version before anchors wrote it: no `anchor` column, indexes built."""
+    schema = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("url", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("heading", pa.string()),
+            pa.field("chunk_index", pa.int32()),
+            pa.field("text", pa.string()),
+            pa.field("content_hash", pa.string()),
+            pa.field("indexed_at", pa.float64()),
+            pa.field("vector", pa.list_(pa.float32(), 4)),
+        ]
+    )
+    rows = [
+        {name: getattr(c, name) for name in schema.names}
+        for url, n in pages.items()
+        for c in chunks(url, n, text="older words")
+    ]
+    table = lancedb.connect(str(path)).create_table(LanceDBStore.table_name(kb), schema=schema)
+    table.add(pa.Table.from_pylist(rows, schema=schema))
+    table.create_fts_index("text")
+
+
+def anchored(url: str, n: int) -> list[StoredChunk]:
+    return [
+        dataclasses.replace(c, anchor=f"part-{c.chunk_index}") for c in chunks(url, n, text="newer words")
+    ]
+
+
+def test_a_table_from_before_anchors_reads_them_empty_and_gains_them_on_the_next_write(tmp_path):
+    old_table(tmp_path, "kb", {"http://x/old": 2, "http://x/again": 1})
+    reader, writer = LanceDBStore(tmp_path, dim=4), LanceDBStore(tmp_path, dim=4)
+
+    # Reading does not change the table: every chunk simply has no anchor yet.
+    assert [c.anchor for c in reader.get_source("kb", "http://x/old").chunks] == ["", ""]
+    assert {r.chunk.anchor for r in reader.keyword_search("kb", "older", 5)} == {""}
+    assert {r.chunk.anchor for r in reader.vector_search("kb", [1.0, 1.0, 1.0, 1.0], 5)} == {""}
+    assert "anchor" not in reader.db.open_table("kb_kb").schema.names
+
+    writer.replace_page("kb", "http://x/new", anchored("http://x/new", 2))
+    writer.replace_page("kb", "http://x/again", anchored("http://x/again", 1))
+
+    assert "anchor" in reader.db.open_table("kb_kb").schema.names
+    assert [c.anchor for c in reader.get_source("kb", "http://x/old").chunks] == ["", ""]
+    assert [c.anchor for c in reader.get_source("kb", "http://x/new").chunks] == ["part-0", "part-1"]
+    assert [c.anchor for c in reader.get_source("kb", "http://x/again").chunks] == ["part-0"]
+    assert [c.anchor for c in reader.chunks_of("kb", "http://x/new", [1])] == ["part-1"]
+    exported = {(c.url, c.chunk_index): c.anchor for batch in reader.export("kb") for c in batch}
+    assert exported[("http://x/old", 1)] == "" and exported[("http://x/new", 1)] == "part-1"
+    writer.optimize("kb")
+    assert {r.chunk.anchor for r in reader.keyword_search("kb", "newer", 5)} == {"part-0", "part-1"}
+
+
+def test_two_writers_opening_an_old_table_both_get_the_column(tmp_path):
+    old_table(tmp_path, "kb", {"http://x/old": 1})
+    first, second = LanceDBStore(tmp_path, dim=4), LanceDBStore(tmp_path, dim=4)
+    stale = lancedb.connect(str(tmp_path)).open_table("kb_kb")  # still at the version it opened
+
+    first.replace_page("kb", "http://x/a", anchored("http://x/a", 1))
+    _add_missing_columns(stale, "kb")  # loses the race to the first writer: nothing left to add
+    second.replace_page("kb", "http://x/b", anchored("http://x/b", 1))
+
+    assert [c.anchor for c in first.get_source("kb", "http://x/b").chunks] == ["part-0"]

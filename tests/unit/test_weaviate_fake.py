@@ -20,7 +20,7 @@ from weaviate.exceptions import (
 from ragcord.errors import NotFound, StoreError
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores import StoredChunk
-from ragcord.knowledge.stores.weaviate import WeaviateStore, connect
+from ragcord.knowledge.stores.weaviate import WeaviateStore, connect, schema_properties
 from tests.weaviate_fake import FakeWeaviate, running_weaviate
 
 AXES = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
@@ -475,8 +475,6 @@ def test_the_store_runs_against_the_fake(client: weaviate.WeaviateClient, name: 
     ]
     assert store.keyword_search("kb", "capacitor", 3)[0].chunk.url == "http://x/b"
     assert store.vector_search("kb", [1.0, 0.2, 0.0, 0.0], 1)[0].chunk.id == chunk_id("http://x/a", 2)
-    hybrid = store.hybrid_search("kb", "capacitor", [0.0, 1.0, 0.0, 0.0], 5, alpha=0.5, fusion="relative")
-    assert hybrid[0].chunk.url == "http://x/b" and len(hybrid) == 5
     assert [c.chunk_index for c in store.chunks_of("kb", "http://x/a", [2, 0, 7])] == [0, 2]
     exported = [chunk for batch in store.export("kb", batch_size=2) for chunk in batch]
     assert len(exported) == 5 and all(len(c.vector) == 4 for c in exported)
@@ -484,6 +482,48 @@ def test_the_store_runs_against_the_fake(client: weaviate.WeaviateClient, name: 
     with pytest.raises(NotFound):
         store.get_source("kb", "http://x/a")
     WeaviateStore(client, dim=4, collection=name)  # an existing collection is reused
+
+
+def test_a_collection_from_before_anchors_gains_the_property_and_keeps_its_chunks(
+    client: weaviate.WeaviateClient, name: str
+):
+    # Given a collection and a page written by the version without anchors
+    old = client.collections.create(
+        name,
+        properties=[p for p in schema_properties() if p.name != "anchor"],
+        multi_tenancy_config=Configure.multi_tenancy(enabled=True),
+        vector_config=Configure.Vectors.self_provided(name="default"),
+    )
+    old.tenants.create("kb")
+    old_page = chunks("http://x/old", 2)
+    old.with_tenant("kb").data.insert_many(
+        [
+            DataObject(
+                uuid=c.id,
+                properties={
+                    k: v for k, v in dataclasses.asdict(c).items() if k not in ("id", "vector", "anchor")
+                },
+                vector={"default": c.vector},
+            )
+            for c in old_page
+        ]
+    )
+
+    # When the current store opens it and writes a page with anchors
+    store = WeaviateStore(client, dim=4, collection=name)
+    new_page = [dataclasses.replace(c, anchor=f"part-{c.chunk_index}") for c in chunks("http://x/new", 2)]
+    store.replace_page("kb", "http://x/new", new_page)
+
+    # Then the old page reads without anchors and the new one with its own
+    assert "anchor" in {p.name for p in old.config.get().properties}
+    assert [c.anchor for c in store.get_source("kb", "http://x/old").chunks] == ["", ""]
+    assert [c.anchor for c in store.get_source("kb", "http://x/new").chunks] == ["part-0", "part-1"]
+    found = store.keyword_search("kb", "common", 4) + store.vector_search("kb", AXES[0], 4)
+    assert {(r.chunk.url, r.chunk.anchor) for r in found} == {
+        ("http://x/old", ""),
+        ("http://x/new", "part-0"),
+        ("http://x/new", "part-1"),
+    }
 
 
 def test_the_store_reports_the_servers_batch_errors(client: weaviate.WeaviateClient, name: str):

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from weaviate.classes.query import HybridFusion
 from weaviate.collections.classes.aggregate import AggregateReturn
 from weaviate.collections.classes.batch import BatchObjectReturn, DeleteManyReturn, ErrorObject
 from weaviate.collections.classes.config import _CollectionConfigCreate
@@ -22,7 +21,7 @@ from ragcord.knowledge.stores.weaviate import WeaviateStore, connect
 from ragcord.settings import Settings
 from tests.harness import free_port
 
-PROPS = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
+PROPS = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at", "anchor"]
 
 
 class FakeTenantView:
@@ -36,7 +35,6 @@ class FakeTenantView:
         self.query = SimpleNamespace(
             bm25=self._call("bm25"),
             near_vector=self._call("near_vector"),
-            hybrid=self._call("hybrid"),
             fetch_objects=self._call("fetch_objects"),
         )
         self.aggregate = SimpleNamespace(over_all=self._call("over_all"))
@@ -61,7 +59,6 @@ class FakeCollection:
             "delete_many": DeleteManyReturn(failed=0, matches=0, objects=None, successful=0),
             "bm25": QueryReturn(objects=[]),
             "near_vector": QueryReturn(objects=[]),
-            "hybrid": QueryReturn(objects=[]),
             "fetch_objects": QueryReturn(objects=[]),
             "over_all": AggregateReturn(properties={}, total_count=0),
             "iterator": [],
@@ -127,6 +124,7 @@ def chunks(url: str, n: int, dim: int = 3) -> list[StoredChunk]:
             content_hash="hash",
             indexed_at=10.0 + i,
             vector=[float(i)] * dim,
+            anchor=f"section-{i}",
         )
         for i in range(n)
     ]
@@ -181,6 +179,7 @@ def test_an_existing_collection_gains_missing_properties_and_loses_none():
         "chunk_index",
         "content_hash",
         "indexed_at",
+        "anchor",
     ]
 
 
@@ -219,6 +218,7 @@ def test_a_page_becomes_data_objects_with_deterministic_ids_and_named_vectors(fa
         "text": "text 1",
         "content_hash": "hash",
         "indexed_at": 11.0,
+        "anchor": "section-1",
     }
     assert objects[1].vector == {"default": [1.0, 1.0, 1.0]}
 
@@ -333,33 +333,6 @@ def test_vector_search_without_vectors_is_empty(fake):
     assert fake.collection.called("near_vector") == []
 
 
-@pytest.mark.parametrize(
-    ("fusion", "fusion_type"), [("relative", HybridFusion.RELATIVE_SCORE), ("rrf", HybridFusion.RANKED)]
-)
-def test_hybrid_search_passes_alpha_fusion_and_vector(fake, fusion, fusion_type):
-    fake.collection.replies["hybrid"] = QueryReturn(objects=[hit("http://x/a", 0, score=0.9)])
-    store = WeaviateStore(fake, dim=3)
-
-    [result] = store.hybrid_search(
-        "docs", "query", [1.0, 0.0, 0.0], 6, alpha=0.3, fusion=fusion, source="http://x/a"
-    )
-
-    [(tenant, args, kwargs)] = fake.collection.called("hybrid")
-    assert tenant == "docs" and args == ("query",)
-    assert kwargs["vector"] == [1.0, 0.0, 0.0] and kwargs["alpha"] == 0.3
-    assert kwargs["fusion_type"] == fusion_type and kwargs["limit"] == 6
-    assert kwargs["query_properties"] == ["text"]
-    assert render(kwargs["filters"]) == ("url", "Equal", "http://x/a")
-    assert result.score == 0.9
-
-
-def test_hybrid_search_without_a_vector_is_keyword_only(fake):
-    WeaviateStore(fake, dim=None).hybrid_search("docs", "query", None, 5, alpha=0.5, fusion="relative")
-
-    [(_, _, kwargs)] = fake.collection.called("hybrid")
-    assert kwargs["vector"] is None and kwargs["alpha"] == 0.0 and kwargs["target_vector"] is None
-
-
 def test_reads_of_a_missing_knowledge_base_are_empty_or_not_found(fake):
     store = WeaviateStore(fake, dim=3)
 
@@ -411,6 +384,18 @@ def test_get_source_and_chunks_of_come_back_in_page_order(fake):
         "And",
         [("url", "Equal", "http://x/a"), ("chunk_index", "ContainsAny", [0, 2])],
     )
+
+
+def test_chunks_read_their_anchor_and_objects_stored_before_it_existed_read_none(fake):
+    anchored = hit("http://x/a", 1)
+    anchored.properties["anchor"] = "install"
+    fake.collection.replies["fetch_objects"] = QueryReturn(objects=[anchored, hit("http://x/a", 0)])
+
+    detail = WeaviateStore(fake, dim=3).get_source("docs", "http://x/a")
+
+    assert [(c.heading, c.anchor) for c in detail.chunks] == [("H", ""), ("H", "install")]
+    [(_, _, kwargs)] = fake.collection.called("fetch_objects")
+    assert "anchor" in kwargs["return_properties"]
 
 
 def test_list_sources_groups_the_iterated_chunks_by_page(fake):

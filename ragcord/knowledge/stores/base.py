@@ -18,6 +18,7 @@ class StoredChunk:
     content_hash: str
     indexed_at: float
     vector: list[float] = field(default_factory=list)
+    anchor: str = ""  # fragment id of the chunk's section on its page ("" when the page gave none)
 
 
 @dataclass(frozen=True)

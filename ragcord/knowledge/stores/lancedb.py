@@ -11,11 +11,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import lancedb
 import pyarrow as pa
 from lancedb.index import HnswSq
+from lancedb.table import Table
 
 from ragcord.errors import NotFound, StoreError
 from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, StoredChunk
@@ -26,7 +27,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ["id", "url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
+_COLUMNS = ["id", "url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at", "anchor"]
+# Columns added after the first release: tables written before them read as "" until their next write.
+_ADDED_COLUMNS = [pa.field("anchor", pa.string())]
 
 
 def _schema(dim: int | None) -> pa.Schema:
@@ -39,6 +42,7 @@ def _schema(dim: int | None) -> pa.Schema:
         pa.field("text", pa.string()),
         pa.field("content_hash", pa.string()),
         pa.field("indexed_at", pa.float64()),
+        *_ADDED_COLUMNS,
     ]
     if dim:
         fields.append(pa.field("vector", pa.list_(pa.float32(), dim)))
@@ -53,8 +57,33 @@ def _fts_terms(query: str) -> str:
     return " ".join(_WORD.findall(query.lower()))
 
 
-def _row_chunk(row: dict) -> StoredChunk:
-    return StoredChunk(**{name: row[name] for name in _COLUMNS})
+def _row_chunk(row: dict[str, Any], vector: list[float] | None = None) -> StoredChunk:
+    return StoredChunk(
+        **{name: row[name] for name in _COLUMNS if name != "anchor"},
+        anchor=row.get("anchor") or "",
+        vector=vector or [],
+    )
+
+
+def _columns(table: Table) -> list[str]:
+    """The chunk columns this table has (an older table lacks the added ones)."""
+    names = set(table.schema.names)
+    return [name for name in _COLUMNS if name in names]
+
+
+def _add_missing_columns(table: Table, kb: str) -> None:
+    """Give a table written by an older version the columns added since (metadata only, rows read null)."""
+    missing = [column for column in _ADDED_COLUMNS if column.name not in table.schema.names]
+    if not missing:
+        return
+    log.info("adding columns %s to knowledge base %s", ", ".join(c.name for c in missing), kb)
+    try:
+        table.add_columns(missing)
+    except (RuntimeError, ValueError):  # a commit conflict, or "Column ... already exists"
+        # Another writer may have added them first; then there is nothing left to do.
+        table.checkout_latest()  # type: ignore[no-untyped-call]  # (lancedb leaves it unannotated)
+        if any(column.name not in table.schema.names for column in missing):
+            raise
 
 
 def _reopening(method: Callable[Concatenate[LanceDBStore, str, P], T]) -> Callable[..., T]:
@@ -122,6 +151,8 @@ class LanceDBStore:
                 f"knowledge base {kb!r} holds {vector.type.list_size}-dimension vectors but the embedder "
                 f"makes {self.dim}; re-crawl it into a new knowledge base"
             )
+        with self._lock:
+            _add_missing_columns(table, kb)
         self._writable[name] = table  # reads through it still see other processes' writes
         return table
 
@@ -161,7 +192,7 @@ class LanceDBStore:
         table = self._table(kb, create=False)
         if table is None:
             return []
-        query = table.search().select(_COLUMNS)
+        query = table.search().select(_columns(table))
         if where:
             query = query.where(where)
         return query.limit(None).to_arrow().to_pylist()
@@ -210,7 +241,7 @@ class LanceDBStore:
             return []
         for attempt in range(2):
             try:
-                search = table.search(terms, query_type="fts").select([*_COLUMNS, "_score"]).limit(k)
+                search = table.search(terms, query_type="fts").select([*_columns(table), "_score"]).limit(k)
                 if source:
                     search = search.where(f"url = {_quote(source)}", prefilter=True)
                 rows = search.to_list()
@@ -232,7 +263,7 @@ class LanceDBStore:
         # With an IVF_HNSW_SQ index: 20 partitions, then re-rank 2k candidates on the full vectors
         # (measured at 100k: recall@10 1.0 against exact search at ~5 ms; without re-ranking 0.93).
         search = table.search(vector, vector_column_name="vector").distance_type("cosine")
-        search = search.nprobes(20).refine_factor(2).select([*_COLUMNS, "_distance"]).limit(k)
+        search = search.nprobes(20).refine_factor(2).select([*_columns(table), "_distance"]).limit(k)
         if source:
             search = search.where(f"url = {_quote(source)}", prefilter=True)
         return [ScoredChunk(_row_chunk(row), 1.0 - float(row["_distance"])) for row in search.to_list()]
@@ -254,14 +285,13 @@ class LanceDBStore:
         table = self._table(kb, create=False)
         if table is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
-        columns = [*_COLUMNS, "vector"] if "vector" in table.schema.names else _COLUMNS
+        columns = _columns(table)
+        if "vector" in table.schema.names:
+            columns.append("vector")
         for batch in table.search().select(columns).limit(None).to_batches(batch_size):
             rows = batch.to_pylist()
             yield [
-                StoredChunk(
-                    **{name: row[name] for name in _COLUMNS},
-                    vector=list(row["vector"]) if row.get("vector") is not None else [],
-                )
+                _row_chunk(row, list(row["vector"]) if row.get("vector") is not None else None)
                 for row in rows
             ]
 

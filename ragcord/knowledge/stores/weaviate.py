@@ -6,7 +6,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -14,7 +14,7 @@ import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.data import DataObject
 from weaviate.classes.init import AdditionalConfig, Auth, Timeout
-from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
 
@@ -32,10 +32,9 @@ VECTOR = "default"  # the collection's one named vector, which self_provided() w
 PAGE_LIMIT = 10_000
 ERRORS_SHOWN = 3
 GRPC_READY_SECONDS = 5.0
-_PROPERTIES = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at"]
+_PROPERTIES = ["url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at", "anchor"]
 _SOURCE_PROPERTIES = [name for name in _PROPERTIES if name != "text"]
 _WORD = re.compile(r"\w+", re.UNICODE)
-_FUSION = {"relative": HybridFusion.RELATIVE_SCORE, "rrf": HybridFusion.RANKED}
 
 
 def schema_properties() -> list[Property]:
@@ -56,6 +55,7 @@ def schema_properties() -> list[Property]:
             name="content_hash", data_type=DataType.TEXT, index_searchable=False, index_filterable=False
         ),
         Property(name="indexed_at", data_type=DataType.NUMBER, index_filterable=False),
+        Property(name="anchor", data_type=DataType.TEXT, index_searchable=False, index_filterable=False),
     ]
 
 
@@ -126,6 +126,7 @@ def _chunk(obj: Any, *, with_vector: bool = False) -> StoredChunk:
         content_hash=props.get("content_hash") or "",
         indexed_at=float(props.get("indexed_at") or 0.0),
         vector=list(vector) if vector else [],
+        anchor=props.get("anchor") or "",  # objects written before the property existed have none
     )
 
 
@@ -408,41 +409,6 @@ class WeaviateStore:
             return_properties=_PROPERTIES,
         )
         return [ScoredChunk(_chunk(obj), 1.0 - float(obj.metadata.distance)) for obj in result.objects]
-
-    @_store_errors
-    def hybrid_search(
-        self,
-        kb: str,
-        query: str,
-        vector: list[float] | None,
-        k: int,
-        *,
-        alpha: float,
-        fusion: Literal["relative", "rrf"],
-        source: str | None = None,
-    ) -> list[ScoredChunk]:
-        """Weaviate's own fusion of BM25 and vector results (scores as in ragcord.knowledge.search.fuse)."""
-        tenant = self._tenant(kb, create=False)
-        if tenant is None:
-            return []
-        if not vector or not self.dim:
-            # Without a vector Weaviate would vectorise the query itself; the collection has no vectorizer.
-            vector, alpha = None, 0.0
-        else:
-            self._check_dim(kb, tenant, len(vector))
-        result = tenant.query.hybrid(
-            query,
-            vector=list(vector) if vector else None,
-            alpha=alpha,
-            fusion_type=_FUSION[fusion],
-            query_properties=["text"],
-            target_vector=VECTOR if vector else None,
-            limit=k,
-            filters=_of_url(source) if source else None,
-            return_metadata=MetadataQuery(score=True),
-            return_properties=_PROPERTIES,
-        )
-        return [ScoredChunk(_chunk(obj), float(obj.metadata.score or 0.0)) for obj in result.objects]
 
     @_store_errors
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
