@@ -113,6 +113,23 @@ def test_deleting_a_source_returns_its_chunk_count(store: Store):
         store.delete_source("never", "http://x/a")
 
 
+def test_removing_chunks_keeps_the_rest_of_the_page_and_other_pages(store: Store):
+    store.replace_page("kb", "http://x/print", page("http://x/print", 5))
+    store.replace_page("kb", "http://x/b", page("http://x/b", 2))
+
+    store.replace_page("kb", "http://x/b", [c for c in page("http://x/b", 4) if c.chunk_index != 1])
+    assert [c.chunk_index for c in store.get_source("kb", "http://x/b").chunks] == [0, 2, 3]
+    store.replace_page("kb", "http://x/b", page("http://x/b", 2))
+
+    store.remove_chunks("kb", "http://x/print", [1, 3, 7])
+    store.remove_chunks("kb", "http://x/print", [])
+    store.remove_chunks("never", "http://x/print", [0])
+
+    assert [c.chunk_index for c in store.get_source("kb", "http://x/print").chunks] == [0, 2, 4]
+    assert [c.chunk_index for c in store.get_source("kb", "http://x/b").chunks] == [0, 1]
+    assert [c.chunk_index for c in store.chunks_of("kb", "http://x/print", [2, 3, 4])] == [2, 4]
+
+
 def test_a_knowledge_base_never_sees_another_ones_chunks(store: Store):
     store.replace_page("one", "http://x/a", page("http://x/a", 2, text="zebra"))
     store.replace_page("two", "http://y/b", page("http://y/b", 1, text="yak"))

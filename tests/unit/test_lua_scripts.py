@@ -20,6 +20,8 @@ SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
         "ratelimit/hit.lua",
         "bindings/claim.lua",
         "feedback/vote.lua",
+        "copies/claim.lua",
+        "copies/take.lua",
     )
 ]
 

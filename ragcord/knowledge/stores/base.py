@@ -55,6 +55,9 @@ class Store(Protocol):
     def delete_source(self, kb: str, url: str) -> int:
         """Remove the page's chunks; returns how many there were."""
 
+    def remove_chunks(self, kb: str, url: str, indexes: list[int]) -> None:
+        """Remove the page's chunks at these positions (those a whole-manual copy repeats); others stay."""
+
     def list_sources(self, kb: str) -> list[SourceInfo]: ...
 
     def get_source(self, kb: str, url: str) -> SourceDetail:

@@ -178,6 +178,14 @@ class LanceDBStore:
         )
 
     @_reopening
+    def remove_chunks(self, kb: str, url: str, indexes: list[int]) -> None:
+        table = self._table(kb, create=False)
+        if table is None or not indexes:
+            return
+        wanted = ", ".join(str(int(i)) for i in sorted(set(indexes)))
+        table.delete(f"url = {_quote(url)} AND chunk_index IN ({wanted})")
+
+    @_reopening
     def delete_source(self, kb: str, url: str) -> int:
         table = self._table(kb, create=False)
         if table is None:

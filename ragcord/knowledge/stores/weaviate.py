@@ -310,14 +310,25 @@ class WeaviateStore:
                 tenant.data.delete_many(where=_of_url(url))
                 messages = [error.message for _, error in sorted(result.errors.items())]
                 raise _not_stored(kb, url, len(messages), len(objects), messages)
-            last = max(chunk.chunk_index for chunk in chunks)
-            tenant.data.delete_many(where=_of_url(url) & Filter.by_property("chunk_index").greater_than(last))
+            # Not only the ones past the end: a page may leave chunks out (those a copy repeats).
+            kept = [str(obj.uuid) for obj in objects]
+            tenant.data.delete_many(where=_of_url(url) & Filter.by_id().contains_none(kept))
         except StoreError:
             self._forget(kb)  # e.g. "tenant not found" for every object: another process dropped it
             raise
         except WeaviateBaseError as exc:
             self._forget(kb)
             raise StoreError(f"could not store {url} in knowledge base {kb!r}: {exc}") from exc
+
+    @_store_errors
+    def remove_chunks(self, kb: str, url: str, indexes: list[int]) -> None:
+        tenant = self._tenant(kb, create=False)
+        if tenant is None or not indexes:
+            return
+        ids = [chunk_id(url, i) for i in sorted(set(indexes))]
+        result = tenant.data.delete_many(where=Filter.by_id().contains_any(ids))
+        if result.failed:
+            raise StoreError(f"{result.failed} of {result.matches} chunks of {url} could not be deleted")
 
     @_store_errors
     def delete_source(self, kb: str, url: str) -> int:
