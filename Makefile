@@ -1,32 +1,65 @@
 # Two commands: `make serve` runs the whole system on embedded defaults, `make test` runs every test.
-# Both install what they need into .venv first.
+# Both install what they need into .venv first. `make lock` regenerates requirements/*.lock.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+REQ := requirements
+# The lock tool (uv, pinned with hashes in requirements/tools.lock) lives in its own venv, so locking works
+# even when .venv cannot be installed from a stale lock.
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# Where the CPU torch wheel (torch==2.13.0+cpu, pinned with its hash in the locks) comes from: a directory of
+# wheels (these machines keep it in /opt/wheels and their pip config reads it), else PyTorch's CPU index.
+# The hashes decide which file is accepted, so the extra index cannot substitute any other package or build.
+TORCH_FIND_LINKS ?= /opt/wheels
+TORCH_INDEX_URL ?= $(if $(wildcard $(TORCH_FIND_LINKS)/torch-2.13.0+cpu-*.whl),,https://download.pytorch.org/whl/cpu)
+COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes --python-version 3.11
 
-.PHONY: install serve test unit bench proto lint clean
+.PHONY: install lock serve test unit typecheck bench proto lint clean
 
 install: $(STAMP)
 
-# torch goes first and pinned: unpinned, sentence-transformers pulls a multi-GB CUDA build.
-$(STAMP): requirements.lock pyproject.toml
+# Every package comes from the lock, exactly, hash-checked and without resolving (--no-deps); pip check then
+# proves the set (and the project's own requirements) consistent. Only the project itself is installed unhashed.
+$(STAMP): $(REQ)/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PIP) install --quiet --require-hashes --no-deps --find-links $(TORCH_FIND_LINKS) \
+	  $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)) -r $(REQ)/dev.lock
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check
 	touch $(STAMP)
+
+$(UV): $(REQ)/tools.lock
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r $(REQ)/tools.lock
+	touch $(UV)
+
+# Runtime first; dev is compiled against it (-c runtime.lock in dev.in) so shared packages keep one version.
+# Existing pins are kept unless a requirement forces a change; `make lock UPGRADE=--upgrade` moves everything.
+lock: $(UV)
+	$(COMPILE) $(UPGRADE) --find-links $(TORCH_FIND_LINKS) pyproject.toml $(REQ)/runtime.in -o $(REQ)/runtime.lock
+	$(COMPILE) $(UPGRADE) --find-links $(TORCH_FIND_LINKS) pyproject.toml $(REQ)/runtime.in $(REQ)/dev.in \
+	  -o $(REQ)/dev.lock
+	$(COMPILE) $(UPGRADE) --universal $(REQ)/tools.in -o $(REQ)/tools.lock
 
 serve: install
 	$(BIN)/ragcord serve
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest -ra tests/unit
+
+# Not part of `test` yet: the code does not pass mypy yet.
+typecheck: install
+	$(BIN)/mypy ragcord rpc bot workers cli
 
 bench: install
 	$(BIN)/python -m bench
@@ -38,4 +71,4 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .ragcord .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .ragcord .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import discord
 import redis.asyncio
@@ -12,31 +13,49 @@ from bot.client import BotServices, build_bot
 from ragcord.answering.service import build_ask_service
 from ragcord.bindings import KnowledgeBaseBindings
 from ragcord.bootstrap import Services, bootstrap
+from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
 from ragcord.metrics import serve_metrics
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
 from ragcord.threads import OwnedThreads
+from workers.enqueue import build_enqueue
 
 log = logging.getLogger(__name__)
 
 
-def route_discord(settings: Settings) -> None:
-    """Send REST and gateway traffic where settings say (a REST proxy; the tests' loopback Discord)."""
+def redirect_discord_endpoints(settings: Settings) -> Callable[[], None]:
+    """Send discord.py's REST and gateway traffic where settings say (a REST proxy; the tests' loopback
+    Discord); returns the undo.
+
+    discord.py 2.7 has no per-client option for this: `Client(proxy=...)` is an HTTP forward proxy (the
+    requests still name discord.com) and `connector`/`http_trace` do not change the URL. Every request
+    builds its URL from the class attribute `http.Route.BASE` (`GET /gateway/bot` of a sharded bot too),
+    and the first connection, and every one after an invalidated session, goes to the class attribute
+    `DiscordWebSocket.DEFAULT_GATEWAY`. So this sets both, for the whole process, before a client exists;
+    `run_bot` is the one caller.
+    """
+    route, websocket = discord.http.Route, discord.gateway.DiscordWebSocket
+    old_base, old_gateway = route.BASE, websocket.DEFAULT_GATEWAY
     if settings.discord_api_base_url:
-        discord.http.Route.BASE = settings.discord_api_base_url.rstrip("/")
+        route.BASE = settings.discord_api_base_url.rstrip("/")
     if settings.discord_gateway_url:
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+        websocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+    def restore() -> None:
+        route.BASE, websocket.DEFAULT_GATEWAY = old_base, old_gateway
+
+    return restore
 
 
-def build_bot_services(settings: Settings, services: Services | None = None, *, enqueue=None) -> BotServices:
+def build_bot_services(
+    settings: Settings, services: Services | None = None, *, enqueue: Enqueue | None = None
+) -> BotServices:
+    """The bot's dependencies; tests pass their own `services` and `enqueue`."""
     services = services or bootstrap(settings)
     if enqueue is None:
-        from workers.actors import declare_actors
-        from workers.broker import build_broker
-
-        enqueue = declare_actors(build_broker(settings), settings).enqueue_page
+        enqueue = build_enqueue(settings)
     prefix = settings.key_prefix
     return BotServices(
         settings=settings,
@@ -69,11 +88,11 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
     """Run the bot; `metrics=False` when another server of this process already exposes /metrics."""
     if settings.discord_token is None:
         raise SystemExit("DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal (README)")
-    route_discord(settings)
     if metrics:
         serve_metrics(settings.metrics_address)
     services = bootstrap(settings)
     bot = build_bot(build_bot_services(settings, services))
+    restore_endpoints = redirect_discord_endpoints(settings)
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
@@ -88,3 +107,4 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
         ) from None
     finally:
         services.close()
+        restore_endpoints()

@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from ragcord.answering.service import AskService
 from ragcord.bindings import KnowledgeBaseBindings
+from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
@@ -36,7 +37,7 @@ class BotServices:
     jobs: JobStore
     watcher: JobWatcher
     store: Store
-    enqueue: object  # (job_id, url, depth) -> None: sends a crawl page to the workers
+    enqueue: Enqueue  # sends a crawl's seed page to the workers (workers.enqueue in production)
 
 
 def intents() -> discord.Intents:

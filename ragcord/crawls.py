@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ragcord.errors import InvalidArgument
@@ -14,6 +14,9 @@ DEFAULT_MAX_PAGES = 100
 DEFAULT_MAX_DEPTH = 10
 MAX_PAGES_LIMIT = 100_000
 MAX_DEPTH_LIMIT = 100
+
+Enqueue = Callable[[str, str, int], None]
+"""Sends one page of a crawl to the workers: (job_id, url, depth). Adapters pass the real one in."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def validate_crawl(
     )
 
 
-def start_crawl(settings: Settings, jobs, enqueue, **request) -> JobRecord:
+def start_crawl(settings: Settings, jobs, enqueue: Enqueue, **request) -> JobRecord:
     """Validate, record the job and enqueue its seed page; never leaves a job without a message."""
     spec = validate_crawl(settings, **request)
     job = jobs.create(

@@ -23,8 +23,7 @@ from rpc.auth import BearerTokenInterceptor
 from rpc.metrics import MetricsInterceptor
 from rpc.servicer import AdminServicer
 from rpc.v1 import admin_pb2, admin_pb2_grpc
-from workers.actors import declare_actors
-from workers.broker import build_broker
+from workers.enqueue import build_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ def check_exposure(settings: Settings) -> None:
 async def build_server(settings: Settings, services: Services | None = None) -> tuple[grpc.aio.Server, int]:
     check_exposure(settings)
     services = services or bootstrap(settings)
-    actors = declare_actors(build_broker(settings), settings)
     watcher = JobWatcher(
         # Reads block up to a heartbeat interval: the socket timeout must be longer.
         redis.asyncio.Redis.from_url(
@@ -70,7 +68,7 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
             jobs=services.jobs,
             watcher=watcher,
             store=services.store,
-            enqueue=actors.enqueue_page,
+            enqueue=build_enqueue(settings),
             ask=build_ask_service(services),
             feedback=FeedbackStore(services.redis, prefix=settings.key_prefix),
             owners=KnowledgeBaseOwners(services.redis, prefix=settings.key_prefix),

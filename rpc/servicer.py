@@ -9,7 +9,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
 
 import grpc
 
@@ -18,7 +17,7 @@ from ragcord.aio import iterate_in_thread
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
 from ragcord.bindings import KnowledgeBaseOwners
-from ragcord.crawls import start_crawl
+from ragcord.crawls import Enqueue, start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
@@ -88,7 +87,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         jobs: JobStore,
         watcher: JobWatcher,
         store: Store,
-        enqueue: Callable[[str, str, int], None],
+        enqueue: Enqueue,
         ask: AskService,
         feedback: FeedbackStore,
         owners: KnowledgeBaseOwners,

@@ -212,7 +212,7 @@ class FakeOpenAI:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._start_server(sock))
-            except BaseException as exc:  # reported to the starting thread
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 startup_error.append(exc)
                 ready.set()
                 loop.close()
@@ -238,7 +238,7 @@ class FakeOpenAI:
             return
         try:
             asyncio.run_coroutine_threadsafe(self._stop_server(), loop).result(timeout=5)
-        except Exception:  # best effort, the loop is stopped below regardless
+        except Exception:  # noqa: BLE001 - best effort, the loop is stopped below regardless
             pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
@@ -309,7 +309,7 @@ class FakeOpenAI:
                 if model_id == FAKE_MODEL:
                     return self._json(self._model_obj(model_id))
                 return self._error(404, f"The model '{model_id}' does not exist", code="model_not_found")
-        except Exception as exc:  # e.g. a failing `reply` callable; answer like the API would
+        except Exception as exc:  # noqa: BLE001 - e.g. a failing `reply` callable; answered like the API
             return self._error(500, f"FakeOpenAI handler error: {exc!r}")
         return self._error(404, f"Invalid URL ({method} {path})")
 

@@ -1,29 +1,40 @@
-"""Dramatiq actors: each translates a message into a call on the core and back. No logic here."""
+"""Dramatiq actors: each translates a message into a call on the core and back. No logic here.
+
+Senders (the API, the bot) declare the same actors without a crawler, so this module must not import
+the crawler: `workers.entry` passes it in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from ragcord.settings import Settings
-from workers.pipeline import PageCrawler
 
 CRAWL_QUEUE = "crawl"
 
 
+class PageHandler(Protocol):
+    """What the `crawl_page` actor calls in a worker (`workers.pipeline.PageCrawler`)."""
+
+    def crawl_page(self, job_id: str, url: str, depth: int, *, final_attempt: bool = True) -> None: ...
+
+
 @dataclass
 class CrawlActors:
-    crawl_page: dramatiq.Actor
+    crawl_page: dramatiq.Actor[[str, str, int], None]
 
     def enqueue_page(self, job_id: str, url: str, depth: int) -> None:
+        """An `Enqueue`: one message per page, picked up by any worker."""
         self.crawl_page.send(job_id, url, depth)
 
 
 def declare_actors(
-    broker: dramatiq.Broker, settings: Settings, crawler: Callable[[], PageCrawler] | None = None
+    broker: dramatiq.Broker, settings: Settings, crawler: Callable[[], PageHandler] | None = None
 ) -> CrawlActors:
     """Register the actors on `broker`. Only a worker passes `crawler` (built lazily, once per process)."""
 

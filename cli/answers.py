@@ -1,0 +1,65 @@
+"""Questions through the admin API: `ask` (one answer, streamed) and `chat` (a conversation with memory)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.admin import Admin
+from cli.console import console, err
+from ragcord.settings import Settings
+
+ANSWER_TIMEOUT_SECONDS = 300
+CLEAR_COMMAND = "/clear"
+
+
+def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> str:
+    """Print the answer as it is written, then its sources; returns the conversation id."""
+    request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
+    answer = None
+    for event in admin.stub.AskStream(request, metadata=admin.metadata, timeout=ANSWER_TIMEOUT_SECONDS):
+        if event.HasField("answer"):
+            answer = event.answer
+        else:
+            console.print(event.delta, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    if answer is not None and answer.citations:
+        console.print("[dim]Sources:[/]")
+        for citation in answer.citations:
+            console.print(f"  [{citation.number}] {citation.title} — {citation.url}", markup=False)
+    return answer.conversation_id if answer is not None else conversation_id
+
+
+def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    admin = Admin(settings, args.address)
+    stream_answer(admin, args.question, args.kb or settings.default_knowledge_base, args.conversation or "")
+    return 0
+
+
+def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
+    """A terminal conversation with memory: follow-up questions use what was said before."""
+    admin = Admin(settings, args.address)
+    kb = args.kb or settings.default_knowledge_base
+    conversation_id = ""
+    console.print(
+        f"Ask about knowledge base [bold]{kb}[/]. {CLEAR_COMMAND} forgets the conversation; Ctrl-D quits."
+    )
+    while True:
+        try:
+            question = console.input("[bold green]you>[/] ").strip()
+        except EOFError:
+            console.print()
+            return 0
+        if not question:
+            continue
+        if question == CLEAR_COMMAND:
+            if conversation_id:
+                admin.call(
+                    "ClearConversation", admin.pb.ClearConversationRequest(conversation_id=conversation_id)
+                )
+            conversation_id = ""
+            console.print("[dim]conversation forgotten[/]")
+            continue
+        try:
+            conversation_id = stream_answer(admin, question, kb, conversation_id)
+        except admin.grpc.RpcError as exc:
+            err.print(f"[red]error[/]: {exc.code().name}: {exc.details()}")

@@ -1,0 +1,85 @@
+"""Knowledge bases and their pages through the admin API: `kbs` and `sources`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.table import Table
+
+from cli.admin import Admin, local_time
+from cli.console import console, err
+from ragcord.settings import Settings
+
+
+def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
+    admin = Admin(settings, args.address)
+    kb = args.kb or settings.default_knowledge_base
+    if args.show:
+        return _show_source(admin, kb, args.show)
+    if args.delete:
+        response = admin.call(
+            "DeleteSource", admin.pb.DeleteSourceRequest(knowledge_base=kb, url=args.delete)
+        )
+        console.print(f"deleted {args.delete}: {response.chunks_deleted} chunks")
+        return 0
+    response = admin.call("ListSources", admin.pb.ListSourcesRequest(knowledge_base=kb))
+    table = Table()
+    table.add_column("url", overflow="fold")
+    table.add_column("title")
+    table.add_column("chunks", no_wrap=True)
+    table.add_column("indexed", no_wrap=True)
+    for source in response.sources:
+        table.add_row(source.url, source.title, str(source.chunk_count), local_time(source.indexed_at))
+    console.print(table)
+    console.print(f"{len(response.sources)} pages in knowledge base {kb}")
+    return 0
+
+
+def _show_source(admin: Admin, kb: str, url: str) -> int:
+    detail = admin.call("GetSource", admin.pb.GetSourceRequest(knowledge_base=kb, url=url))
+    console.print(f"[bold]{detail.source.title}[/] {detail.source.url} ({detail.source.chunk_count} chunks)")
+    for chunk in detail.chunks:
+        console.rule(f"#{chunk.index} {chunk.heading}")
+        console.print(chunk.text, markup=False)
+    return 0
+
+
+def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
+    admin = Admin(settings, args.address)
+    if args.set_servers:
+        kb = admin.call(
+            "SetKnowledgeBaseServers",
+            admin.pb.SetKnowledgeBaseServersRequest(
+                knowledge_base=args.set_servers, discord_guild_ids=args.server or []
+            ),
+        )
+        servers = ", ".join(kb.discord_guild_ids) or "any Discord server (shared)"
+        console.print(f"knowledge base {kb.name} can now be used by {servers}")
+        return 0
+    if args.delete:
+        return _delete_kb(admin, args.delete, confirmed=args.yes)
+    response = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
+    table = Table()
+    table.add_column("knowledge base")
+    table.add_column("chunks", justify="right")
+    table.add_column("Discord servers")
+    for kb in response.knowledge_bases:
+        table.add_row(kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)")
+    console.print(table)
+    return 0
+
+
+def _delete_kb(admin: Admin, name: str, *, confirmed: bool) -> int:
+    """Deleting every page of a knowledge base is not undoable: the operator types its name (or --yes)."""
+    if not confirmed:
+        if not sys.stdin.isatty():
+            err.print("error: deleting a knowledge base needs --yes when there is no terminal to ask on")
+            return 2
+        typed = console.input(f"delete knowledge base {name} and every page in it? type its name: ")
+        if typed.strip() != name:
+            err.print("not deleted")
+            return 1
+    response = admin.call("DeleteKnowledgeBase", admin.pb.DeleteKnowledgeBaseRequest(knowledge_base=name))
+    console.print(f"deleted knowledge base {name}: {response.chunks_deleted} chunks")
+    return 0

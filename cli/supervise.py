@@ -1,0 +1,143 @@
+"""The process commands: `serve` (API + workers + bot), `rpc`, `worker` and `bot`.
+
+Each imports its adapter when it runs, so one command does not load the others' frameworks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from ragcord.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKERS_STOP_SECONDS = 30
+REDIS_STOP_SECONDS = 10
+
+
+def worker_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.entry",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.worker_threads),
+    ]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    # Dramatiq reads this at import: how long an idle consumer sleeps between polls.
+    env.setdefault("dramatiq_worker_timeout", str(settings.worker_idle_timeout_ms))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.worker_metrics_port:
+        # Read by Dramatiq's Prometheus middleware at import (workers/entry.py adds it).
+        env.setdefault("dramatiq_prom_host", settings.worker_metrics_host)
+        env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
+        env.setdefault("dramatiq_prom_db", str((settings.data_dir / "dramatiq-prometheus").resolve()))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    command = worker_command(settings)
+    os.execvpe(command[0], command, worker_env(settings))
+    return 0  # not reached
+
+
+def cmd_rpc(settings: Settings, args: argparse.Namespace) -> int:
+    from rpc.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import run_bot
+
+    asyncio.run(run_bot(settings))
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """The admin API in this process, the Dramatiq workers as a child; Ctrl-C stops both cleanly."""
+    from ragcord.localredis import ensure_redis
+    from rpc.server import check_exposure
+
+    check_exposure(settings)
+    redis_process = ensure_redis(settings.redis_url, settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    workers = subprocess.Popen(worker_command(settings), env=worker_env(settings))
+    log.info(
+        "workers started (pid %s: %s processes x %s threads)",
+        workers.pid,
+        settings.worker_processes,
+        settings.worker_threads,
+    )
+    try:
+        return asyncio.run(_serve_until_stopped(settings, workers))
+    finally:
+        _stop_workers(workers)
+        if redis_process is not None:
+            redis_process.terminate()
+            redis_process.wait(timeout=REDIS_STOP_SECONDS)
+        log.info("stopped")
+
+
+async def _serve_until_stopped(settings: Settings, workers: subprocess.Popen[bytes]) -> int:
+    """Run the API (and the bot) until a signal, a crash, or the workers exiting; 1 if the workers died."""
+    from rpc.server import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    api = asyncio.create_task(serve(settings))
+    watch_workers = asyncio.create_task(_exited(workers))
+    stopped = asyncio.create_task(stop.wait())
+    tasks: set[asyncio.Task[Any]] = {api, watch_workers, stopped}
+    bot: asyncio.Task[None] | None = None
+    if settings.discord_token is not None:
+        from bot.app import run_bot
+
+        bot = asyncio.create_task(run_bot(settings, metrics=False))  # the API's /metrics covers it
+        tasks.add(bot)
+    else:
+        log.info("DISCORD_TOKEN is not set: running without the Discord bot")
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if watch_workers in done:
+        log.error("workers exited with status %s; stopping", workers.returncode)
+        return 1
+    for service in (api, bot):
+        if service is not None and service in done and (error := service.exception()) is not None:
+            raise error
+    return 0
+
+
+async def _exited(process: subprocess.Popen[bytes]) -> None:
+    while process.poll() is None:
+        await asyncio.sleep(0.5)
+
+
+def _stop_workers(workers: subprocess.Popen[bytes]) -> None:
+    """Signal the Dramatiq master only: it stops its workers (a process-group signal can hang them)."""
+    if workers.poll() is not None:
+        return
+    workers.send_signal(signal.SIGTERM)
+    try:
+        workers.wait(timeout=WORKERS_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        workers.kill()

@@ -1,0 +1,49 @@
+"""The `ragcord` command outside the core: both ways of running it, and what an operator sees when a
+setting is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+RAGCORD = str(Path(sys.executable).parent / "ragcord")
+
+
+def run(*command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env}
+    )
+
+
+def test_the_console_script_and_python_m_cli_print_the_same_help():
+    script = run(RAGCORD, "--help")
+    module = run(sys.executable, "-m", "cli", "--help")
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout
+    assert script.stdout.startswith("usage: ragcord [-h]")
+    for command in ("serve", "rpc", "worker", "bot", "crawl", "watch", "jobs", "ask", "chat", "store", "kbs"):
+        assert command in script.stdout
+
+
+def test_ask_help_shows_its_options():
+    result = run(RAGCORD, "ask", "--help")
+    assert result.returncode == 0
+    for option in ("question", "--kb", "--conversation ID", "--address"):
+        assert option in result.stdout
+
+
+def test_an_invalid_setting_is_one_line_naming_the_variable_not_a_traceback():
+    result = run(RAGCORD, "jobs", RAGCORD_WORKER_PROCESSES="many", DISCORD_TOKEN="secret-token")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error: RAGCORD_WORKER_PROCESSES: Input should be a valid integer" in result.stderr
+    assert "many" not in result.stderr and "secret-token" not in result.stderr
+
+
+def test_store_copy_refuses_the_same_store_on_both_sides(capsys):
+    assert main(["store", "copy", "--from", "lancedb", "--to", "lancedb"]) == 2
+    assert "--from and --to name the same store" in capsys.readouterr().err
