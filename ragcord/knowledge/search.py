@@ -9,8 +9,7 @@ alpha = 1 is vector only, 0 keyword only; with the `none` embedder search is key
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ragcord.knowledge.embedders import Embedder
@@ -35,15 +34,6 @@ class Hit:
     @property
     def title(self) -> str:
         return self.chunk.title
-
-
-@dataclass
-class SearchTimings:
-    embed_ms: float = 0.0
-    keyword_ms: float = 0.0
-    vector_ms: float = 0.0
-    expand_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def _normalised(results: list[ScoredChunk]) -> dict[str, float]:
@@ -104,7 +94,6 @@ class Retriever:
         self.candidates = candidates
         self.per_source = per_source
         self.neighbours = neighbours
-        self.last_timings = SearchTimings()
 
     def search(
         self,
@@ -116,7 +105,6 @@ class Retriever:
         alpha: float | None = None,
         expand: bool = True,
     ) -> list[Hit]:
-        timings = SearchTimings()
         alpha = self.alpha if alpha is None else alpha
         if self.embedder.dim is None:
             alpha = 0.0
@@ -124,22 +112,15 @@ class Retriever:
 
         vector: list[ScoredChunk] = []
         if alpha > 0:
-            t = time.perf_counter()
             query_vector = self.embedder.embed([query])[0]
-            timings.embed_ms = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
             vector = self.store.vector_search(kb, query_vector, pool, source=source)
-            timings.vector_ms = (time.perf_counter() - t) * 1000
         keyword: list[ScoredChunk] = []
         if alpha < 1:
-            t = time.perf_counter()
             keyword = self.store.keyword_search(kb, query, pool, source=source)
-            timings.keyword_ms = (time.perf_counter() - t) * 1000
 
         ranked = diversify(fuse(keyword, vector, alpha=alpha, fusion=self.fusion), k, self.per_source)
         kw_scores = {r.chunk.id: r.score for r in keyword}
         vec_scores = {r.chunk.id: r.score for r in vector}
-        t = time.perf_counter()
         hits = [
             Hit(
                 chunk=chunk,
@@ -150,8 +131,6 @@ class Retriever:
             )
             for chunk, score in ranked
         ]
-        timings.expand_ms = (time.perf_counter() - t) * 1000
-        self.last_timings = timings
         return hits
 
     def _passage(self, kb: str, chunk: StoredChunk) -> str:

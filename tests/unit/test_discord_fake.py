@@ -257,9 +257,10 @@ async def test_slash_command_defers_then_follows_up(fake):
 
 
 async def test_subcommands_ephemeral_replies_and_late_callbacks():
-    async with FakeDiscord(interaction_timeout=0.3) as fake, fake.patch_discord():
+    async with FakeDiscord(interaction_timeout=60) as fake, fake.patch_discord():
         bot = make_bot()
         errors: list[Exception] = []
+        window_passed = asyncio.Event()  # set once the test has moved the slow interaction past its window
         kb = app_commands.Group(name="kb", description="Knowledge bases")
 
         @kb.command(name="bind", description="Bind a knowledge base")
@@ -268,7 +269,7 @@ async def test_subcommands_ephemeral_replies_and_late_callbacks():
 
         @kb.command(name="slow", description="Too slow")
         async def slow(interaction: discord.Interaction) -> None:
-            await asyncio.sleep(0.4)
+            await window_passed.wait()
             try:
                 await interaction.response.send_message("late")
             except discord.NotFound as exc:
@@ -288,7 +289,9 @@ async def test_subcommands_ephemeral_replies_and_late_callbacks():
             assert bound.original["content"] == "bound docs" and bound.original in fake.messages
 
             late = await fake.invoke_command(fake.alice, "kb", subcommand="slow")
-            await fake.wait_for(lambda: errors, timeout=5)
+            late.created -= fake.interaction_timeout + 1  # as if the callback came a minute late
+            window_passed.set()
+            await fake.wait_for(lambda: errors, timeout=30)
             assert errors[0].code == 10062 and late.responses == []
 
 

@@ -123,10 +123,10 @@ def test_redirect_loop(client):
 
 
 def test_slow_page_never_answers(site):
-    started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    before = site.hits("/docs/special/slow.html")
+    with pytest.raises(httpx.ReadTimeout):  # the request got through, and no response ever started
         httpx.get(site.url("/docs/special/slow.html"), timeout=0.5)
-    assert time.monotonic() - started < 2
+    assert site.hits("/docs/special/slow.html") == before + 1
 
 
 def test_latin1_page_has_no_charset_and_is_not_utf8(client):
@@ -199,19 +199,20 @@ def test_close_is_prompt_with_a_slow_request_in_flight():
         def hang() -> None:
             try:
                 c.get(url)
-            except BaseException as exc:  # noqa: BLE001 - any outcome is fine once the server is gone
+            except BaseException as exc:  # noqa: BLE001 - recorded; the test checks which one
                 failures.append(exc)
 
         thread = threading.Thread(target=hang, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 2
-        while own.hits("/docs/special/slow.html") == 0 and time.monotonic() < deadline:
+        while own.hits("/docs/special/slow.html") == 0:  # pytest-timeout guards a hang
             time.sleep(0.01)
-        started = time.monotonic()
+        handlers = list(own._connections.values())
         own.close()
-        assert time.monotonic() - started < 1.0
-        thread.join(2)
-        assert not thread.is_alive() and failures
+        # close() woke the sleeping handler and dropped its connection: no handler outlived it
+        assert handlers and not any(h.is_alive() for h in handlers)
+        thread.join()
+        # the client saw the server hang up (not its own 10 s timeout firing)
+        assert len(failures) == 1 and isinstance(failures[0], (httpx.RemoteProtocolError, httpx.ReadError))
     own.close()  # idempotent
     with pytest.raises(httpx.ConnectError):
         httpx.get(own.url("/robots.txt"), timeout=1.0)
