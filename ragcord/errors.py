@@ -51,6 +51,14 @@ class Duplicate(CrawlError):
     """The page is crawled under another URL (a redirect to a page the crawl already has)."""
 
 
+class ExtractionFailed(CrawlError):
+    """The page was fetched but could not be parsed or read; `links` holds any that could still be read."""
+
+    def __init__(self, message: str, *, links: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.links = links or []
+
+
 class TransientFetchError(CrawlError):
     """A timeout, connection error, 429 or 5xx: worth retrying."""
 

@@ -6,11 +6,17 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urldefrag, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urldefrag, urlsplit, urlunsplit
 
 from ragcord.errors import Blocked, InvalidArgument, PermissionDenied
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Query parameters that never select content: search-term highlighting and click tracking. Anything
+# else may pick the page (`?page=2`, `?id=`, `?ref=main` on code hosts), so it stays.
+_NON_CONTENT_PARAMS = frozenset(
+    ("highlight", "fbclid", "gclid", "dclid", "msclkid", "yclid", "mc_cid", "mc_eid", "_ga", "_gl", "igshid")
+)
+_DIRECTORY_INDEX = "index.html"
 KB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -23,8 +29,22 @@ def validate_kb_name(name: str) -> str:
     return name
 
 
+def _content_query(query: str) -> str:
+    """The query without highlighting and tracking parameters, otherwise byte for byte as given."""
+    kept = []
+    for pair in query.split("&"):
+        name = unquote_plus(pair.split("=", 1)[0]).lower()
+        if pair and name not in _NON_CONTENT_PARAMS and not name.startswith("utm_"):
+            kept.append(pair)
+    return "&".join(kept)
+
+
 def normalize_url(url: str) -> str:
-    """The canonical form used for dedupe and ids: no fragment, lowercase host, no default port."""
+    """The one form of a page's URL, for dedupe and ids.
+
+    No fragment, lowercase scheme and host, no default port, `dir/index.html` is `dir/`, and no
+    highlighting or tracking query parameters.
+    """
     url, _ = urldefrag(url.strip())
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -33,7 +53,10 @@ def normalize_url(url: str) -> str:
         host = f"[{host}]"
     port = parts.port
     netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    path = parts.path or "/"
+    if path.endswith("/" + _DIRECTORY_INDEX):
+        path = path.removesuffix(_DIRECTORY_INDEX)
+    return urlunsplit((scheme, netloc, path, _content_query(parts.query), ""))
 
 
 def parse_seed(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Fetching and reading one page: the address guard, robots.txt, httpx with caps, trafilatura."""
+"""Fetching and reading one page: the address guard, robots.txt, httpx with caps, extraction."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import httpx
-import lxml.html
-import trafilatura
-from lxml import etree
 
 from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
 from ragcord.settings import Settings
 from ragcord.urls import Scope, guard_fetch, normalize_url
+from workers.extraction import ExtractedPage, extract_html, sniff_encoding
+
+__all__ = ["ExtractedPage", "FetchedPage", "Fetcher", "RobotsCache", "extract"]
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,9 @@ class FetchedPage:
     charset: str | None
 
     def text(self) -> str:
-        for encoding in filter(None, (self.charset, "utf-8")):
-            try:
-                return self.body.decode(encoding)
-            except (LookupError, UnicodeDecodeError):
-                continue
-        return self.body.decode("cp1252", errors="replace")
-
-
-@dataclass(frozen=True)
-class ExtractedPage:
-    title: str
-    markdown: str
-    links: list[str]  # absolute, normalised, in document order, unique
+        """The body as text, its encoding found as a browser would (robots.txt reads it)."""
+        encoding = sniff_encoding(self.body, self.charset)
+        return self.body.decode(encoding, errors="replace").removeprefix("\ufeff")
 
 
 class Fetcher:
@@ -177,46 +167,5 @@ class RobotsCache:
 
 
 def extract(page: FetchedPage) -> ExtractedPage:
-    """Title, main text as markdown (navigation and boilerplate dropped) and every link of the page."""
-    if b"\x00" in page.body[:8192]:  # binary, whatever the server says
-        return ExtractedPage(title="", markdown="", links=[])
-    html = page.text()
-    try:
-        tree = lxml.html.fromstring(html)
-    except (etree.ParserError, ValueError):
-        return ExtractedPage(title="", markdown="", links=[])
-    title = " ".join((tree.findtext(".//title") or "").split())
-    if not title:
-        h1 = tree.find(".//h1")
-        title = " ".join(h1.text_content().split()) if h1 is not None else ""
-    base = page.url
-    base_href = tree.find(".//base[@href]")
-    if base_href is not None:
-        base = urljoin(page.url, base_href.get("href"))
-    links: dict[str, None] = {}
-    for anchor in tree.iterfind(".//a[@href]"):
-        href = (anchor.get("href") or "").strip()
-        if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
-            continue
-        try:
-            absolute = normalize_url(urljoin(base, href))
-        except ValueError:
-            continue
-        if urlsplit(absolute).scheme in ("http", "https"):
-            links[absolute] = None
-    markdown = (
-        trafilatura.extract(
-            tree,
-            url=page.url,
-            output_format="markdown",
-            include_formatting=True,
-            include_tables=True,
-            include_links=False,
-            include_images=False,
-            include_comments=False,
-            favor_recall=True,
-            deduplicate=False,
-        )
-        or ""
-    )
-    return ExtractedPage(title=title or page.url, markdown=markdown.strip(), links=list(links))
+    """Title, canonical URL, every link and the main content's sections; raises ExtractionFailed."""
+    return extract_html(page.body, page.url, charset=page.charset)

@@ -11,15 +11,24 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
+from ragcord.errors import (
+    Blocked,
+    Duplicate,
+    ExtractionFailed,
+    FetchFailed,
+    NotHtml,
+    TooLarge,
+    TransientFetchError,
+)
 from ragcord.jobs import JobRecord, JobStore, PageOutcome
-from ragcord.knowledge.chunking import chunk_id, chunk_markdown, content_hash
+from ragcord.knowledge.chunking import chunk_id, chunk_sections, content_hash
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
-from workers.crawler import Fetcher, RobotsCache, extract
+from workers.crawler import ExtractedPage, Fetcher, RobotsCache, extract
 
 log = logging.getLogger(__name__)
 
@@ -95,27 +104,47 @@ class PageCrawler:
         except FetchFailed as exc:
             return PageResult(PageOutcome.FAILED, str(exc))
 
-        extracted = extract(page)
         redirected = f" (redirected to {page.url})" if page.url != url else ""
-        if not extracted.markdown:
+        try:
+            extracted = extract(page)
+        except ExtractionFailed as exc:
+            self._follow(job, scope, url, exc.links, depth)
+            return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
+
+        canonical = extracted.canonical
+        cited = page.url
+        if canonical and canonical not in (url, page.url) and _same_origin(canonical, page.url):
+            if scope.why_outside(canonical) is None:
+                # One page, one copy: the canonical URL is crawled (and cited) in its own right.
+                for reserved in self.jobs.reserve_links(job.id, url, [canonical]):
+                    self.enqueue(job.id, reserved, depth)
+                self._follow(job, scope, url, extracted.links, depth)
+                return PageResult(PageOutcome.SKIPPED, f"duplicate of {canonical}")
+            cited = canonical
+        text = extracted.text
+        if not text:
             result = PageResult(PageOutcome.SKIPPED, f"no text could be extracted{redirected}")
         else:
-            owner = self.jobs.claim_content(job.id, page.url, content_hash(extracted.markdown))
-            if owner != page.url:
+            owner = self.jobs.claim_content(job.id, cited, content_hash(text))
+            if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")
             else:
-                chunks = self._store_page(job.knowledge_base, page.url, extracted.title, extracted.markdown)
+                chunks = self._store_page(job.knowledge_base, cited, extracted)
                 result = PageResult(PageOutcome.INDEXED, f"{extracted.title}{redirected}", chunks)
-
-        if depth < job.max_depth:
-            links = [link for link in extracted.links if scope.why_outside(link) is None]
-            for child in self.jobs.reserve_links(job.id, url, links):
-                self.enqueue(job.id, child, depth + 1)
+        self._follow(job, scope, url, extracted.links, depth)
         return result
 
-    def _store_page(self, kb: str, url: str, title: str, markdown: str) -> int:
-        chunks = chunk_markdown(markdown, max_words=self.settings.chunk_words)
-        page_hash = content_hash(markdown)
+    def _follow(self, job: JobRecord, scope: Scope, url: str, links: list[str], depth: int) -> None:
+        """Reserve and enqueue the page's in-scope links (before the page counts as finished)."""
+        if depth < job.max_depth:
+            in_scope = [link for link in links if scope.why_outside(link) is None]
+            for child in self.jobs.reserve_links(job.id, url, in_scope):
+                self.enqueue(job.id, child, depth + 1)
+
+    def _store_page(self, kb: str, url: str, page: ExtractedPage) -> int:
+        chunks = chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
+        page_hash = content_hash(page.text)
+        title = page.title
         texts = [f"{title}\n{c.heading}\n{c.text}" if c.heading else f"{title}\n{c.text}" for c in chunks]
         vectors = self.embedder.embed(texts)
         now = time.time()
@@ -125,6 +154,7 @@ class PageCrawler:
                 url=url,
                 title=title,
                 heading=c.heading,
+                anchor=c.anchor,
                 chunk_index=c.index,
                 text=c.text,
                 content_hash=page_hash,
@@ -135,6 +165,11 @@ class PageCrawler:
         ]
         self.store.replace_page(kb, url, stored)
         return len(stored)
+
+
+def _same_origin(a: str, b: str) -> bool:
+    first, second = urlsplit(a), urlsplit(b)
+    return (first.scheme, first.netloc) == (second.scheme, second.netloc)
 
 
 def build_page_crawler(services, enqueue: Enqueue) -> PageCrawler:

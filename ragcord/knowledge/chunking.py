@@ -1,7 +1,9 @@
-"""Heading-aware chunking of a page's markdown into passages that fit the embedder's window.
+"""Chunking a page's sections into passages that fit the embedder's window, each keeping its anchor.
 
 all-MiniLM-L6-v2 reads 256 word pieces; ~180 words stay under that for English prose, so a chunk
-is never cut by the model. Fenced code blocks are kept whole when they fit and split on lines when not.
+is never cut by the model. `count_tokens` lets the embedder's own tokenizer replace the word count.
+Fenced code blocks are kept whole when they fit and split on lines (each piece fenced again) when not;
+other blocks split on lines, then sentences, and only then on words.
 """
 
 from __future__ import annotations
@@ -9,11 +11,28 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _CHUNK_NAMESPACE = uuid.UUID("6f1d3c1e-8a2b-4c61-9d2f-6a1b7e0c5d42")
+
+CountTokens = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of a page under one heading: the path of headings above it and the anchor landing on it."""
+
+    heading_path: tuple[str, ...]
+    anchor: str  # fragment id; "" = top of the page
+    text: str  # blocks separated by blank lines; code as fenced blocks
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.heading_path)
 
 
 @dataclass(frozen=True)
@@ -21,6 +40,7 @@ class Chunk:
     index: int
     heading: str  # "Section > Subsection", "" before the first heading
     text: str
+    anchor: str = ""  # fragment id of the nearest enclosing heading, section or API entry; "" = top
 
 
 def chunk_id(url: str, index: int) -> str:
@@ -32,95 +52,134 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:32]
 
 
-def _words(text: str) -> int:
+def word_count(text: str) -> int:
+    """The default token count: words, which stay under MiniLM's word pieces at the default limit."""
     return len(text.split())
 
 
-def _blocks(lines: list[str]) -> list[str]:
-    """Paragraphs and fenced code blocks of one section."""
-    blocks: list[str] = []
+def blocks(text: str) -> list[str]:
+    """Paragraphs and fenced code blocks of one section (a code block may hold blank lines)."""
+    out: list[str] = []
     current: list[str] = []
     fence: str | None = None
-    for line in lines:
-        stripped = line.strip()
+    for line in text.split("\n"):
         if fence is not None:
             current.append(line)
-            if stripped.startswith(fence):
-                blocks.append("\n".join(current))
+            if line.strip().startswith(fence):
+                out.append("\n".join(current))
                 current, fence = [], None
             continue
-        if stripped.startswith(("```", "~~~")):
+        if match := _FENCE.match(line):
             if current:
-                blocks.append("\n".join(current))
-            current, fence = [line], stripped[:3]
+                out.append("\n".join(current))
+            current, fence = [line], match.group(1)
             continue
-        if not stripped:
+        if not line.strip():
             if current:
-                blocks.append("\n".join(current))
+                out.append("\n".join(current))
                 current = []
             continue
         current.append(line)
     if current:
-        blocks.append("\n".join(current))
-    return [b for b in blocks if b.strip()]
+        out.append("\n".join(current))
+    return [b for b in out if b.strip()]
 
 
-def _split_long(block: str, limit: int) -> list[str]:
-    """Split one block over `limit` words: code on lines, prose on sentences, then on words."""
-    if block.lstrip().startswith(("```", "~~~")):
-        pieces = block.split("\n")
-    else:
-        pieces = _SENTENCE_END.split(block)
-    out: list[str] = []
-    current: list[str] = []
-    joiner = "\n" if "\n" in block and block.lstrip().startswith(("```", "~~~")) else " "
-    for piece in pieces:
-        if _words(piece) > limit:
-            words = piece.split()
-            if current:
-                out.append(joiner.join(current))
+class _Splitter:
+    """Splits blocks over the limit at the best boundary that exists: line, sentence, then word."""
+
+    def __init__(self, max_tokens: int, count_tokens: CountTokens) -> None:
+        self.max_tokens = max_tokens
+        self.count = count_tokens
+
+    def split(self, block: str) -> list[str]:
+        if self.count(block) <= self.max_tokens:
+            return [block]
+        lines = block.split("\n")
+        if fence := _FENCE.match(lines[0]):
+            return self._split_code(lines, fence.group(1))
+        if len(lines) > 1:
+            return self.pack([p for line in lines for p in self.split(line)], "\n", self.max_tokens)
+        sentences = _SENTENCE_END.split(block)
+        if len(sentences) > 1:
+            return self.pack([p for s in sentences for p in self.split(s)], " ", self.max_tokens)
+        return self._words(block, self.max_tokens)
+
+    def _split_code(self, lines: list[str], fence: str) -> list[str]:
+        opening = lines[0].strip()
+        closed = len(lines) > 1 and lines[-1].strip().startswith(fence)
+        body = lines[1:-1] if closed else lines[1:]
+        closing = fence
+        budget = max(1, self.max_tokens - self.count(opening) - self.count(closing))
+        pieces = [p for line in body for p in self._fit(line, budget)]
+        return [f"{opening}\n{part}\n{closing}" for part in self.pack(pieces, "\n", budget)]
+
+    def _fit(self, line: str, limit: int) -> list[str]:
+        return [line] if self.count(line) <= limit else self._words(line, limit)
+
+    def _words(self, text: str, limit: int) -> list[str]:
+        out: list[str] = []
+        current: list[str] = []
+        for word in text.split():
+            if current and self.count(" ".join([*current, word])) > limit:
+                out.append(" ".join(current))
                 current = []
-            out.extend(" ".join(words[i : i + limit]) for i in range(0, len(words), limit))
-            continue
-        if current and _words(joiner.join([*current, piece])) > limit:
+            current.append(word)
+        if current:
+            out.append(" ".join(current))
+        return out
+
+    def pack(self, pieces: list[str], joiner: str, limit: int) -> list[str]:
+        out: list[str] = []
+        current: list[str] = []
+        size = 0
+        for piece in pieces:
+            tokens = self.count(piece)
+            if current and size + tokens > limit:
+                out.append(joiner.join(current))
+                current, size = [], 0
+            current.append(piece)
+            size += tokens
+        if current:
             out.append(joiner.join(current))
-            current = []
-        current.append(piece)
-    if current:
-        out.append(joiner.join(current))
-    return [p for p in out if p.strip()]
+        return [p for p in out if p.strip()]
+
+
+def chunk_sections(
+    sections: Iterable[Section], *, max_tokens: int = 180, count_tokens: CountTokens = word_count
+) -> list[Chunk]:
+    """Passages of at most `max_tokens`, never spanning two sections, each with its heading and anchor."""
+    splitter = _Splitter(max_tokens, count_tokens)
+    chunks: list[Chunk] = []
+    for section in sections:
+        parts = [part for block in blocks(section.text) for part in splitter.split(block)]
+        for text in splitter.pack(parts, "\n\n", max_tokens):
+            chunks.append(Chunk(len(chunks), section.heading, text, section.anchor))
+    return chunks
+
+
+def sections_from_markdown(markdown: str) -> list[Section]:
+    """Sections of a markdown text (ATX headings; `#` inside code blocks is code), without anchors."""
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    fence: str | None = None
+    for line in markdown.splitlines():
+        if fence is None and (opened := _FENCE.match(line)):
+            fence = opened.group(1)
+        elif fence is not None and line.strip().startswith(fence):
+            fence = None
+        elif fence is None and (match := _HEADING.match(line)):
+            sections.append(Section(tuple(t for _, t in path), "", "\n".join(lines)))
+            level, title = len(match.group(1)), match.group(2).strip()
+            path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
+            lines = []
+            continue
+        lines.append(line)
+    sections.append(Section(tuple(t for _, t in path), "", "\n".join(lines)))
+    return [s for s in sections if s.text.strip()]
 
 
 def chunk_markdown(markdown: str, *, max_words: int = 180) -> list[Chunk]:
-    sections: list[tuple[str, list[str]]] = []
-    path: list[tuple[int, str]] = []
-    lines: list[str] = []
-    heading = ""
-    in_fence = False
-    for line in markdown.splitlines():
-        if line.strip().startswith(("```", "~~~")):
-            in_fence = not in_fence
-        match = None if in_fence else _HEADING.match(line)
-        if match:
-            sections.append((heading, lines))
-            level, title = len(match.group(1)), match.group(2).strip()
-            path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
-            heading = " > ".join(t for _, t in path)
-            lines = []
-        else:
-            lines.append(line)
-    sections.append((heading, lines))
-
-    chunks: list[Chunk] = []
-    for section_heading, section_lines in sections:
-        current: list[str] = []
-        for block in _blocks(section_lines):
-            parts = _split_long(block, max_words) if _words(block) > max_words else [block]
-            for part in parts:
-                if current and _words("\n\n".join([*current, part])) > max_words:
-                    chunks.append(Chunk(len(chunks), section_heading, "\n\n".join(current)))
-                    current = []
-                current.append(part)
-        if current:
-            chunks.append(Chunk(len(chunks), section_heading, "\n\n".join(current)))
-    return chunks
+    """Chunks of a markdown text (for callers that have markdown rather than extracted sections)."""
+    return chunk_sections(sections_from_markdown(markdown), max_tokens=max_words)

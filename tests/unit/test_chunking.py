@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragcord.knowledge.chunking import chunk_id, chunk_markdown, content_hash
+from ragcord.knowledge.chunking import Section, chunk_id, chunk_markdown, chunk_sections, content_hash
 
 PAGE = """# Virtual environments
 
@@ -56,6 +56,56 @@ def test_ids_and_hashes_are_deterministic():
     assert content_hash("a  b\nc") == content_hash("a b c")
 
 
+def test_chunks_keep_their_section_anchor_and_heading():
+    sections = [
+        Section((), "", "Intro text before any heading."),
+        Section(
+            ("functools", "lru_cache"), "functools.lru_cache", "@functools.lru_cache(maxsize=128)\n\nBody."
+        ),
+    ]
+    chunks = chunk_sections(sections, max_tokens=50)
+    assert [(c.heading, c.anchor) for c in chunks] == [
+        ("", ""),
+        ("functools > lru_cache", "functools.lru_cache"),
+    ]
+    assert chunks[1].text == "@functools.lru_cache(maxsize=128)\n\nBody."
+
+
+def test_a_code_block_that_fits_stays_whole_even_with_blank_lines():
+    code = "```python\ndef f():\n    return 1\n\n\ndef g():\n    return 2\n```"
+    chunks = chunk_sections([Section(("A",), "a", f"Before.\n\n{code}\n\nAfter.")], max_tokens=40)
+    assert len(chunks) == 1 and code in chunks[0].text
+
+
+def test_a_long_code_block_splits_on_lines_and_each_piece_is_fenced():
+    lines = [f"call_{i}(argument_one, argument_two)" for i in range(60)]
+    code = "```python\n" + "\n".join(lines) + "\n```"
+    chunks = chunk_sections([Section(("A",), "a", code)], max_tokens=30)
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.text.startswith("```python\n") and chunk.text.endswith("\n```")
+        assert len(chunk.text.split()) <= 30
+    body = [line for c in chunks for line in c.text.split("\n")[1:-1]]
+    assert body == lines
+
+
+def test_lists_and_tables_split_between_lines_not_inside_them():
+    table = "\n".join(f"package-{i} | V:{i} | description of package number {i}" for i in range(40))
+    chunks = chunk_sections([Section(("Packages",), "pkgs", table)], max_tokens=40)
+    assert len(chunks) > 1
+    assert [line for c in chunks for line in c.text.split("\n")] == table.split("\n")
+
+
+def test_a_pluggable_token_counter_sets_the_limit():
+    def characters(text: str) -> int:
+        return len(text)
+
+    text = "Short sentence one. Short sentence two. Short sentence three. Short sentence four."
+    chunks = chunk_sections([Section((), "", text)], max_tokens=45, count_tokens=characters)
+    assert all(len(c.text) <= 45 for c in chunks) and len(chunks) == 2
+    assert all(c.text.endswith(".") for c in chunks)
+
+
 words = st.text(alphabet="abcdefghij", min_size=1, max_size=12)
 lines = st.one_of(
     st.lists(words, min_size=1, max_size=40).map(" ".join),
@@ -76,4 +126,5 @@ def test_no_chunk_exceeds_the_limit_and_no_word_is_lost(page_lines, limit):
         in_code ^= line.startswith("```")
         if in_code or not line.startswith("## ") or line.startswith("```"):
             body_words += line.split()
-    assert [w for c in chunks for w in c.text.split()] == body_words
+    # a code block split over chunks is fenced again in each: fences are the only words added
+    assert [w for c in chunks for w in c.text.split() if w != "```"] == [w for w in body_words if w != "```"]

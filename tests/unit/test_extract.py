@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import pytest
+
+from ragcord.errors import ExtractionFailed
 from workers.crawler import FetchedPage, extract
 
 PROSE = ("Quillstack workers pull tasks from the queue and run them with retries. " * 8).strip()
@@ -20,7 +23,7 @@ def test_extracts_title_markdown_and_normalised_links():
     assert extracted.title == "Workers — Quillstack"
     assert "# Workers" in extracted.markdown and "## Scaling" in extracted.markdown
     assert extracted.links == [
-        "http://d.example/docs/index.html",
+        "http://d.example/docs/",
         "http://d.example/docs/guide/retries.html",
         "http://d.example/blog/",
     ]
@@ -47,9 +50,11 @@ def test_malformed_html_still_yields_its_text():
     assert "Quillstack workers pull tasks" in extracted.markdown
 
 
-def test_an_empty_or_binary_body_yields_no_text():
-    assert extract(page(b"")).markdown == ""
-    assert extract(page(b"\x00\x01\x02\xff" * 100)).markdown == ""
+def test_an_empty_or_binary_body_fails_with_the_reason():
+    with pytest.raises(ExtractionFailed, match="empty page"):
+        extract(page(b""))
+    with pytest.raises(ExtractionFailed, match="binary content"):
+        extract(page(b"\x00\x01\x02\xff" * 100))
 
 
 def test_base_href_is_honoured():

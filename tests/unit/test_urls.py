@@ -25,6 +25,15 @@ def public_resolver(host, port):
         ("https://docs.example.com:443", "https://docs.example.com/"),
         ("https://docs.example.com:8443/x", "https://docs.example.com:8443/x"),
         ("http://[::1]:8000/docs/", "http://[::1]:8000/docs/"),
+        ("http://d.example/docs/index.html", "http://d.example/docs/"),
+        ("http://d.example/index.html#top", "http://d.example/"),
+        ("http://d.example/docs/index.html?page=2", "http://d.example/docs/?page=2"),
+        ("http://d.example/docs/myindex.html", "http://d.example/docs/myindex.html"),
+        ("http://d.example/a.html?highlight=lru_cache", "http://d.example/a.html"),
+        ("http://d.example/a.html?utm_source=x&utm_Medium=y&id=3", "http://d.example/a.html?id=3"),
+        ("http://d.example/a.html?fbclid=1&gclid=2&msclkid=3", "http://d.example/a.html"),
+        ("http://d.example/a.html?section=worker&highlight=x", "http://d.example/a.html?section=worker"),
+        ("http://d.example/blob?ref=main&path=a%20b", "http://d.example/blob?ref=main&path=a%20b"),
     ],
 )
 def test_normalize_url_makes_one_form_per_page(raw, expected):
