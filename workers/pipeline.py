@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ragcord.crawls import Enqueue
 from ragcord.errors import (
     Blocked,
     Duplicate,
@@ -24,6 +24,7 @@ from ragcord.errors import (
 )
 from ragcord.jobs import JobRecord, JobStore, PageOutcome
 from ragcord.knowledge.chunking import chunk_id, chunk_sections, content_hash
+from ragcord.knowledge.copies import CopyIndex
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
@@ -31,8 +32,6 @@ from ragcord.urls import Scope
 from workers.crawler import ExtractedPage, Fetcher, RobotsCache, extract
 
 log = logging.getLogger(__name__)
-
-Enqueue = Callable[[str, str, int], None]  # (job_id, url, depth)
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,10 @@ class PageCrawler:
         fetcher: Fetcher,
         robots: RobotsCache,
         enqueue: Enqueue,
+        copies: CopyIndex | None = None,
     ) -> None:
         self.settings = settings
+        self.copies = copies  # None: pages that copy others (a whole-manual edition) are indexed too
         self.jobs = jobs
         self.store = store
         self.embedder = embedder
@@ -129,8 +130,7 @@ class PageCrawler:
             if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")
             else:
-                chunks = self._store_page(job.knowledge_base, cited, extracted)
-                result = PageResult(PageOutcome.INDEXED, f"{extracted.title}{redirected}", chunks)
+                result = self._store_page(job, cited, extracted, redirected)
         self._follow(job, scope, url, extracted.links, depth)
         return result
 
@@ -141,8 +141,21 @@ class PageCrawler:
             for child in self.jobs.reserve_links(job.id, url, in_scope):
                 self.enqueue(job.id, child, depth + 1)
 
-    def _store_page(self, kb: str, url: str, page: ExtractedPage) -> int:
+    def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
+        kb = job.knowledge_base
         chunks = chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
+        detail = f"{page.title}{redirected}"
+        verdict = None
+        if self.copies is not None and chunks:
+            verdict = self.copies.claim(job.id, url, [c.text for c in chunks], [c.index for c in chunks])
+            if verdict.skip:
+                return PageResult(PageOutcome.SKIPPED, f"copies {_pages(verdict.copies)}{redirected}")
+            if verdict.left_out:
+                kept = set(verdict.keep)
+                detail += (
+                    f" ({verdict.left_out} of {len(chunks)} chunks repeat {_pages(verdict.copies)}: left out)"
+                )
+                chunks = [c for position, c in enumerate(chunks) if position in kept]
         page_hash = content_hash(page.text)
         title = page.title
         texts = [f"{title}\n{c.heading}\n{c.text}" if c.heading else f"{title}\n{c.text}" for c in chunks]
@@ -164,7 +177,18 @@ class PageCrawler:
             for c, vector in zip(chunks, vectors, strict=True)
         ]
         self.store.replace_page(kb, url, stored)
-        return len(stored)
+        # Only now that this page serves its chunks are they removed from the whole-manual copy holding them.
+        for copy_url, indexes in (verdict.taken if verdict is not None else {}).items():
+            self.store.remove_chunks(kb, copy_url, indexes)
+            log.info("%s: %d chunks of %s repeat it; removed from there", url, len(indexes), copy_url)
+        return PageResult(PageOutcome.INDEXED, detail, len(stored))
+
+
+def _pages(urls: list[str]) -> str:
+    """`a.html`, or `a.html and 3 other pages`, for a job event."""
+    if len(urls) <= 1:
+        return urls[0] if urls else "other pages"
+    return f"{urls[0]} and {len(urls) - 1} other page{'s' if len(urls) > 2 else ''}"
 
 
 def _same_origin(a: str, b: str) -> bool:
@@ -183,4 +207,5 @@ def build_page_crawler(services, enqueue: Enqueue) -> PageCrawler:
         fetcher=fetcher,
         robots=RobotsCache(fetcher),
         enqueue=enqueue,
+        copies=CopyIndex(services.redis, prefix=services.settings.key_prefix),
     )
