@@ -326,6 +326,22 @@ def test_canonical_and_base_href_are_honoured():
     assert page.links == ["http://d.example/docs/v2/a.html"]
 
 
+def test_a_page_that_is_only_its_contents_is_indexed_as_its_entries():
+    # gtk-doc's and DocBook's chapter pages: each entry a link and a one-line description
+    page = extract_html(
+        b'<html><head><title>Core Support: GLib Reference Manual</title></head><body>'
+        b'<table class="navigation"><tr><td><a href="index.html">Home</a></td></tr></table>'
+        b'<div class="part"><div class="titlepage"><h1 class="title">Core Support</h1></div>'
+        b'<div class="toc"><dl class="toc"><dt><span class="refentrytitle"><a href="threads.html">Threads'
+        b"</a></span> \xe2\x80\x94 portable support for threads, mutexes and locks</dt></dl></div></div>"
+        b"</body></html>",
+        "http://d.example/glib-core.html",
+    )
+    assert "Threads — portable support for threads, mutexes and locks" in page.text
+    assert "Home" not in page.text
+    assert "http://d.example/threads.html" in page.links
+
+
 def test_unknown_layouts_fall_back_to_the_densest_block():
     nav = "".join(f'<li><a href="/p{i}.html">Page number {i}</a></li>' for i in range(40))
     body = (

@@ -86,6 +86,9 @@ def extract_html(body: bytes, url: str, *, charset: str | None = None) -> Extrac
     title = _title(tree, body)
     try:
         sections = render_sections(main_content(tree))
+        if not any(section.text for section in sections):
+            # A contents page (its entries' descriptions are its text): read it again keeping the contents.
+            sections = render_sections(main_content(parse_html(body, encoding), keep_toc=True))
     except RecursionError:
         raise ExtractionFailed("the page's elements are nested too deeply to read", links=links) from None
     log.debug(

@@ -27,6 +27,10 @@ _DROP_CLASSES = frozenset(
     ).split()
 )
 _DROP_IDS = frozenset(("nav", "TOC", "toc", "sidebar", "searchbox", "nav-path", "side-nav", "cookie-banner"))
+# A page that is nothing but its table of contents (gtk-doc's and DocBook's chapter pages: each entry a link
+# and a one-line description) is read again keeping these, so its descriptions are indexed.
+_TOC_CLASSES = frozenset(("toc", "mini-toc", "section-toc"))
+_TOC_IDS = frozenset(("toc", "TOC"))
 _PERMALINK_GLYPHS = frozenset(("¶", "§", "#", "🔗", "¶¶"))
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # The main container of known generators, best first (XPath 1.0: class tokens need the concat trick).
@@ -50,8 +54,10 @@ def _classes(el: HtmlElement) -> set[str]:
     return set((el.get("class") or "").split())
 
 
-def _is_boilerplate(el: HtmlElement) -> bool:
+def _is_boilerplate(el: HtmlElement, *, keep_toc: bool = False) -> bool:
     tag = el.tag
+    if keep_toc and (_classes(el) & _TOC_CLASSES or el.get("id") in _TOC_IDS):
+        return False
     if tag in _DROP_TAGS:
         return True
     if el.get("role") in _DROP_ROLES or el.get("id") in _DROP_IDS or el.get("aria-hidden") == "true":
@@ -83,9 +89,9 @@ def _is_permalink(a: HtmlElement) -> bool:
     return href.startswith("#") and " ".join(a.text_content().split()) in _PERMALINK_GLYPHS
 
 
-def drop_boilerplate(root: HtmlElement) -> None:
+def drop_boilerplate(root: HtmlElement, *, keep_toc: bool = False) -> None:
     """Remove navigation, chrome and permalinks from `root` in place (their tail text stays)."""
-    doomed = [el for el in root.iter() if isinstance(el.tag, str) and _is_boilerplate(el)]
+    doomed = [el for el in root.iter() if isinstance(el.tag, str) and _is_boilerplate(el, keep_toc=keep_toc)]
     for el in doomed:
         if el.getparent() is not None:
             el.drop_tree()
@@ -125,12 +131,12 @@ def _densest(body: HtmlElement) -> HtmlElement:
     return best
 
 
-def main_content(tree: HtmlElement) -> HtmlElement:
+def main_content(tree: HtmlElement, *, keep_toc: bool = False) -> HtmlElement:
     """The element whose text is the page's content, with boilerplate already dropped from it."""
     body = tree.find("body")
     if body is None:
         body = tree
-    drop_boilerplate(body)
+    drop_boilerplate(body, keep_toc=keep_toc)
     total = _text_length(body)
     for xpath in _MAIN_CANDIDATES:
         matches = body.xpath(xpath)
