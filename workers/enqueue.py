@@ -1,7 +1,7 @@
 """The sending side of the crawl queue, for processes that start crawls but never crawl (API, bot).
 
 It declares the same `crawl_page` actor as the workers, without a crawler, so importing it loads
-Dramatiq and Redis only: not httpx, trafilatura, lxml or the pipeline (tests/unit/test_import_seams.py).
+Dramatiq and Redis only: not httpx, lxml, the extraction or the pipeline (tests/unit/test_import_seams.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CRAWLER_STACK = ("httpx", "trafilatura", "lxml", "workers.crawler", "workers.pipeline")
+CRAWLER_STACK = ("httpx", "lxml", "workers.extraction", "workers.crawler", "workers.pipeline")
 
 
 def loaded_after_import(*modules: str) -> list[str]:
