@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(15.0, gt=0)
     max_page_bytes: int = Field(5_000_000, ge=1024)
     max_redirects: int = Field(5, ge=0, le=20)
-    chunk_words: int = Field(180, ge=20, le=1000)
+    chunk_words: int = Field(180, ge=20, le=1000, description="chunk size when the embedder has no window")
+    chunk_tokens: int = Field(
+        230, ge=48, le=8192, description="chunk size in the embedder's tokens, within its window"
+    )
     page_retries: int = Field(3, ge=0, le=10, description="retries of a page after a transient error")
     retry_backoff_ms: int = Field(1000, ge=0)
 
@@ -108,7 +111,7 @@ class Settings(BaseSettings):
         "admin_token", "discord_token", "openai_api_key", "openai_base_url", "weaviate_api_key", mode="before"
     )
     @classmethod
-    def _empty_is_unset(cls, value):
+    def _empty_is_unset(cls, value: object) -> object:
         """`DISCORD_TOKEN=` in a .env file means not set, not an empty token."""
         return None if isinstance(value, str) and not value.strip() else value
 

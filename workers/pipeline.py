@@ -23,7 +23,7 @@ from ragcord.errors import (
     TransientFetchError,
 )
 from ragcord.jobs import JobRecord, JobStore, PageOutcome
-from ragcord.knowledge.chunking import chunk_id, chunk_sections, content_hash
+from ragcord.knowledge.chunking import Chunk, Section, chunk_id, chunk_sections, content_hash
 from ragcord.knowledge.copies import CopyIndex
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import Store, StoredChunk
@@ -143,7 +143,7 @@ class PageCrawler:
 
     def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
         kb = job.knowledge_base
-        chunks = chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
+        chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
         verdict = None
         if self.copies is not None and chunks:
@@ -158,7 +158,7 @@ class PageCrawler:
                 chunks = [c for position, c in enumerate(chunks) if position in kept]
         page_hash = content_hash(page.text)
         title = page.title
-        texts = [f"{title}\n{c.heading}\n{c.text}" if c.heading else f"{title}\n{c.text}" for c in chunks]
+        texts = [self.embedded_text(title, c) for c in chunks]
         vectors = self.embedder.embed(texts)
         now = time.time()
         stored = [
@@ -182,6 +182,26 @@ class PageCrawler:
             self.store.remove_chunks(kb, copy_url, indexes)
             log.info("%s: %d chunks of %s repeat it; removed from there", url, len(indexes), copy_url)
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
+
+    def _chunks(self, page: ExtractedPage) -> list[Chunk]:
+        """Chunks that fit the embedder's window whole, with the title and headings embedded beside them."""
+        window = self.embedder.window
+        if window is None:
+            return chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
+        count = self.embedder.count_tokens
+        title_tokens = count(page.title)
+
+        def budget(section: Section) -> int:
+            return window - 4 - title_tokens - (count(section.heading) if section.heading else 0)
+
+        return chunk_sections(
+            page.sections, max_tokens=self.settings.chunk_tokens, count_tokens=count, budget=budget
+        )
+
+    @staticmethod
+    def embedded_text(title: str, chunk: Chunk) -> str:
+        """What the embedder reads for a chunk: the page title and the section's headings give it context."""
+        return f"{title}\n{chunk.heading}\n{chunk.text}" if chunk.heading else f"{title}\n{chunk.text}"
 
 
 def _pages(urls: list[str]) -> str:

