@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -46,12 +47,20 @@ def intents() -> discord.Intents:
     return wanted
 
 
-class _RagcordBot:
+if TYPE_CHECKING:
+    # The mixin below only ever runs in front of commands.Bot or commands.AutoShardedBot (both a BotBase and
+    # a Client); typed as a Bot, mypy checks what it calls on them.
+    _Bot = commands.Bot
+else:
+    _Bot = object
+
+
+class RagcordBotBase(_Bot):
     """Shared by the plain and the sharded bot."""
 
     services: BotServices
 
-    def __init__(self, services: BotServices, **options) -> None:
+    def __init__(self, services: BotServices, **options: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),
@@ -67,7 +76,7 @@ class _RagcordBot:
         self.add_dynamic_items(FeedbackButton)
         for cog in COGS:
             await self.load_extension(cog)
-        self.tree.on_error = self.on_app_command_error
+        self.tree.error(self.on_app_command_error)
         guild_ids = self.services.settings.discord_guild_ids
         if guild_ids:
             for guild_id in guild_ids:
@@ -78,7 +87,11 @@ class _RagcordBot:
             await self.tree.sync()
         log.info("slash commands synced %s", f"to guilds {guild_ids}" if guild_ids else "globally")
 
-    async def on_app_command_completion(self, interaction: discord.Interaction, command) -> None:
+    async def on_app_command_completion(
+        self,
+        interaction: discord.Interaction,
+        command: app_commands.Command[Any, ..., Any] | app_commands.ContextMenu,
+    ) -> None:
         DISCORD_COMMANDS.labels(command.qualified_name).inc()
 
     async def on_ready(self) -> None:
@@ -86,7 +99,7 @@ class _RagcordBot:
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ):
+    ) -> None:
         if isinstance(error, app_commands.MissingPermissions):
             message = "You need the **Manage Server** permission to do that."
         elif isinstance(error, app_commands.NoPrivateMessage):
@@ -104,15 +117,30 @@ class _RagcordBot:
             await interaction.response.send_message(message, ephemeral=True)
 
 
-class RagcordBot(_RagcordBot, commands.Bot):
+class RagcordBot(RagcordBotBase, commands.Bot):
     """One gateway connection."""
 
 
-class ShardedRagcordBot(_RagcordBot, commands.AutoShardedBot):
+class ShardedRagcordBot(RagcordBotBase, commands.AutoShardedBot):
     """For large deployments: discord.py shards the connection."""
 
 
-def build_bot(services: BotServices, **options) -> commands.Bot:
+def services_of(client: discord.Client) -> BotServices:
+    """The services of the bot an interaction came to (UI items only see it as a discord.Client)."""
+    if not isinstance(client, RagcordBotBase):
+        raise TypeError(f"{type(client).__name__} is not a ragcord bot")
+    return client.services
+
+
+def guild_id_of(interaction: discord.Interaction) -> int:
+    """The server a guild-only command came from; Discord sends those from servers only, and the tree's
+    error handler answers NoPrivateMessage as the guild_only check would."""
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return interaction.guild_id
+
+
+def build_bot(services: BotServices, **options: Any) -> RagcordBot | ShardedRagcordBot:
     shards = services.settings.discord_shards
     if shards:
         return ShardedRagcordBot(services, shard_count=shards, **options)

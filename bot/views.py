@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from typing import Any
 
 import discord
+
+from bot.client import services_of
 
 log = logging.getLogger(__name__)
 
 
 class FeedbackButton(
-    discord.ui.DynamicItem[discord.ui.Button],
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=r"ragcord:fb:(?P<vote>up|down):(?P<answer_id>[0-9a-f]{8,32})",
 ):
     def __init__(self, vote: str, answer_id: str) -> None:
@@ -27,11 +31,13 @@ class FeedbackButton(
         self.answer_id = answer_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match, /):
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> FeedbackButton:
         return cls(match["vote"], match["answer_id"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        feedback = interaction.client.services.feedback
+        feedback = services_of(interaction.client).feedback
         try:
             await asyncio.to_thread(feedback.vote, self.answer_id, str(interaction.user.id), self.vote)
         except Exception:

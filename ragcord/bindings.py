@@ -21,6 +21,11 @@ from ragcord.lua import script_source
 from ragcord.urls import validate_kb_name
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class KnowledgeBaseOwners:
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.redis = client
@@ -32,7 +37,7 @@ class KnowledgeBaseOwners:
 
     def servers(self, knowledge_base: str) -> set[str]:
         """The Discord servers that may use the knowledge base; empty: any (shared)."""
-        return {member.decode() for member in self.redis.smembers(self._key(knowledge_base))}
+        return {_text(member) for member in self.redis.smembers(self._key(knowledge_base))}
 
     def servers_of(self, knowledge_bases: Iterable[str]) -> dict[str, set[str]]:
         names = list(knowledge_bases)
@@ -40,7 +45,7 @@ class KnowledgeBaseOwners:
         for name in names:
             pipe.smembers(self._key(name))
         return {
-            name: {m.decode() for m in members} for name, members in zip(names, pipe.execute(), strict=True)
+            name: {_text(m) for m in members} for name, members in zip(names, pipe.execute(), strict=True)
         }
 
     def check(self, knowledge_base: str, guild_id: int | str) -> None:
@@ -104,7 +109,7 @@ class KnowledgeBaseBindings:
         fields = [str(c) for c in channel_ids if c] + ["guild"]
         for value in self.redis.hmget(self._key(guild_id), fields):
             if value:
-                return value.decode()
+                return _text(value)
         return self.default
 
     def usable(self, guild_id: int | str, *channel_ids: int | str | None) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Required, TypedDict, Unpack
 
 from ragcord.errors import InvalidArgument
-from ragcord.jobs import JobRecord
+from ragcord.jobs import JobRecord, JobStore
 from ragcord.settings import Settings
 from ragcord.urls import Scope, check_address_allowed, parse_seed, validate_kb_name
 
@@ -17,6 +18,21 @@ MAX_DEPTH_LIMIT = 100
 
 Enqueue = Callable[[str, str, int], None]
 """Sends one page of a crawl to the workers: (job_id, url, depth). Adapters pass the real one in."""
+
+Resolver = Callable[[str, int], Iterable[str]]
+"""(host, port) -> the host's addresses; tests pass a fake one instead of DNS."""
+
+
+class CrawlRequest(TypedDict, total=False):
+    """What an entry point asks `start_crawl` for: `validate_crawl`'s keyword arguments."""
+
+    url: Required[str]
+    knowledge_base: Required[str]
+    max_pages: int
+    max_depth: int
+    include_patterns: Sequence[str]
+    exclude_patterns: Sequence[str]
+    resolver: Resolver | None
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,7 @@ def validate_crawl(
     max_depth: int = 0,
     include_patterns: Sequence[str] = (),
     exclude_patterns: Sequence[str] = (),
-    resolver=None,
+    resolver: Resolver | None = None,
 ) -> CrawlSpec:
     """Raises InvalidArgument (malformed input) or PermissionDenied (a private address)."""
     seed = parse_seed(url)
@@ -60,7 +76,9 @@ def validate_crawl(
     )
 
 
-def start_crawl(settings: Settings, jobs, enqueue: Enqueue, **request) -> JobRecord:
+def start_crawl(
+    settings: Settings, jobs: JobStore, enqueue: Enqueue, **request: Unpack[CrawlRequest]
+) -> JobRecord:
     """Validate, record the job and enqueue its seed page; never leaves a job without a message."""
     spec = validate_crawl(settings, **request)
     job = jobs.create(

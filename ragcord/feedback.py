@@ -9,14 +9,26 @@ Keys (P = key prefix):
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
 from ragcord.errors import InvalidArgument, NotFound
 from ragcord.lua import script_source
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decoded(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -87,13 +99,13 @@ class FeedbackStore:
                 self._answer(answer_id),
                 f"{self._answer(answer_id)}:votes",
                 f"{self.prefix}:feedback:log",
-                f"{self.prefix}:feedback:kb:{kb.decode()}",
+                f"{self.prefix}:feedback:kb:{_text(kb)}",
             ],
             args=[user_id, vote, time.time()],
         )
 
     def get(self, answer_id: str) -> FeedbackRecord:
-        raw = {k.decode(): v.decode() for k, v in self.redis.hgetall(self._answer(answer_id)).items()}
+        raw = _decoded(self.redis.hgetall(self._answer(answer_id)))
         if not raw:
             raise NotFound(f"answer {answer_id} is unknown or expired")
         return FeedbackRecord(
@@ -108,18 +120,24 @@ class FeedbackStore:
             created_at=float(raw["created_at"]),
         )
 
-    def list(self, *, knowledge_base: str = "", limit: int = 50, offset: int = 0) -> list[FeedbackRecord]:
+    # (`list` below is a method, so annotations after it in this class spell the builtin `builtins.list`.)
+
+    def list(
+        self, *, knowledge_base: str = "", limit: int = 50, offset: int = 0
+    ) -> builtins.list[FeedbackRecord]:
         """Answers that received votes, most recently voted first."""
-        records: list[FeedbackRecord] = []
+        records: builtins.list[FeedbackRecord] = []
         start = offset
         while len(records) < limit:
-            ids = self.redis.zrevrange(f"{self.prefix}:feedback:log", start, start + 99)
+            # cast: redis-py types ZREVRANGE's reply for every withscores form; without scores: members only.
+            log_key = f"{self.prefix}:feedback:log"
+            ids = cast("builtins.list[bytes | str]", self.redis.zrevrange(log_key, start, start + 99))
             if not ids:
                 break
             for raw_id in ids:
                 start += 1
                 try:
-                    record = self.get(raw_id.decode())
+                    record = self.get(_text(raw_id))
                 except NotFound:
                     continue
                 if knowledge_base and record.knowledge_base != knowledge_base:
@@ -129,10 +147,11 @@ class FeedbackStore:
                     break
         return records
 
-    def per_source(self, knowledge_base: str) -> list[SourceFeedback]:
+    def per_source(self, knowledge_base: str) -> builtins.list[SourceFeedback]:
         counts: dict[str, dict[str, int]] = {}
-        for field, value in self.redis.hgetall(f"{self.prefix}:feedback:kb:{knowledge_base}").items():
-            url, _, vote = field.decode().rpartition("|")
+        raw = self.redis.hgetall(f"{self.prefix}:feedback:kb:{knowledge_base}")
+        for field, value in _decoded(raw).items():
+            url, _, vote = field.rpartition("|")
             counts.setdefault(url, {"up": 0, "down": 0})[vote] = int(value)
         return sorted(
             (SourceFeedback(url, c["up"], c["down"]) for url, c in counts.items()),

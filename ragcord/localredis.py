@@ -21,7 +21,7 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen | None:
+def ensure_redis(url: str, data_dir: Path) -> subprocess.Popen[bytes] | None:
     """Start redis-server (AOF on, data under data_dir) for a local URL that does not answer.
 
     Returns the process it started, or None when Redis already answers. Raises SystemExit with one line

@@ -7,9 +7,10 @@ without a shared exporter.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ragcord.jobs import JobState, JobStore
 
@@ -38,7 +39,7 @@ class JobsCollector:
         self.jobs = jobs
         self.window = window
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         states = GaugeMetricFamily("ragcord_jobs", "Crawl jobs by state (most recent jobs)", labels=["state"])
         pages = CounterMetricFamily("ragcord_pages", "Pages finished by crawl jobs", labels=["outcome"])
         chunks = CounterMetricFamily("ragcord_chunks_indexed", "Chunks indexed by crawl jobs")

@@ -19,7 +19,10 @@ class OwnedThreads:
 
     def conversation_of(self, thread_id: int | str) -> str | None:
         value = self.redis.hget(self.key, str(thread_id))
-        return value.decode() if value else None
+        if not value:
+            return None
+        # (ragcord's clients never set decode_responses, but redis-py types the reply as either.)
+        return value.decode() if isinstance(value, bytes) else value
 
     def remove(self, thread_id: int | str) -> None:
         self.redis.hdel(self.key, str(thread_id))

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
 
 import grpc
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+# What a handler of a refused call runs (the request is never looked at).
+_DenyUnary = Callable[[object, grpc.aio.ServicerContext[object, object]], Awaitable[NoReturn]]
+_DenyStream = Callable[[object, grpc.aio.ServicerContext[object, object]], AsyncIterator[None]]
 
 OPEN_SERVICES = (
     "/grpc.health.v1.Health/",
@@ -13,11 +22,13 @@ OPEN_SERVICES = (
 )
 
 
-def _deny(message: str):
-    async def unary(request, context):
+def _deny(message: str) -> tuple[_DenyUnary, _DenyStream]:
+    async def unary(request: object, context: grpc.aio.ServicerContext[object, object]) -> NoReturn:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def stream(request, context):
+    async def stream(
+        request: object, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[None]:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - makes this an async generator
 
@@ -28,7 +39,13 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         method = handler_call_details.method
         if method.startswith(OPEN_SERVICES):
             return await continuation(handler_call_details)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ragcord.answering.types import Answer
@@ -20,14 +22,20 @@ def timestamp(value: float | None) -> Timestamp | None:
     return ts
 
 
-def job_state_to_pb(state: JobState) -> int:
-    return pb.JobState.Value(f"JOB_STATE_{state.value}")
+def job_state_to_pb(state: JobState) -> pb.JobState:
+    # cast: protoc's .pyi gives EnumTypeWrapper.Value an int result; the number is a pb.JobState.
+    return cast(pb.JobState, pb.JobState.Value(f"JOB_STATE_{state.value}"))
 
 
-def job_state_from_pb(value: int) -> JobState | None:
+def job_state_from_pb(value: pb.JobState) -> JobState | None:
     if value == pb.JOB_STATE_UNSPECIFIED:
         return None
     return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))
+
+
+def event_kind_to_pb(kind: EventKind) -> pb.JobEventKind:
+    # cast: as in job_state_to_pb, Value's number is a pb.JobEventKind.
+    return cast(pb.JobEventKind, pb.JobEventKind.Value(f"JOB_EVENT_KIND_{kind.value}"))
 
 
 def job_to_pb(job: JobRecord) -> pb.Job:
@@ -57,7 +65,7 @@ def job_to_pb(job: JobRecord) -> pb.Job:
 def event_to_pb(event: JobEvent) -> pb.JobEvent:
     return pb.JobEvent(
         event_id=event.event_id,
-        kind=pb.JobEventKind.Value(f"JOB_EVENT_KIND_{EventKind(event.kind).value}"),
+        kind=event_kind_to_pb(EventKind(event.kind)),
         job=job_to_pb(event.job),
         page_url=event.page_url,
         detail=event.detail,

@@ -9,8 +9,11 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from ragcord import errors
 from ragcord.aio import iterate_in_thread
@@ -30,6 +33,11 @@ from rpc.v1 import admin_pb2 as pb
 from rpc.v1 import admin_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+_Request = TypeVar("_Request", bound=Message)
+_Response = TypeVar("_Response", bound=Message)
+
+Context = grpc.aio.ServicerContext
 
 _STATUS = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -54,9 +62,13 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has the cause"
 
 
-def _unary(method):
+def _unary(
+    method: Callable[[AdminServicer, _Request, Context[_Request, _Response]], Awaitable[_Response]],
+) -> Callable[[AdminServicer, _Request, Context[_Request, _Response]], Coroutine[Any, Any, _Response]]:
     @functools.wraps(method)
-    async def wrapper(self, request, context):
+    async def wrapper(
+        self: AdminServicer, request: _Request, context: Context[_Request, _Response]
+    ) -> _Response:
         try:
             return await method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every error reaches the caller as a status
@@ -66,9 +78,13 @@ def _unary(method):
     return wrapper
 
 
-def _stream(method):
+def _stream(
+    method: Callable[[AdminServicer, _Request, Context[_Request, _Response]], AsyncIterator[_Response]],
+) -> Callable[[AdminServicer, _Request, Context[_Request, _Response]], AsyncIterator[_Response]]:
     @functools.wraps(method)
-    async def wrapper(self, request, context):
+    async def wrapper(
+        self: AdminServicer, request: _Request, context: Context[_Request, _Response]
+    ) -> AsyncIterator[_Response]:
         try:
             async for item in method(self, request, context):
                 yield item
@@ -102,7 +118,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.owners = owners
 
     @_unary
-    async def StartCrawl(self, request, context):
+    async def StartCrawl(
+        self, request: pb.StartCrawlRequest, context: Context[pb.StartCrawlRequest, pb.Job]
+    ) -> pb.Job:
         job = await asyncio.to_thread(
             start_crawl,
             self.settings,
@@ -119,11 +137,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return convert.job_to_pb(job)
 
     @_unary
-    async def GetJob(self, request, context):
+    async def GetJob(self, request: pb.GetJobRequest, context: Context[pb.GetJobRequest, pb.Job]) -> pb.Job:
         return convert.job_to_pb(await asyncio.to_thread(self.jobs.get, request.job_id))
 
     @_unary
-    async def ListJobs(self, request, context):
+    async def ListJobs(
+        self, request: pb.ListJobsRequest, context: Context[pb.ListJobsRequest, pb.ListJobsResponse]
+    ) -> pb.ListJobsResponse:
         if request.page_size < 0 or request.page_size > 500:
             raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
         if request.knowledge_base:
@@ -138,11 +158,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return pb.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
 
     @_unary
-    async def CancelJob(self, request, context):
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: Context[pb.CancelJobRequest, pb.Job]
+    ) -> pb.Job:
         return convert.job_to_pb(await asyncio.to_thread(self.jobs.cancel, request.job_id))
 
     @_stream
-    async def WatchJob(self, request, context):
+    async def WatchJob(
+        self, request: pb.WatchJobRequest, context: Context[pb.WatchJobRequest, pb.JobEvent]
+    ) -> AsyncIterator[pb.JobEvent]:
         async for event in self.watcher.watch(request.job_id, request.after_event_id):
             yield convert.event_to_pb(event)
 
@@ -150,19 +174,27 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return validate_kb_name(name or self.settings.default_knowledge_base)
 
     @_unary
-    async def ListSources(self, request, context):
+    async def ListSources(
+        self, request: pb.ListSourcesRequest, context: Context[pb.ListSourcesRequest, pb.ListSourcesResponse]
+    ) -> pb.ListSourcesResponse:
         sources = await asyncio.to_thread(self.store.list_sources, self._kb(request.knowledge_base))
         return pb.ListSourcesResponse(sources=[convert.source_to_pb(s) for s in sources])
 
     @_unary
-    async def GetSource(self, request, context):
+    async def GetSource(
+        self, request: pb.GetSourceRequest, context: Context[pb.GetSourceRequest, pb.SourceDetail]
+    ) -> pb.SourceDetail:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         detail = await asyncio.to_thread(self.store.get_source, self._kb(request.knowledge_base), request.url)
         return convert.source_detail_to_pb(detail)
 
     @_unary
-    async def DeleteSource(self, request, context):
+    async def DeleteSource(
+        self,
+        request: pb.DeleteSourceRequest,
+        context: Context[pb.DeleteSourceRequest, pb.DeleteSourceResponse],
+    ) -> pb.DeleteSourceResponse:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         deleted = await asyncio.to_thread(
@@ -171,12 +203,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
 
     @_unary
-    async def ListKnowledgeBases(self, request, context):
+    async def ListKnowledgeBases(
+        self,
+        request: pb.ListKnowledgeBasesRequest,
+        context: Context[pb.ListKnowledgeBasesRequest, pb.ListKnowledgeBasesResponse],
+    ) -> pb.ListKnowledgeBasesResponse:
         bases = await asyncio.to_thread(list_knowledge_bases, self.store, self.owners)
         return pb.ListKnowledgeBasesResponse(knowledge_bases=[convert.knowledge_base_to_pb(b) for b in bases])
 
     @_unary
-    async def SetKnowledgeBaseServers(self, request, context):
+    async def SetKnowledgeBaseServers(
+        self,
+        request: pb.SetKnowledgeBaseServersRequest,
+        context: Context[pb.SetKnowledgeBaseServersRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
         info = await asyncio.to_thread(
@@ -190,7 +230,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return convert.knowledge_base_to_pb(info)
 
     @_unary
-    async def DeleteKnowledgeBase(self, request, context):
+    async def DeleteKnowledgeBase(
+        self,
+        request: pb.DeleteKnowledgeBaseRequest,
+        context: Context[pb.DeleteKnowledgeBaseRequest, pb.DeleteKnowledgeBaseResponse],
+    ) -> pb.DeleteKnowledgeBaseResponse:
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
         deleted = await asyncio.to_thread(
@@ -200,7 +244,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)
 
     @_unary
-    async def Ask(self, request, context):
+    async def Ask(self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.Answer]) -> pb.Answer:
         started = time.perf_counter()
         answer = await asyncio.to_thread(
             self.ask.ask,
@@ -214,10 +258,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return convert.answer_to_pb(answer)
 
     @_stream
-    async def AskStream(self, request, context):
+    async def AskStream(
+        self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.AskStreamResponse]
+    ) -> AsyncIterator[pb.AskStreamResponse]:
         started = time.perf_counter()
 
-        def answer_stream():
+        def answer_stream() -> Iterator[str | Answer]:
             return self.ask.ask_stream(
                 request.question,
                 knowledge_base=request.knowledge_base,
@@ -234,7 +280,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 yield pb.AskStreamResponse(delta=item)
 
     @_unary
-    async def ClearConversation(self, request, context):
+    async def ClearConversation(
+        self,
+        request: pb.ClearConversationRequest,
+        context: Context[pb.ClearConversationRequest, pb.ClearConversationResponse],
+    ) -> pb.ClearConversationResponse:
         if not request.conversation_id:
             raise errors.InvalidArgument("conversation_id is required")
         return pb.ClearConversationResponse(
@@ -242,7 +292,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     @_unary
-    async def ListFeedback(self, request, context):
+    async def ListFeedback(
+        self,
+        request: pb.ListFeedbackRequest,
+        context: Context[pb.ListFeedbackRequest, pb.ListFeedbackResponse],
+    ) -> pb.ListFeedbackResponse:
         if not 0 <= request.page_size <= 500:
             raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
         if request.page_token and not request.page_token.isdigit():

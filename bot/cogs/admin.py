@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.client import RagcordBotBase, guild_id_of
 from bot.render import link_title
 from ragcord.crawls import start_crawl
 from ragcord.errors import RagcordError
@@ -42,10 +43,10 @@ class AdminCog(commands.Cog):
         default_permissions=discord.Permissions(manage_guild=True),
     )
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: RagcordBotBase) -> None:
         self.bot = bot
         self.services = bot.services
-        self._watchers: set[asyncio.Task] = set()
+        self._watchers: set[asyncio.Task[None]] = set()
 
     async def cog_unload(self) -> None:
         for task in self._watchers:
@@ -60,10 +61,11 @@ class AdminCog(commands.Cog):
         self, interaction: discord.Interaction, name: str, channel: discord.TextChannel | None = None
     ) -> None:
         """Bind this server (or one channel) to a knowledge base."""
+        guild_id = guild_id_of(interaction)
         try:
             await asyncio.to_thread(
                 self.services.bindings.bind,
-                interaction.guild_id,
+                guild_id,
                 name,
                 channel_id=channel.id if channel else None,
             )
@@ -85,10 +87,11 @@ class AdminCog(commands.Cog):
     ) -> None:
         """Crawl documentation into this server's knowledge base, with live progress."""
         s = self.services
-        kb = await asyncio.to_thread(s.bindings.resolve, interaction.guild_id, interaction.channel_id)
+        guild_id = guild_id_of(interaction)
+        kb = await asyncio.to_thread(s.bindings.resolve, guild_id, interaction.channel_id)
         try:
             # The server owns what it crawls into from now on; another server's knowledge base is refused.
-            await asyncio.to_thread(s.bindings.owners.claim, kb, interaction.guild_id)
+            await asyncio.to_thread(s.bindings.owners.claim, kb, guild_id)
             job = await asyncio.to_thread(
                 start_crawl, s.settings, s.jobs, s.enqueue, url=url, knowledge_base=kb, max_pages=max_pages
             )
@@ -124,12 +127,13 @@ class AdminCog(commands.Cog):
     @app_commands.command(name="sources")
     @app_commands.describe(page="Page of the list")
     @app_commands.guild_only()
-    async def sources(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1):
+    async def sources(
+        self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 10_000] = 1
+    ) -> None:
         """List the pages this server's knowledge base holds."""
+        guild_id = guild_id_of(interaction)
         try:
-            kb = await asyncio.to_thread(
-                self.services.bindings.usable, interaction.guild_id, interaction.channel_id
-            )
+            kb = await asyncio.to_thread(self.services.bindings.usable, guild_id, interaction.channel_id)
         except RagcordError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NONE)
             return
@@ -151,5 +155,5 @@ class AdminCog(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: RagcordBotBase) -> None:
     await bot.add_cog(AdminCog(bot))

@@ -8,12 +8,15 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Iterator
+from typing import Protocol, TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import MISSING
 
+from bot.client import RagcordBotBase, guild_id_of
 from bot.render import format_answer, shorten, split_message
 from bot.views import feedback_view
 from ragcord.aio import iterate_in_thread
@@ -23,11 +26,30 @@ from ragcord.metrics import ANSWER_LATENCY
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
-Send = Callable[..., Awaitable[discord.Message]]
+_Sent = TypeVar("_Sent", covariant=True)
+
+
+class Send(Protocol[_Sent]):
+    """Posts one part of an answer (a followup, a reply, a channel's send); the view only on the last."""
+
+    def __call__(
+        self, *, content: str, allowed_mentions: discord.AllowedMentions, view: discord.ui.View = ...
+    ) -> Awaitable[_Sent]: ...
+
+
+async def _post(send: Send[_Sent], content: str, view: discord.ui.View | None) -> _Sent:
+    """Pass `view` only when there is one: the senders' own defaults for it differ."""
+    if view is None:
+        return await send(content=content, allowed_mentions=NONE)
+    return await send(content=content, allowed_mentions=NONE, view=view)
+
+
+# The channels a guild's /ask can come from: text, thread, and a voice or stage channel's chat.
+_AskChannel = discord.TextChannel | discord.Thread | discord.VoiceChannel | discord.StageChannel
 
 
 class AskCog(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: RagcordBotBase) -> None:
         self.bot = bot
         self.services = bot.services
 
@@ -43,8 +65,8 @@ class AskCog(commands.Cog):
         knowledge_base: str,
         conversation_id: str,
         author: str,
-        send_first: Send,
-        send_more: Send | None = None,
+        send_first: Send[discord.Message],
+        send_more: Send[object] | None = None,
         guild_id: str = "",
     ) -> discord.Message:
         """Ask, stream the reply into `send_first`'s message (edits at most every stream_edit_seconds),
@@ -58,7 +80,7 @@ class AskCog(commands.Cog):
         last_edit = 0.0
         answer: Answer | None = None
 
-        def run():
+        def run() -> Iterator[str | Answer]:
             return ask.ask_stream(
                 question, knowledge_base=knowledge_base, conversation_id=conversation_id, author=author
             )
@@ -91,17 +113,15 @@ class AskCog(commands.Cog):
         view = feedback_view(answer_id)
         last = len(parts) - 1
         if message is None:
-            message = await send_first(
-                content=parts[0], allowed_mentions=NONE, **({"view": view} if last == 0 else {})
-            )
+            message = await _post(send_first, parts[0], view if last == 0 else None)
+        elif last == 0:
+            await message.edit(content=parts[0], allowed_mentions=NONE, view=view)
         else:
-            await message.edit(
-                content=parts[0], allowed_mentions=NONE, **({"view": view} if last == 0 else {})
-            )
+            await message.edit(content=parts[0], allowed_mentions=NONE)
         if last:
-            more = send_more or send_first
+            more: Send[object] = send_more or send_first
             for index, part in enumerate(parts[1:], start=1):
-                await more(content=part, allowed_mentions=NONE, **({"view": view} if index == last else {}))
+                await _post(more, part, view if index == last else None)
         return message
 
     @staticmethod
@@ -114,7 +134,7 @@ class AskCog(commands.Cog):
             return f"I can't answer here: {exc}."
         return "Sorry, something went wrong while answering. The team has the details in the logs."
 
-    def knowledge_base_for(self, channel: discord.abc.GuildChannel | discord.Thread, guild_id: int) -> str:
+    def knowledge_base_for(self, channel: discord.abc.Snowflake, guild_id: int) -> str:
         parent = getattr(channel, "parent_id", None)
         return self.services.bindings.usable(guild_id, channel.id, parent)
 
@@ -125,6 +145,9 @@ class AskCog(commands.Cog):
     @app_commands.guild_only()
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 1, 2000]) -> None:
         """Ask the documentation; the answer opens a thread where the conversation continues."""
+        guild_id, channel = guild_id_of(interaction), interaction.channel
+        if not isinstance(channel, _AskChannel):  # (a server's /ask always comes from one of these)
+            raise app_commands.CheckFailure(f"/ask from a {type(channel).__name__}")
         wait = await self._rate_limited(interaction.user)
         if wait is not None:
             await interaction.response.send_message(
@@ -132,23 +155,28 @@ class AskCog(commands.Cog):
             )
             return
         try:
-            kb = await asyncio.to_thread(self.knowledge_base_for, interaction.channel, interaction.guild_id)
+            kb = await asyncio.to_thread(self.knowledge_base_for, channel, guild_id)
         except PermissionDenied as exc:
             await interaction.response.send_message(self.failure_text(exc), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
-        in_thread = isinstance(interaction.channel, discord.Thread)
+        in_thread = isinstance(channel, discord.Thread)
         # In a thread the conversation continues under its id; otherwise the answer opens a thread, and the
         # conversation moves to that thread's id once it exists.
-        provisional = str(interaction.channel.id) if in_thread else f"ask-{interaction.id}"
-        thread_parts: list[dict] = []
+        provisional = str(channel.id) if in_thread else f"ask-{interaction.id}"
+        thread_parts: list[tuple[str, discord.ui.View | None]] = []  # posted in the thread once it exists
 
-        async def send_first(**kwargs) -> discord.Message:
-            return await interaction.followup.send(wait=True, **kwargs)
+        async def send_first(
+            *, content: str, allowed_mentions: discord.AllowedMentions, view: discord.ui.View = MISSING
+        ) -> discord.Message:
+            return await interaction.followup.send(
+                content=content, allowed_mentions=allowed_mentions, view=view, wait=True
+            )
 
-        async def collect_more(**kwargs) -> discord.Message:
-            thread_parts.append(kwargs)  # posted in the thread once it exists
-            return None
+        async def collect_more(
+            *, content: str, allowed_mentions: discord.AllowedMentions, view: discord.ui.View | None = None
+        ) -> None:
+            thread_parts.append((content, view))
 
         try:
             message = await self.answer(
@@ -158,27 +186,29 @@ class AskCog(commands.Cog):
                 author=str(interaction.user),
                 send_first=send_first,
                 send_more=collect_more,
-                guild_id=str(interaction.guild_id),
+                guild_id=str(guild_id),
             )
         except Exception as exc:
             if not isinstance(exc, AnswerUnavailable | InvalidArgument):
                 log.exception("answering /ask failed")
             await interaction.followup.send(self.failure_text(exc), allowed_mentions=NONE)
             return
-        if in_thread:
-            for kwargs in thread_parts:
-                await interaction.channel.send(**kwargs)
+        if isinstance(channel, discord.Thread):
+            for content, view in thread_parts:
+                await _post(channel.send, content, view)
             return
         # A thread started from a message has the message's id: own it first, so a reply typed the moment
         # the thread appears is already answered within this conversation.
         await asyncio.to_thread(self.services.ask.memory.rename, provisional, str(message.id))
         await asyncio.to_thread(self.services.threads.add, message.id, str(message.id))
-        # Through the channel: a followup message carries no guild, so Message.create_thread cannot.
-        thread = await interaction.channel.create_thread(
-            name=shorten(question), message=message, auto_archive_duration=1440
-        )
-        for kwargs in thread_parts:
-            await thread.send(**kwargs)
+        target: discord.abc.Messageable = channel  # (a voice or stage channel's chat holds no threads)
+        if isinstance(channel, discord.TextChannel):
+            # Through the channel: a followup message carries no guild, so Message.create_thread cannot.
+            target = await channel.create_thread(
+                name=shorten(question), message=message, auto_archive_duration=1440
+            )
+        for content, view in thread_parts:
+            await _post(target.send, content, view)
 
     # -- /forget ------------------------------------------------------------------------------------------
 
@@ -236,12 +266,11 @@ class AskCog(commands.Cog):
         except PermissionDenied as exc:
             await message.reply(self.failure_text(exc), allowed_mentions=NONE)
             return
+        send_first: Send[discord.Message]
         if conversation is not None or in_thread:
             target: discord.abc.Messageable = channel
             conversation_id = conversation or str(channel.id)
-
-            async def send_first(**kwargs) -> discord.Message:
-                return await message.reply(**kwargs)
+            send_first = message.reply
         else:
             await asyncio.to_thread(self.services.threads.add, message.id, str(message.id))  # the thread's id
             thread = await message.create_thread(name=shorten(question), auto_archive_duration=1440)
@@ -263,5 +292,5 @@ class AskCog(commands.Cog):
             await target.send(self.failure_text(exc), allowed_mentions=NONE)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: RagcordBotBase) -> None:
     await bot.add_cog(AskCog(bot))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ragcord.answering.types import Citation, cited_url
 from ragcord.knowledge.search import Hit
-from ragcord.memory import Conversation
+from ragcord.memory import Conversation, Turn
+
+if TYPE_CHECKING:  # (the messages are plain dicts at run time; only their types come from the client)
+    from openai.types.chat import ChatCompletionMessageParam
 
 SYSTEM = (
     "You answer questions about a product using only its documentation, given below as numbered passages. "
@@ -24,14 +28,22 @@ def passages_block(hits: list[Hit]) -> str:
     )
 
 
-def build_messages(question: str, hits: list[Hit], conversation: Conversation) -> list[dict[str, str]]:
-    messages: list[dict[str, str]] = [{"role": "system", "content": SYSTEM}]
+def _turn_message(turn: Turn) -> ChatCompletionMessageParam:
+    if turn.role == "assistant":
+        return {"role": "assistant", "content": turn.text}
+    return {"role": "user", "content": turn.text}
+
+
+def build_messages(
+    question: str, hits: list[Hit], conversation: Conversation
+) -> list[ChatCompletionMessageParam]:
+    messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": SYSTEM}]
     if conversation.summary:
         messages.append(
             {"role": "system", "content": f"Summary of the earlier conversation: {conversation.summary}"}
         )
     for turn in conversation.turns:
-        messages.append({"role": turn.role, "content": turn.text})
+        messages.append(_turn_message(turn))
     messages.append(
         {
             "role": "user",
@@ -68,7 +80,7 @@ def map_citations(text: str, hits: list[Hit]) -> tuple[str, list[Citation]]:
     return cleaned.strip(), citations
 
 
-def rewrite_messages(conversation: Conversation, question: str) -> list[dict[str, str]]:
+def rewrite_messages(conversation: Conversation, question: str) -> list[ChatCompletionMessageParam]:
     history = "\n".join(f"{t.role}: {t.text}" for t in conversation.turns[-6:])
     return [
         {
@@ -80,7 +92,7 @@ def rewrite_messages(conversation: Conversation, question: str) -> list[dict[str
     ]
 
 
-def summary_messages(previous: str, turns_text: str) -> list[dict[str, str]]:
+def summary_messages(previous: str, turns_text: str) -> list[ChatCompletionMessageParam]:
     return [
         {
             "role": "system",

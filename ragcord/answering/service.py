@@ -15,6 +15,7 @@ from typing import Protocol
 from ragcord.answering.extractive import ExtractiveAnswerer
 from ragcord.answering.followup import standalone_query
 from ragcord.answering.types import Answer, Answerer
+from ragcord.bootstrap import Services
 from ragcord.errors import InvalidArgument
 from ragcord.knowledge.search import Hit, Retriever
 from ragcord.memory import Conversation, ConversationMemory, Turn
@@ -146,7 +147,7 @@ class AskService:
         )
 
 
-def build_ask_service(services) -> AskService:
+def build_ask_service(services: Services) -> AskService:
     """The Ask service from the process's services (composition root helper)."""
     settings = services.settings
     summarizer = rewriter = None

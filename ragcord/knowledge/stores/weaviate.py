@@ -144,6 +144,14 @@ def _of_url(url: str) -> Any:
     return Filter.by_property("url").equal(url)
 
 
+def _known_tenant(args: tuple[object, ...]) -> tuple[WeaviateStore, str] | None:
+    """The (store, knowledge base) a method is called with, when the store has seen that knowledge base."""
+    store, kb = args[0], args[1] if len(args) > 1 else None
+    if isinstance(store, WeaviateStore) and isinstance(kb, str) and kb in store._tenants:
+        return store, kb
+    return None
+
+
 def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
     """Weaviate's own errors (connection, query, tenant) leave the store as StoreError.
 
@@ -153,13 +161,13 @@ def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(method)
     def translated(*args: P.args, **kwargs: P.kwargs) -> T:
-        store, kb = args[0], args[1] if len(args) > 1 else None
-        known = isinstance(store, WeaviateStore) and isinstance(kb, str) and kb in store._tenants
+        known = _known_tenant(args)
         try:
             return method(*args, **kwargs)
         except WeaviateBaseError as exc:
-            if not known:
+            if known is None:
                 raise StoreError(f"Weaviate failed in {method.__name__}: {exc}") from exc
+            store, kb = known
             store._forget(kb)
         try:
             return method(*args, **kwargs)
@@ -289,7 +297,7 @@ class WeaviateStore:
             if vectors:
                 if {len(vector) for vector in vectors} != {self.dim}:
                     raise StoreError(f"chunks of {url} do not all carry {self.dim}-dimension vectors")
-                self._check_dim(kb, tenant, self.dim)
+                self._check_dim(kb, tenant, len(vectors[0]))  # (= self.dim, checked just above)
             objects = [
                 DataObject(
                     uuid=chunk_id(url, chunk.chunk_index),
