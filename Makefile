@@ -52,14 +52,15 @@ serve: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest -ra tests/unit
 
-# Not part of `test` yet: the code does not pass mypy yet.
+# mypy --strict over our packages (pyproject [tool.mypy]); also part of `test`.
 typecheck: install
-	$(BIN)/mypy ragcord rpc bot workers cli
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench
@@ -69,6 +70,7 @@ proto: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .ragcord .pytest_cache

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cli.answers import cmd_ask, cmd_chat
 from cli.console import err
+from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
 from cli.kbs import cmd_kbs, cmd_sources
 from cli.store import cmd_store_copy
@@ -92,6 +93,8 @@ def _add_answer_commands(sub: Subcommands) -> None:
     p = _client(sub, "chat", "a conversation in the terminal, with memory")
     p.add_argument("--kb")
     p.set_defaults(fn=cmd_chat)
+
+    add_eval_command(sub, _client)
 
 
 def _add_store_commands(sub: Subcommands) -> None:

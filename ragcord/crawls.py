@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
 
 from ragcord.errors import InvalidArgument
 from ragcord.jobs import JobRecord, JobStore
 from ragcord.settings import Settings
-from ragcord.urls import Scope, check_address_allowed, parse_seed, validate_kb_name
+from ragcord.urls import Resolver, Scope, check_address_allowed, parse_seed, validate_kb_name
 
 DEFAULT_MAX_PAGES = 100
 DEFAULT_MAX_DEPTH = 10
@@ -19,7 +19,6 @@ MAX_DEPTH_LIMIT = 100
 Enqueue = Callable[[str, str, int], None]
 """Sends one page of a crawl to the workers: (job_id, url, depth). Adapters pass the real one in."""
 
-Resolver = Callable[[str, int], Iterable[str]]
 """(host, port) -> the host's addresses; tests pass a fake one instead of DNS."""
 
 

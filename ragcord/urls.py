@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urldefrag, urlsplit, urlunsplit
 
@@ -95,10 +96,13 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise InvalidArgument(f"host {host!r} does not resolve: {exc.strerror}") from None
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
-def check_address_allowed(url: str, *, allow_private: bool, resolver=resolve) -> None:
+Resolver = Callable[[str, int], Iterable[str]]  # (host, port) -> its addresses
+
+
+def check_address_allowed(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> None:
     """Refuse URLs whose host is or resolves to a private, loopback or link-local address.
 
     Raises PermissionDenied (the crawler turns it into Blocked) unless `allow_private`.

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import httpx
+from protego import Protego
 
 from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
 from ragcord.settings import Settings
@@ -132,14 +132,20 @@ class Fetcher:
 
 
 class RobotsCache:
-    """robots.txt per origin, fetched once and kept for `ttl` seconds (RFC 9309 rules)."""
+    """robots.txt per origin, read with Protego (RFC 9309: longest match, `*` and `$`), kept `ttl` seconds.
+
+    A missing robots.txt (4xx) allows everything; one that redirects somewhere refused or is too large
+    disallows everything. One that cannot be read right now (timeout, 429, 5xx) is not cached: the page is
+    retried like any transient failure, and fails with that reason if robots.txt stays unreadable.
+    """
 
     AGENT = "ragcord"
+    MAX_BYTES = 500 * 1024  # RFC 9309 2.5: at least 500 KiB are read
 
     def __init__(self, fetcher: Fetcher, *, ttl: float = 3600.0) -> None:
         self.fetcher = fetcher
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, RobotFileParser]] = {}
+        self._cache: dict[str, tuple[float, Protego]] = {}
         self._lock = threading.Lock()
 
     def allowed(self, url: str) -> bool:
@@ -151,19 +157,19 @@ class RobotsCache:
             cached = (time.monotonic() + self.ttl, self._load(origin))
             with self._lock:
                 self._cache[origin] = cached
-        return cached[1].can_fetch(self.AGENT, url)
+        return bool(cached[1].can_fetch(url, self.AGENT))
 
-    def _load(self, origin: str) -> RobotFileParser:
-        parser = RobotFileParser()
+    def _load(self, origin: str) -> Protego:
         try:
             page = self.fetcher.fetch(f"{origin}/robots.txt", html_only=False)
-            parser.parse(page.text().splitlines())
         except FetchFailed:
-            parser.allow_all = True  # 4xx: no robots.txt, everything is allowed
-        except (TransientFetchError, TooLarge, Blocked) as exc:
-            log.warning("robots.txt of %s unreachable (%s): treating the site as disallowed", origin, exc)
-            parser.disallow_all = True
-        return parser
+            return Protego.parse("")  # 4xx: no robots.txt, everything is allowed
+        except TransientFetchError as exc:
+            raise TransientFetchError(f"robots.txt of {origin} could not be read: {exc}") from None
+        except (TooLarge, Blocked) as exc:
+            log.warning("robots.txt of %s refused (%s): treating the site as disallowed", origin, exc)
+            return Protego.parse("User-agent: *\nDisallow: /")
+        return Protego.parse(page.body[: self.MAX_BYTES].decode("utf-8", errors="replace"))
 
 
 def extract(page: FetchedPage) -> ExtractedPage:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ragcord.bootstrap import Services
 from ragcord.crawls import Enqueue
 from ragcord.errors import (
     Blocked,
@@ -216,7 +217,7 @@ def _same_origin(a: str, b: str) -> bool:
     return (first.scheme, first.netloc) == (second.scheme, second.netloc)
 
 
-def build_page_crawler(services, enqueue: Enqueue) -> PageCrawler:
+def build_page_crawler(services: Services, enqueue: Enqueue) -> PageCrawler:
     """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache."""
     fetcher = Fetcher(services.settings)
     return PageCrawler(

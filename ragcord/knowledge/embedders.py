@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragcord.settings import Settings
+
+if TYPE_CHECKING:
+    import openai
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
     name: str
-    # The model's window in its own tokens, when `count_tokens` counts them exactly; None: no window to fit
-    # (keyword-only, or a remote model whose window is far larger than a chunk), chunks are sized in words.
-    window: int | None
+
+    # `window`: the model's window in its own tokens, when `count_tokens` counts them exactly; None: no window
+    # to fit (keyword-only, or a remote model whose window is far larger than a chunk): chunks sized in words.
+    @property
+    def window(self) -> int | None: ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model reads it (without the special tokens it adds)."""
@@ -54,7 +60,7 @@ class LocalEmbedder:
 
     def __init__(self, *, batch_size: int = 32) -> None:
         self.batch_size = batch_size
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
@@ -71,7 +77,7 @@ class LocalEmbedder:
             self._tokenizer = tokenizer
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def _load(self):
+    def _load(self) -> SentenceTransformer:
         """The model from the package's own files: `local_files_only` keeps the Hub out, no env var needed."""
         with self._lock:
             if self._model is None:
@@ -91,7 +97,7 @@ class LocalEmbedder:
         vectors = model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
-        return vectors.tolist()
+        return list(vectors.tolist())
 
 
 class OpenAIEmbedder:
@@ -100,7 +106,7 @@ class OpenAIEmbedder:
     MAX_INPUTS = 2048
     MAX_TOKENS = 300_000
 
-    def __init__(self, client, *, model: str, dim: int | None = None) -> None:
+    def __init__(self, client: openai.OpenAI, *, model: str, dim: int | None = None) -> None:
         self.client = client
         self.model = model
         self.name = f"openai:{model}"
@@ -117,7 +123,7 @@ class OpenAIEmbedder:
             self._dim = len(self.embed(["dimension probe"])[0])
         return self._dim
 
-    def _batches(self, texts: Sequence[str]):
+    def _batches(self, texts: Sequence[str]) -> Iterator[list[str]]:
         batch: list[str] = []
         tokens = 0
         for text in texts:

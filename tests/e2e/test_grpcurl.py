@@ -241,7 +241,7 @@ def test_ask_with_grpcurl_and_the_cli(server, site, workdir):
         "Ask", {"question": "Which Python versions can I run Quillstack on?", "knowledge_base": "e2e"}
     )
     assert answer["found"] is True
-    assert answer["citations"][0]["url"].endswith("/docs/installation.html#verify")  # the section that answers
+    assert answer["citations"][0]["url"].endswith("/docs/installation.html#verify")  # its section
     streamed = grpcurl.call(
         "AskStream",
         {

@@ -84,11 +84,10 @@ def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_h
     """180 words of shell or SQL are 400+ word pieces: chunks are sized by the model's own tokenizer."""
     from pathlib import Path
 
+    from ragcord.knowledge.embedders import LocalEmbedder
     from ragcord.settings import Settings
     from workers.extraction import extract_html
     from workers.pipeline import PageCrawler
-
-    from ragcord.knowledge.embedders import LocalEmbedder
 
     embedder = LocalEmbedder()
     root = Path(__file__).resolve().parents[1] / "fixtures" / "extraction"
