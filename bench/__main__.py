@@ -1,10 +1,10 @@
-"""`make bench`: run every benchmark and print Markdown for docs/benchmarks.md."""
+"""`make bench`: run every benchmark and print Markdown for docs/benchmarks.md (quality: docs/quality.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import crawl, jobs, retrieval
+from bench import crawl, jobs, quality, retrieval
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     crawl.main(repeat=args.repeat)
     retrieval.main()
     jobs.main()
+    quality.main([])  # answer quality on real doc sites; writes docs/quality.{md,json}
 
 
 main()
