@@ -32,6 +32,7 @@ JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragcord", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ragcord {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_process_commands(sub)
     _add_job_commands(sub)
@@ -158,11 +159,26 @@ def settings_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ragcord")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "(not installed)"
+
+
 def _user_error(exc: Exception) -> str | None:
     """What to tell the operator about an expected failure; None for a bug (its traceback is shown)."""
     code, details = getattr(exc, "code", None), getattr(exc, "details", None)
     if callable(code) and callable(details):  # a grpc.RpcError, without importing grpc here
-        return f"{code().name}: {details()}"
+        name = code().name
+        if name == "UNAUTHENTICATED":
+            return (
+                f"{name}: {details()}. The CLI sends RAGCORD_ADMIN_TOKEN (from the environment or .env): "
+                "set it to the server's token"
+            )
+        return f"{name}: {details()}"
     if isinstance(exc, RagcordError):
         return str(exc)
     return None

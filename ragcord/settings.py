@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -75,7 +76,8 @@ class Settings(BaseSettings):
     worker_idle_timeout_ms: int = Field(100, ge=10)
 
     # Discord bot.
-    discord_guild_ids: list[int] = Field(
+    # NoDecode: the value is read by _guild_ids below, so one id or "1, 2" work as well as JSON.
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="sync commands to these guilds at start (development); else global"
     )
     discord_api_base_url: str | None = Field(None, description="REST base, e.g. a rate-limit proxy")
@@ -114,6 +116,19 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """`DISCORD_TOKEN=` in a .env file means not set, not an empty token."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _guild_ids(cls, value: object) -> object:
+        """`123`, `123,456` or `[123, 456]`: guild ids the way people write them."""
+        if isinstance(value, int):
+            return [value]
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("key_prefix")
     @classmethod

@@ -95,6 +95,13 @@ def _stream(
     return wrapper
 
 
+def _job_id(job_id: str) -> str:
+    """A job id the request must carry (StartCrawl returns it; ListJobs lists them)."""
+    if not job_id:
+        raise errors.InvalidArgument("job_id is required: StartCrawl returns it, ListJobs lists the jobs")
+    return job_id
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
@@ -138,7 +145,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @_unary
     async def GetJob(self, request: pb.GetJobRequest, context: Context[pb.GetJobRequest, pb.Job]) -> pb.Job:
-        return convert.job_to_pb(await asyncio.to_thread(self.jobs.get, request.job_id))
+        return convert.job_to_pb(await asyncio.to_thread(self.jobs.get, _job_id(request.job_id)))
 
     @_unary
     async def ListJobs(
@@ -161,13 +168,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context[pb.CancelJobRequest, pb.Job]
     ) -> pb.Job:
-        return convert.job_to_pb(await asyncio.to_thread(self.jobs.cancel, request.job_id))
+        return convert.job_to_pb(await asyncio.to_thread(self.jobs.cancel, _job_id(request.job_id)))
 
     @_stream
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context[pb.WatchJobRequest, pb.JobEvent]
     ) -> AsyncIterator[pb.JobEvent]:
-        async for event in self.watcher.watch(request.job_id, request.after_event_id):
+        async for event in self.watcher.watch(_job_id(request.job_id), request.after_event_id):
             yield convert.event_to_pb(event)
 
     def _kb(self, name: str) -> str:

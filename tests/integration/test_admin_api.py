@@ -84,6 +84,13 @@ async def test_other_bad_requests(make_settings):
         assert code == grpc.StatusCode.NOT_FOUND
         code, details = await code_of(stub.WatchJob(pb.WatchJobRequest(job_id="missing")).read())
         assert code == grpc.StatusCode.NOT_FOUND
+        for call in (
+            stub.GetJob(pb.GetJobRequest()),
+            stub.CancelJob(pb.CancelJobRequest()),
+            stub.WatchJob(pb.WatchJobRequest()).read(),
+        ):
+            code, details = await code_of(call)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "job_id is required" in details
 
 
 async def test_cancel_and_watch_a_queued_job(make_settings):

@@ -1,4 +1,4 @@
-"""`ragcord eval` against a running admin API over the crawled fixture site, and --export-feedback."""
+"""`ragcord eval` and other CLI commands against a running admin API (the fixture site, --export-feedback)."""
 
 from __future__ import annotations
 
@@ -101,3 +101,14 @@ async def test_answers_voted_up_export_as_a_golden_set(make_settings, tmp_path, 
     assert yaml.safe_load(out.read_text()) == {
         "questions": [{"question": "How do I install it?", "expected": ["http://d/docs/installation.html"]}]
     }
+
+
+async def test_the_cli_without_the_token_says_which_setting_to_set(make_settings, monkeypatch, capsys):
+    settings = make_settings(admin_token="s3cret")
+    monkeypatch.setenv("RAGCORD_REDIS_URL", settings.redis_url)
+    monkeypatch.delenv("RAGCORD_ADMIN_TOKEN", raising=False)
+    async with admin_api(settings) as (_, address):
+        status = await asyncio.to_thread(main, ["jobs", "--address", address])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "UNAUTHENTICATED" in err and "RAGCORD_ADMIN_TOKEN" in err

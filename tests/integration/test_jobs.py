@@ -103,7 +103,7 @@ def test_a_failed_seed_fails_the_job_with_its_reason(jobs):
     jobs.start_page(job.id, SEED)
     result = jobs.finish_page(job.id, SEED, PageOutcome.FAILED, "HTTP 404", is_seed=True)
     assert result.final_state is JobState.FAILED
-    assert jobs.get(job.id).error == "no page could be indexed: the seed page was failed: HTTP 404"
+    assert jobs.get(job.id).error == "no page could be indexed: the seed page failed: HTTP 404"
 
 
 def test_cancelling_a_queued_job_ends_it_at_once(jobs):

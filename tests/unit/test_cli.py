@@ -47,3 +47,27 @@ def test_an_invalid_setting_is_one_line_naming_the_variable_not_a_traceback():
 def test_store_copy_refuses_the_same_store_on_both_sides(capsys):
     assert main(["store", "copy", "--from", "lancedb", "--to", "lancedb"]) == 2
     assert "--from and --to name the same store" in capsys.readouterr().err
+
+
+def test_version():
+    result = run(RAGCORD, "--version")
+    assert result.returncode == 0 and result.stdout.startswith("ragcord 0.")
+
+
+def test_guild_ids_are_read_as_people_write_them(monkeypatch):
+    from ragcord.settings import Settings
+
+    for written, ids in [
+        ("1577198230565814275", [1577198230565814275]),
+        ("1577198230565814275, 42", [1577198230565814275, 42]),
+        ("[1577198230565814275,42]", [1577198230565814275, 42]),
+        ("", []),
+    ]:
+        monkeypatch.setenv("RAGCORD_DISCORD_GUILD_IDS", written)
+        assert Settings(_env_file=None).discord_guild_ids == ids, written
+
+
+def test_a_bad_guild_id_is_one_line_naming_the_variable():
+    result = run(RAGCORD, "jobs", RAGCORD_DISCORD_GUILD_IDS="12,abc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: RAGCORD_DISCORD_GUILD_IDS:" in result.stderr

@@ -25,7 +25,8 @@ redis.call('HINCRBY', job, 'chunks_indexed', chunks)
 redis.call('HINCRBY', job, 'outstanding', -1)
 redis.call('HSET', job, 'last_progress_at', now)
 if is_seed == '1' and outcome ~= 'indexed' then
-  redis.call('HSET', job, 'seed_error', 'the seed page was ' .. outcome .. ': ' .. detail)
+  local what = outcome == 'failed' and 'the seed page failed: ' or 'the seed page was skipped: '
+  redis.call('HSET', job, 'seed_error', what .. detail)
 end
 emit(job, stream, retention, now, kind[outcome], url, detail, chunks)
 local final = finalize_if_idle(job, stream, retention, now)
