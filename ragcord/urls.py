@@ -116,7 +116,8 @@ def check_address_allowed(url: str, *, allow_private: bool, resolver: Resolver =
         if not is_public_address(address):
             raise PermissionDenied(
                 f"{host} resolves to {address}, a private, loopback or link-local address; "
-                "set RAGCORD_ALLOW_PRIVATE_NETWORKS=true to crawl internal sites"
+                "to crawl internal sites, start the server (ragcord serve, or its workers and admin API) "
+                "with RAGCORD_ALLOW_PRIVATE_NETWORKS=true: it is the server's setting, not the client's"
             )
 
 

@@ -87,7 +87,7 @@ def test_address_guard_classifies_addresses(address, public):
     ],
 )
 def test_private_seeds_are_refused_unless_allowed(url):
-    with pytest.raises(PermissionDenied, match="RAGCORD_ALLOW_PRIVATE_NETWORKS"):
+    with pytest.raises(PermissionDenied, match="start the server .* RAGCORD_ALLOW_PRIVATE_NETWORKS=true"):
         validate_crawl(settings(), url=url, knowledge_base="docs")
     spec = validate_crawl(settings(allow_private_networks=True), url=url, knowledge_base="docs")
     assert spec.url == normalize_url(url)
