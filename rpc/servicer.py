@@ -180,11 +180,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def _kb(self, name: str) -> str:
         return validate_kb_name(name or self.settings.default_knowledge_base)
 
+    def _existing_kb(self, name: str) -> str:
+        """The knowledge base asked (the default when none is named), which must exist or be crawling."""
+        kb = self._kb(name)
+        known = self.store.knowledge_bases()
+        if kb in known or self.jobs.active(kb):
+            return kb
+        default = "" if name else f" (the default, RAGCORD_DEFAULT_KNOWLEDGE_BASE={kb})"
+        existing = ", ".join(known) if known else "none yet: StartCrawl makes one"
+        raise errors.NotFound(f"knowledge base {kb!r}{default} does not exist; existing: {existing}")
+
     @_unary
     async def ListSources(
         self, request: pb.ListSourcesRequest, context: Context[pb.ListSourcesRequest, pb.ListSourcesResponse]
     ) -> pb.ListSourcesResponse:
-        sources = await asyncio.to_thread(self.store.list_sources, self._kb(request.knowledge_base))
+        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
+        sources = await asyncio.to_thread(self.store.list_sources, kb)
         return pb.ListSourcesResponse(sources=[convert.source_to_pb(s) for s in sources])
 
     @_unary
@@ -253,10 +264,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @_unary
     async def Ask(self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.Answer]) -> pb.Answer:
         started = time.perf_counter()
+        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
         answer = await asyncio.to_thread(
             self.ask.ask,
             request.question,
-            knowledge_base=request.knowledge_base,
+            knowledge_base=kb,
             conversation_id=request.conversation_id,
             top_k=request.top_k,
             author=request.author,
@@ -269,11 +281,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.AskStreamResponse]
     ) -> AsyncIterator[pb.AskStreamResponse]:
         started = time.perf_counter()
+        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
 
         def answer_stream() -> Iterator[str | Answer]:
             return self.ask.ask_stream(
                 request.question,
-                knowledge_base=request.knowledge_base,
+                knowledge_base=kb,
                 conversation_id=request.conversation_id,
                 top_k=request.top_k,
                 author=request.author,

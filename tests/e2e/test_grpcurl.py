@@ -233,8 +233,8 @@ def test_bad_urls_get_a_clear_status(guarded_rpc, url, code, message):
 
 def test_ask_with_grpcurl_and_the_cli(server, site, workdir):
     grpcurl, env, _ = server
-    (kb_sources,) = grpcurl.call("ListSources", {"knowledge_base": "e2e"})
-    if not kb_sources.get("sources"):
+    (bases,) = grpcurl.call("ListKnowledgeBases", {})
+    if "e2e" not in {b["name"] for b in bases.get("knowledge_bases", [])}:
         (job,) = grpcurl.call("StartCrawl", {"url": site.url("/docs/"), "knowledge_base": "e2e"})
         grpcurl.call("WatchJob", {"job_id": job["id"]})
     (answer,) = grpcurl.call(

@@ -244,3 +244,24 @@ async def test_get_source_shows_each_chunks_section_and_anchor(make_settings):
         (2, "Configuration > Logging", "logging"),
     ]
     assert detail.source.chunk_count == 3
+
+
+async def test_asking_a_knowledge_base_that_does_not_exist_names_the_ones_that_do(make_settings):
+    settings = make_settings()
+    services = bootstrap(settings)
+    services.store.replace_page("docs", "http://x/a", [chunk("http://x/a")])
+    async with admin_api(settings, services) as (stub, _):
+        for call in (
+            stub.Ask(pb.AskRequest(question="How do I install it?", knowledge_base="nokb")),
+            stub.ListSources(pb.ListSourcesRequest(knowledge_base="nokb")),
+            stub.ListSources(pb.ListSourcesRequest()),  # the default knowledge base, never crawled
+            stub.AskStream(pb.AskRequest(question="How do I install it?", knowledge_base="nokb")).read(),
+        ):
+            code, details = await code_of(call)
+            assert code == grpc.StatusCode.NOT_FOUND
+            assert "does not exist; existing: docs" in details
+        assert (
+            "RAGCORD_DEFAULT_KNOWLEDGE_BASE" in (await code_of(stub.ListSources(pb.ListSourcesRequest())))[1]
+        )
+        answer = await stub.Ask(pb.AskRequest(question="What is the text of it?", knowledge_base="docs"))
+        assert answer.citations[0].url == "http://x/a"
