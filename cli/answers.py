@@ -10,6 +10,13 @@ from ragcord.settings import Settings
 
 ANSWER_TIMEOUT_SECONDS = 300
 CLEAR_COMMAND = "/clear"
+HELP_COMMAND = "/help"
+CHAT_HELP = (
+    "Type a question and press Enter; follow-up questions use what was said before.\n"
+    f"  {CLEAR_COMMAND}  forget the conversation and start a new one\n"
+    f"  {HELP_COMMAND}   show this help\n"
+    "  Ctrl-D or Ctrl-C  quit"
+)
 
 
 def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> str:
@@ -41,15 +48,19 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     kb = args.kb or settings.default_knowledge_base
     conversation_id = ""
     console.print(
-        f"Ask about knowledge base [bold]{kb}[/]. {CLEAR_COMMAND} forgets the conversation; Ctrl-D quits."
+        f"Ask about knowledge base [bold]{kb}[/]. {CLEAR_COMMAND} forgets the conversation, "
+        f"{HELP_COMMAND} lists the commands; Ctrl-D quits."
     )
     while True:
         try:
             question = console.input("[bold green]you>[/] ").strip()
-        except EOFError:
-            console.print()
+        except (EOFError, KeyboardInterrupt):
+            console.print()  # the shell's prompt starts on a line of its own
             return 0
         if not question:
+            continue
+        if question == HELP_COMMAND:
+            console.print(CHAT_HELP, markup=False, highlight=False)
             continue
         if question == CLEAR_COMMAND:
             if conversation_id:

@@ -71,3 +71,21 @@ def test_a_bad_guild_id_is_one_line_naming_the_variable():
     result = run(RAGCORD, "jobs", RAGCORD_DISCORD_GUILD_IDS="12,abc")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: RAGCORD_DISCORD_GUILD_IDS:" in result.stderr
+
+
+def test_chat_lists_its_commands_and_quits_on_end_of_input_with_a_newline():
+    from tests.harness import free_port
+
+    # No server is needed to read the commands: /help and the end of input never call the API.
+    result = subprocess.run(
+        [RAGCORD, "chat", "--address", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        input="/help\n",
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "RAGCORD_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/clear  forget the conversation" in result.stdout
+    assert "Ctrl-D or Ctrl-C  quit" in result.stdout
+    assert result.stdout.endswith("\n")
