@@ -10,10 +10,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
 
+from ragcord.errors import RagcordError
 from ragcord.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,17 +41,37 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     # Dramatiq reads this at import: how long an idle consumer sleeps between polls.
     env.setdefault("dramatiq_worker_timeout", str(settings.worker_idle_timeout_ms))
-    env.setdefault("HF_HUB_OFFLINE", "1")
     if settings.worker_metrics_port:
         # Read by Dramatiq's Prometheus middleware at import (workers/entry.py adds it).
         env.setdefault("dramatiq_prom_host", settings.worker_metrics_host)
         env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
         env.setdefault("dramatiq_prom_db", str((settings.data_dir / "dramatiq-prometheus").resolve()))
+    # Not for fork safety (workers never fork after loading the tokenizer): it caps the tokenizer's own
+    # thread pool, which would otherwise compete with the worker threads on a small machine.
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 
 
+def check_worker_metrics_port(settings: Settings) -> None:
+    """Say which setting to change when another process holds the workers' metrics port.
+
+    Dramatiq's exporter would otherwise die with a long traceback ending in "Address already in use".
+    """
+    if not settings.worker_metrics_port:
+        return
+    address = (settings.worker_metrics_host, settings.worker_metrics_port)
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise RagcordError(
+                f"the workers' metrics port {address[0]}:{address[1]} is taken ({exc.strerror}; another "
+                "ragcord worker?): set RAGCORD_WORKER_METRICS_PORT to a free port, or 0 to turn it off"
+            ) from None
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    check_worker_metrics_port(settings)
     command = worker_command(settings)
     os.execvpe(command[0], command, worker_env(settings))
     return 0  # not reached
@@ -75,6 +97,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from rpc.server import check_exposure
 
     check_exposure(settings)
+    check_worker_metrics_port(settings)
     redis_process = ensure_redis(settings.redis_url, settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workers = subprocess.Popen(worker_command(settings), env=worker_env(settings))

@@ -89,3 +89,16 @@ def test_chat_lists_its_commands_and_quits_on_end_of_input_with_a_newline():
     assert "/clear  forget the conversation" in result.stdout
     assert "Ctrl-D or Ctrl-C  quit" in result.stdout
     assert result.stdout.endswith("\n")
+
+
+def test_a_taken_worker_metrics_port_is_one_line_naming_the_setting():
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run(RAGCORD, "worker", RAGCORD_WORKER_METRICS_PORT=str(port))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"127.0.0.1:{port} is taken" in result.stderr and "RAGCORD_WORKER_METRICS_PORT" in result.stderr
