@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -91,6 +92,7 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
     if metrics:
         serve_metrics(settings.metrics_address)
     services = bootstrap(settings)
+    await asyncio.to_thread(services.embedder.load)  # before going online: the first question is not slow
     bot = build_bot(build_bot_services(settings, services))
     restore_endpoints = redirect_discord_endpoints(settings)
     try:

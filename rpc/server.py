@@ -88,6 +88,7 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     services = bootstrap(settings)
+    await asyncio.to_thread(services.embedder.load)  # before health says SERVING: the first Ask is not slow
     server, port = await build_server(settings, services)
     await server.start()
     serve_metrics(settings.metrics_address, services.jobs)

@@ -37,4 +37,12 @@ def _get_crawler() -> PageCrawler:
         return _crawler
 
 
+class LoadAtBoot(dramatiq.Middleware):
+    """Each worker process builds its crawler and loads the embedder before it takes a message."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        _get_crawler().embedder.load()
+
+
+broker.add_middleware(LoadAtBoot())
 actors = declare_actors(broker, settings, _get_crawler)

@@ -27,6 +27,9 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` as the model reads it (without the special tokens it adds)."""
 
+    def load(self) -> None:
+        """Get ready to embed (a local model loads here); entry points call it at start: ready means ready."""
+
     @property
     def dim(self) -> int | None:
         """Vector size, or None for keyword-only search."""
@@ -43,6 +46,9 @@ class NoEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def load(self) -> None:
+        pass
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [[] for _ in texts]
@@ -76,6 +82,12 @@ class LocalEmbedder:
             tokenizer.no_padding()
             self._tokenizer = tokenizer
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def load(self) -> None:
+        if self._model is None:
+            log.info("loading the local embedder %s (a few seconds, once per process)", self.name)
+            self._load()
+            self.count_tokens("")
 
     def _load(self) -> SentenceTransformer:
         """The model from the package's own files: `local_files_only` keeps the Hub out, no env var needed."""
@@ -116,6 +128,9 @@ class OpenAIEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1  # conservative: English averages ~4 characters per token
+
+    def load(self) -> None:
+        pass  # a remote model: nothing to load; its dimension is asked on first use
 
     @property
     def dim(self) -> int | None:

@@ -102,3 +102,12 @@ def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_h
             measured += 1
     assert measured > 100
     assert embedder._model is None  # counting never loads the model
+
+
+def test_load_makes_the_local_embedder_ready_before_its_first_use():
+    from ragcord.knowledge.embedders import LocalEmbedder, NoEmbedder
+
+    embedder = LocalEmbedder()
+    embedder.load()
+    assert embedder._model is not None and embedder._tokenizer is not None
+    NoEmbedder().load()  # nothing to load
