@@ -18,7 +18,7 @@ TORCH_FIND_LINKS ?= /opt/wheels
 TORCH_INDEX_URL ?= $(if $(wildcard $(TORCH_FIND_LINKS)/torch-2.13.0+cpu-*.whl),,https://download.pytorch.org/whl/cpu)
 COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes --python-version 3.11
 
-.PHONY: install lock serve test unit typecheck bench proto lint clean
+.PHONY: install lock serve demo test unit typecheck bench proto lint clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ lock: $(UV)
 
 serve: install
 	$(BIN)/ragcord serve
+
+# With `make serve` running in another terminal: crawl a bundled sample docs site into knowledge base `demo`
+# (through a short-lived server of its own that may crawl loopback), then print what to ask.
+demo: install
+	$(BIN)/ragcord demo
 
 test: install
 	$(BIN)/ruff check .

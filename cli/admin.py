@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# grpc's own reconnect back-off grows to 120 s, so a watch would sit out a restarted server that long;
+# the watch retries on its own schedule and wants each try to reach the server.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 class Admin:
@@ -29,7 +36,8 @@ class Admin:
 
         self.grpc = grpc
         self.pb = admin_pb2
-        self.channel = grpc.insecure_channel(address or settings.grpc_address)
+        self.address = address or settings.grpc_address
+        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()

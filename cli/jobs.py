@@ -3,91 +3,245 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column as TableColumn
 
 from cli.admin import Admin, local_time
-from cli.console import console
+from cli.console import Column, console, print_listing
+from ragcord.errors import RagcordError
 from ragcord.settings import Settings
 
 MAX_RECONNECTS = 30  # in a row without an event; then the error reaches the user
 MAX_RECONNECT_DELAY_SECONDS = 5.0
+REASONS_SHOWN = 8  # reason groups per outcome in the summary; --verbose lists every page as well
+JOBS_HINT = "`ragcord jobs` (ListJobs) shows the jobs"
+
+JOB_COLUMNS = [
+    Column("id", min_width=16),
+    Column("state", min_width=9),
+    Column("kb", min_width=6, ratio=1, fold=True),
+    Column("url", min_width=16, ratio=3, fold=True),
+    Column("done", justify="right"),
+    Column("skipped", justify="right", needs_width=110),
+    Column("failed", justify="right", needs_width=110),
+    Column("chunks", justify="right"),
+    Column("created", needs_width=130),
+]
 
 
 class StreamEnded(RuntimeError):
     """The event stream closed before the job's terminal event (a restarted server): reconnect."""
 
 
-def follow_job(admin: Admin, job_id: str, *, quiet: bool = False) -> int:
+class JobNotFound(RagcordError):
+    """The job id names no job: said before anything is drawn, with where the ids are."""
+
+
+@dataclass
+class Outcomes:
+    """The pages a watch saw skipped or failed, with why, for the summary."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def follow_job(admin: Admin, job_id: str, *, quiet: bool = False, verbose: bool = False) -> int:
     """Watch a job to its end with a progress bar; reconnects with the last cursor if the stream drops."""
-    grpc = admin.grpc
-    pb = admin.pb
-    retryable = (
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.INTERNAL,
-    )
-    terminal_states = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
-    cursor = ""
-    final = None
-    failures = 0
+    check_job(admin, job_id)
+    # One line at any width: the counts take what is left and a narrow terminal cuts them short.
     columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "pages · {task.fields[chunks]} chunks · {task.fields[failed]} failed · "
-            "{task.fields[skipped]} skipped"
-        ),
-        TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}", table_column=TableColumn(no_wrap=True, min_width=9)),
+        BarColumn(bar_width=12, table_column=TableColumn(min_width=12)),
+        TextColumn("{task.fields[counts]}", table_column=TableColumn(no_wrap=True, ratio=1)),
+        TimeElapsedColumn(table_column=TableColumn(no_wrap=True, min_width=7)),
     ]
-    with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
-        task = progress.add_task(job_id, total=None, chunks=0, failed=0, skipped=0)
+    with Progress(*columns, console=console, transient=False, disable=quiet, expand=True) as progress:
+        watch = Watch(admin, job_id, progress)
+        final = watch.run()
+    for line in summary(admin, final, watch.outcomes, verbose=verbose):
+        console.print(line, markup=False, soft_wrap=True)
+    return 0 if final.state == admin.pb.JOB_STATE_SUCCEEDED else 1
+
+
+class Watch:
+    """One `watch`: the stream's cursor, the bar, the reconnects, and the pages skipped or failed so far."""
+
+    def __init__(self, admin: Admin, job_id: str, progress: Progress) -> None:
+        self.admin, self.job_id, self.progress = admin, job_id, progress
+        self.task = progress.add_task("connecting", total=None, counts="")
+        self.cursor = ""
+        self.failures = 0  # reconnects in a row without an event
+        self.outcomes = Outcomes()
+
+    def run(self) -> Any:
+        """The job as it ended."""
+        grpc = self.admin.grpc
+        final = None
         while final is None:
             try:
-                for event in admin.watch(job_id, cursor):
-                    failures = 0
-                    if event.event_id:
-                        cursor = event.event_id
-                    job = event.job
-                    progress.update(
-                        task,
-                        description=f"{job.id} {admin.state_name(job.state).lower()}",
-                        total=max(job.pages_discovered, 1),
-                        completed=job.pages_done + job.pages_failed + job.pages_skipped,
-                        chunks=job.chunks_indexed,
-                        failed=job.pages_failed,
-                        skipped=job.pages_skipped,
-                    )
-                    if event.kind == pb.JOB_EVENT_KIND_PAGE_FAILED:
-                        progress.console.print(f"[red]failed[/] {event.page_url}: {event.detail}")
-                    if job.state in terminal_states and event.kind in (
-                        pb.JOB_EVENT_KIND_STATE_CHANGED,
-                        pb.JOB_EVENT_KIND_SNAPSHOT,
-                    ):
-                        final = job
+                # Read to the stream's end: the snapshot of an ended job is followed by its events.
+                for event in self.admin.watch(self.job_id, self.cursor):
+                    if (ended := self.show(event)) is not None:
+                        final = ended
                 if final is None:
-                    raise StreamEnded("stream ended before the job did")
+                    raise StreamEnded("the stream ended before the job did")
             except (grpc.RpcError, StreamEnded) as exc:
-                if isinstance(exc, grpc.RpcError) and exc.code() not in retryable:
+                if isinstance(exc, grpc.RpcError) and exc.code() not in retryable_codes(self.admin):
                     raise
-                failures += 1
-                if failures > MAX_RECONNECTS:
-                    raise
-                time.sleep(min(0.2 * 2**failures, MAX_RECONNECT_DELAY_SECONDS))
-    console.print(_summary(admin, final))
-    return 0 if final.state == pb.JOB_STATE_SUCCEEDED else 1
+                self.reconnect_after(exc)
+        return final
+
+    def show(self, event: Any) -> Any | None:
+        """Draw one event; the job when it says the job has ended."""
+        pb, job = self.admin.pb, event.job
+        if self.failures:
+            self.progress.console.print(f"[green]reconnected[/] to {self.admin.address}")
+            self.failures = 0
+        if event.event_id:
+            self.cursor = event.event_id
+        self.progress.update(
+            self.task,
+            description=self.admin.state_name(job.state).lower(),
+            total=max(job.pages_discovered, 1),
+            completed=processed(job),
+            counts=progress_counts(job),
+        )
+        if event.kind == pb.JOB_EVENT_KIND_PAGE_FAILED:
+            self.outcomes.failed.append((event.page_url, event.detail))
+            self.progress.console.print(
+                f"[red]failed[/] {escape(event.page_url)}: {escape(event.detail)}", soft_wrap=True
+            )
+        elif event.kind == pb.JOB_EVENT_KIND_PAGE_SKIPPED:
+            self.outcomes.skipped.append((event.page_url, event.detail))
+        ended = job.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+        if ended and event.kind in (pb.JOB_EVENT_KIND_STATE_CHANGED, pb.JOB_EVENT_KIND_SNAPSHOT):
+            return job
+        return None
+
+    def reconnect_after(self, exc: Exception) -> None:
+        """Say that the server is out of reach and wait before the next try; the last error ends the watch."""
+        self.failures += 1
+        if self.failures > MAX_RECONNECTS:
+            raise exc
+        code = getattr(exc, "code", None)
+        why = code().name if callable(code) else str(exc)
+        self.progress.console.print(
+            f"[yellow]reconnecting[/] to {self.admin.address} (attempt {self.failures}): {why}",
+            soft_wrap=True,
+        )
+        time.sleep(min(0.2 * 2**self.failures, MAX_RECONNECT_DELAY_SECONDS))
 
 
-def _summary(admin: Admin, job: Any) -> str:
-    return (
+def retryable_codes(admin: Admin) -> tuple[Any, ...]:
+    """Status codes of a server that is restarting or out of reach, rather than of a bad request."""
+    codes = admin.grpc.StatusCode
+    return (codes.UNAVAILABLE, codes.DEADLINE_EXCEEDED, codes.CANCELLED, codes.INTERNAL)
+
+
+def processed(job: Any) -> int:
+    """Pages the job is done with, whatever became of them."""
+    return int(job.pages_done + job.pages_skipped + job.pages_failed)
+
+
+def progress_counts(job: Any, now: float | None = None) -> str:
+    """`12/40 discovered · 3.1 pages/s · ETA 9.0 s · 96 chunks`: the total grows as links are found."""
+    parts = [f"{processed(job)}/{job.pages_discovered} discovered"]
+    rate = pages_per_second(job, now)
+    if rate:
+        parts.append(f"{rate:.1f} pages/s")
+        if not job.finished_at.seconds and job.pages_discovered > processed(job):
+            parts.append(f"ETA {duration((job.pages_discovered - processed(job)) / rate)}")
+    # Last, so that a narrow terminal cuts these rather than the pace: the summary repeats them.
+    parts.append(f"{job.chunks_indexed} chunks")
+    parts += [
+        f"{n} {label}" for n, label in ((job.pages_skipped, "skipped"), (job.pages_failed, "failed")) if n
+    ]
+    return " · ".join(parts)
+
+
+def pages_per_second(job: Any, now: float | None = None) -> float | None:
+    """The job's pace since it started, from its own timestamps (until now while it runs)."""
+    if not job.started_at.seconds or not processed(job):
+        return None
+    end = job.finished_at.ToNanoseconds() / 1e9 if job.finished_at.seconds else (now or time.time())
+    seconds = end - job.started_at.ToNanoseconds() / 1e9
+    return processed(job) / seconds if seconds > 0 else None
+
+
+def check_job(admin: Admin, job_id: str) -> None:
+    """Fail on an unknown job before a bar is drawn; a server that is down is left to the reconnect loop."""
+    try:
+        admin.call("GetJob", admin.pb.GetJobRequest(job_id=job_id))
+    except admin.grpc.RpcError as exc:
+        if exc.code() in retryable_codes(admin):
+            return
+        if exc.code() == admin.grpc.StatusCode.NOT_FOUND:
+            raise JobNotFound(f"no job {job_id}: {JOBS_HINT}") from None
+        raise
+
+
+def summary(admin: Admin, job: Any, outcomes: Outcomes, *, verbose: bool = False) -> list[str]:
+    """What the crawl did, how fast, whether max_pages stopped it, and why pages were skipped or failed."""
+    lines = [
         f"job {job.id} {admin.state_name(job.state)}: {job.pages_done} indexed, {job.pages_skipped} skipped, "
-        f"{job.pages_failed} failed, {job.chunks_indexed} chunks" + (f" — {job.error}" if job.error else "")
-    )
+        f"{job.pages_failed} failed, {job.chunks_indexed} chunks"
+        + _pace(job)
+        + (f" — {job.error}" if job.error else "")
+    ]
+    if job.max_pages and job.pages_discovered >= job.max_pages and not job.cancel_requested:
+        lines.append(
+            f"{processed(job)} of at least {job.pages_discovered} pages: the crawl stopped at max_pages "
+            f"({job.max_pages}) and the site may have more; raise --max-pages"
+        )
+    for label, pages in (("skipped", outcomes.skipped), ("failed", outcomes.failed)):
+        if pages:
+            lines.append(f"{label}: {group_reasons(detail for _, detail in pages)}")
+            if verbose:
+                lines.extend(f"  {url}: {detail}" for url, detail in pages)
+    return lines
+
+
+def _pace(job: Any) -> str:
+    """` in 12 s (3.4 pages/s)` from the job's own timestamps; empty when it never started."""
+    rate = pages_per_second(job)
+    if not rate or not job.finished_at.seconds:
+        return ""
+    return f" in {duration(processed(job) / rate)} ({rate:.1f} pages/s)"
+
+
+def reason(detail: str) -> str:
+    """A skip or failure without its page-specific parts: `duplicate of <url>` -> `duplicate of …`."""
+    general = re.sub(r"https?://[^\s,]+", "…", detail)
+    general = re.sub(r"\s*\(.*?\)", "", general)
+    return " ".join(general.split()).strip(" ,:") or "no reason given"
+
+
+def group_reasons(details: Iterable[str], shown: int = REASONS_SHOWN) -> str:
+    """`HTTP 404 (12), disallowed by robots.txt (3)`: most common first, the rest counted together."""
+    counts = Counter(reason(d) for d in details).most_common()
+    parts = [f"{name} ({n})" for name, n in counts[:shown]]
+    rest = sum(n for _, n in counts[shown:])
+    if rest:
+        parts.append(f"other reasons ({rest}; --verbose lists them)")
+    return ", ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `3:05`, `1:02:03`."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60}:{whole % 60:02d}"
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
@@ -105,17 +259,22 @@ def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
     )
     console.print(f"started job {job.id}: {job.url} → knowledge base {job.knowledge_base}")
     if args.watch:
-        return follow_job(admin, job.id)
+        return follow_job(admin, job.id, verbose=args.verbose)
     return 0
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    return follow_job(Admin(settings, args.address), args.job_id)
+    return follow_job(Admin(settings, args.address), args.job_id, verbose=args.verbose)
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
-    job = admin.call("CancelJob", admin.pb.CancelJobRequest(job_id=args.job_id))
+    try:
+        job = admin.call("CancelJob", admin.pb.CancelJobRequest(job_id=args.job_id))
+    except admin.grpc.RpcError as exc:
+        if exc.code() == admin.grpc.StatusCode.NOT_FOUND:
+            raise JobNotFound(f"no job {args.job_id}: {JOBS_HINT}") from None
+        raise
     console.print(
         f"job {job.id}: {admin.state_name(job.state)}"
         + (" (cancel requested; in-flight pages finish)" if job.state == admin.pb.JOB_STATE_RUNNING else "")
@@ -129,14 +288,8 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     response = admin.call(
         "ListJobs", admin.pb.ListJobsRequest(knowledge_base=args.kb or "", state=state, page_size=args.limit)
     )
-    table = Table()
-    for name in ("id", "state", "kb"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("url", overflow="fold")
-    for name in ("done", "skipped", "failed", "chunks", "created"):
-        table.add_column(name, no_wrap=True)
-    for job in response.jobs:
-        table.add_row(
+    rows = [
+        [
             job.id,
             admin.state_name(job.state),
             job.knowledge_base,
@@ -146,6 +299,8 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
             str(job.pages_failed),
             str(job.chunks_indexed),
             local_time(job.created_at),
-        )
-    console.print(table)
+        ]
+        for job in response.jobs
+    ]
+    print_listing(JOB_COLUMNS, rows, response.jobs, json_output=args.json)
     return 0

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.table import Table
-
 from cli.admin import Admin, local_time
-from cli.console import console, err
+from cli.console import Column, console, err, print_listing
 from ragcord.settings import Settings
+
+SOURCE_COLUMNS = [
+    Column("url", min_width=20, ratio=3, fold=True),
+    Column("title", min_width=10, ratio=2, fold=True),
+    Column("chunks", justify="right"),
+    Column("indexed", needs_width=100),
+]
+KB_COLUMNS = [
+    Column("knowledge base", min_width=10, ratio=1, fold=True),
+    Column("chunks", justify="right"),
+    Column("Discord servers", min_width=10, ratio=2, fold=True),
+]
 
 
 def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
@@ -24,15 +34,13 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"deleted {args.delete}: {response.chunks_deleted} chunks")
         return 0
     response = admin.call("ListSources", admin.pb.ListSourcesRequest(knowledge_base=kb))
-    table = Table()
-    table.add_column("url", overflow="fold")
-    table.add_column("title")
-    table.add_column("chunks", no_wrap=True)
-    table.add_column("indexed", no_wrap=True)
-    for source in response.sources:
-        table.add_row(source.url, source.title, str(source.chunk_count), local_time(source.indexed_at))
-    console.print(table)
-    console.print(f"{len(response.sources)} pages in knowledge base {kb}")
+    rows = [
+        [source.url, source.title, str(source.chunk_count), local_time(source.indexed_at)]
+        for source in response.sources
+    ]
+    print_listing(SOURCE_COLUMNS, rows, response.sources, json_output=args.json)
+    if console.is_terminal and not args.json:  # a pipe gets the rows alone
+        console.print(f"{len(response.sources)} pages in knowledge base {kb}")
     return 0
 
 
@@ -60,13 +68,11 @@ def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
     if args.delete:
         return _delete_kb(admin, args.delete, confirmed=args.yes)
     response = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
-    table = Table()
-    table.add_column("knowledge base")
-    table.add_column("chunks", justify="right")
-    table.add_column("Discord servers")
-    for kb in response.knowledge_bases:
-        table.add_row(kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)")
-    console.print(table)
+    rows = [
+        [kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)"]
+        for kb in response.knowledge_bases
+    ]
+    print_listing(KB_COLUMNS, rows, response.knowledge_bases, json_output=args.json)
     return 0
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cli.answers import cmd_ask, cmd_chat
 from cli.console import err
+from cli.demo import add_demo_command
 from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
 from cli.kbs import cmd_kbs, cmd_sources
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_answer_commands(sub)
     _add_store_commands(sub)
     _add_kb_commands(sub)
+    add_demo_command(sub)
     return parser
 
 
@@ -67,10 +69,12 @@ def _add_job_commands(sub: Subcommands) -> None:
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
     p.add_argument("--watch", action="store_true", help="show progress until the crawl ends")
+    p.add_argument("--verbose", action="store_true", help="with --watch: list every skipped and failed page")
     p.set_defaults(fn=cmd_crawl)
 
     p = _client(sub, "watch", "follow a job until it ends")
     p.add_argument("job_id")
+    p.add_argument("--verbose", action="store_true", help="list every skipped and failed page at the end")
     p.set_defaults(fn=cmd_watch)
 
     p = _client(sub, "cancel", "cancel a job")
@@ -81,6 +85,7 @@ def _add_job_commands(sub: Subcommands) -> None:
     p.add_argument("--kb")
     p.add_argument("--state", choices=JOB_STATES)
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print JSON (a list of objects) instead of a table")
     p.set_defaults(fn=cmd_jobs)
 
 
@@ -118,12 +123,14 @@ def _add_kb_commands(sub: Subcommands) -> None:
         help="set which Discord servers may use it (each --server; none: all)",
     )
     p.add_argument("--server", action="append", metavar="GUILD_ID", help="a Discord server id (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of objects) instead of a table")
     p.set_defaults(fn=cmd_kbs)
 
     p = _client(sub, "sources", "list the pages of a knowledge base")
     p.add_argument("--kb")
     p.add_argument("--show", metavar="URL", help="print one page's stored chunks")
     p.add_argument("--delete", metavar="URL", help="remove one page from the knowledge base")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of objects) instead of a table")
     p.set_defaults(fn=cmd_sources)
 
 

@@ -20,7 +20,8 @@ from ragcord.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WORKERS_STOP_SECONDS = 30
+# After the workers' own shutdown timeout (RAGCORD_WORKER_STOP_SECONDS), time for their processes to exit.
+WORKERS_EXIT_MARGIN_SECONDS = 5
 REDIS_STOP_SECONDS = 10
 
 
@@ -34,6 +35,9 @@ def worker_command(settings: Settings) -> list[str]:
         str(settings.worker_processes),
         "--threads",
         str(settings.worker_threads),
+        # How long a stopping worker process waits for its running actors before it exits anyway.
+        "--worker-shutdown-timeout",
+        str(int(settings.worker_stop_seconds * 1000)),
     ]
 
 
@@ -71,6 +75,11 @@ def check_worker_metrics_port(settings: Settings) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Become the Dramatiq master: on Ctrl-C or SIGTERM it sends each worker one SIGTERM (a graceful stop).
+
+    Signal the master's pid, not its process group: a worker that gets a second SIGTERM (from the group
+    signal, then from the master) exits at once, killing the page it is on.
+    """
     check_worker_metrics_port(settings)
     command = worker_command(settings)
     os.execvpe(command[0], command, worker_env(settings))
@@ -100,7 +109,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     check_worker_metrics_port(settings)
     redis_process = ensure_redis(settings.redis_url, settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    workers = subprocess.Popen(worker_command(settings), env=worker_env(settings))
+    # Its own process group: a Ctrl-C in the terminal reaches this process only, which then sends the
+    # master one SIGTERM. Were the master to see the terminal's SIGINT too, its workers would get two
+    # SIGTERMs, and Dramatiq kills a worker process at the second one, mid-page.
+    workers = subprocess.Popen(
+        worker_command(settings), env=worker_env(settings), process_group=0, preexec_fn=_die_with_parent
+    )
     log.info(
         "workers started (pid %s: %s processes x %s threads)",
         workers.pid,
@@ -110,11 +124,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve_until_stopped(settings, workers))
     finally:
-        _stop_workers(workers)
+        _stop_workers(workers, settings.worker_stop_seconds)
+        _log_unfinished_crawls(settings)
         if redis_process is not None:
             redis_process.terminate()
             redis_process.wait(timeout=REDIS_STOP_SECONDS)
         log.info("stopped")
+
+
+def _die_with_parent() -> None:
+    """In the workers' master, before exec: SIGTERM when `ragcord serve` dies without stopping it.
+
+    Its own process group keeps it from a terminal's Ctrl-C; this keeps it from outliving a SIGKILL.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 async def _serve_until_stopped(settings: Settings, workers: subprocess.Popen[bytes]) -> int:
@@ -155,12 +181,60 @@ async def _exited(process: subprocess.Popen[bytes]) -> None:
         await asyncio.sleep(0.5)
 
 
-def _stop_workers(workers: subprocess.Popen[bytes]) -> None:
-    """Signal the Dramatiq master only: it stops its workers (a process-group signal can hang them)."""
+def _stop_workers(workers: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """Let the workers finish their current pages (one SIGTERM to the master), then kill what is left.
+
+    A second Ctrl-C or SIGTERM kills them at once. Only the master is signalled: it stops its workers,
+    and a process-group SIGTERM can hang Dramatiq's AsyncIO middleware.
+    """
     if workers.poll() is not None:
         return
+    log.info(
+        "stopping workers: they finish their current pages (up to %ss; Ctrl-C again to kill them now)",
+        grace_seconds,
+    )
     workers.send_signal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        workers.wait(timeout=WORKERS_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        workers.kill()
+        workers.wait(timeout=grace_seconds + WORKERS_EXIT_MARGIN_SECONDS)
+        log.info("workers stopped (status %s)", workers.returncode)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+        why = "asked again" if isinstance(exc, KeyboardInterrupt) else f"still busy after {grace_seconds}s"
+        log.warning("killing the workers (%s): the pages they were on will be redelivered", why)
+        os.killpg(workers.pid, signal.SIGKILL)
+        workers.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _log_unfinished_crawls(settings: Settings) -> None:
+    """Say which crawls the stop left running: their queued pages wait in Redis for the next workers."""
+    import redis
+
+    from ragcord.jobs.records import JobState
+    from ragcord.jobs.store import JobStore
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        with client:
+            store = JobStore(client, prefix=settings.key_prefix, retention=settings.event_retention)
+            running, _ = store.list(state=JobState.RUNNING, page_size=100)
+    except redis.RedisError as exc:
+        log.warning("could not list the running crawls: %s", exc)
+        return
+    outstanding = sum(
+        max(job.pages_discovered - (job.pages_done + job.pages_failed + job.pages_skipped), 0)
+        for job in running
+    )
+    if running:
+        log.warning(
+            "stopped with %s crawl(s) running (%s) and %s pages not yet done; "
+            "they will be redelivered and continue when workers start again",
+            len(running),
+            ", ".join(job.id for job in running),
+            outstanding,
+        )

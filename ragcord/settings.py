@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     broker_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
     # Idle consumers poll this often (Dramatiq's default of 1 s delays the first message after idle).
     worker_idle_timeout_ms: int = Field(100, ge=10)
+    # On stop (Ctrl-C, SIGTERM) workers finish the pages they are on for up to this long, then are killed.
+    worker_stop_seconds: float = Field(30.0, gt=0)
 
     # Discord bot.
     # NoDecode: the value is read by _guild_ids below, so one id or "1, 2" work as well as JSON.
