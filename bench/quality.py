@@ -137,25 +137,32 @@ def answer_parts(text: str) -> list[str]:
 
 _CITATION_TAIL = re.compile(r"(?:\s*\[\d+\])+\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s")
+_INTRO = re.compile(r"^\*\*[^*]+\*\*(?:\s*\[\d+\])*:?$")
 _CLOSERS = "\"')]}’”»*`"
 
 
 def is_fragment(part: str) -> bool:
     """A part that starts mid-sentence (lowercase word, not a list item or code) or is cut off."""
-    text = _CITATION_TAIL.sub("", part).strip()
+    lines = part.strip().split("\n")
+    if len(lines) > 1 and _INTRO.match(lines[0].strip()):
+        lines = lines[1:]  # the quote's intro, "**Page › Section**", is a label, not a sentence
+    text = _CITATION_TAIL.sub("", "\n".join(lines)).strip()
     if not text:
         return False
     lines = text.split("\n")
     if text.count("```") % 2:
         return True  # a code block without its closing fence
     first = lines[0].strip()
-    if not (first.startswith(("```", "#", "|", ">")) or _LIST_ITEM.match(first)):
+    table = len(lines) > 1 and " | " in first and " | " in lines[1]  # rows as `cell | cell` lines
+    if not (first.startswith(("```", "#", "|", ">")) or _LIST_ITEM.match(first) or table):
         word = first.split()[0].rstrip(",;:")
         if word[:1].islower() and word.isalpha():
             return True
     last = lines[-1].strip()
     if last.startswith(("```", "|", "#")) or last.endswith("```") or _LIST_ITEM.match(last):
         return False
+    if len(lines) > 1 and " | " in last and " | " in lines[-2]:
+        return False  # the last row of a table whose rows are `cell | cell` lines
     if last.endswith("…"):
         return True
     return not last.rstrip(_CLOSERS).endswith((".", "!", "?"))

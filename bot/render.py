@@ -18,13 +18,62 @@ def link_title(title: str) -> str:
     return title.replace("[", "(").replace("]", ")").strip() or "source"
 
 
+_INLINE_CODE = re.compile(r"(`+)[^`\n]*?\1")
+_STRONG = re.compile(r"\*\*(?=\S)[^*\n]+?(?<=\S)\*\*")
+# Characters Discord reads as formatting in running text: emphasis, strike, spoiler; `_` only at a word's
+# edge (Discord leaves `snake_case` alone but underlines `__init__`).
+_ACTIVE = re.compile(r"[*~|]|(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])")
+_LINE_START = re.compile(r"^(\s*)(#{1,3}\s|-#\s|>)")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return "".join("\\" + c for c in match.group(0))
+
+
+def _escape_prose(text: str) -> str:
+    out: list[str] = []
+    position = 0
+    for strong in _STRONG.finditer(text):  # **bold** stays bold: the answerers' own emphasis
+        out.append(_ACTIVE.sub(_escaped, text[position : strong.start()]))
+        out.append(strong.group(0))
+        position = strong.end()
+    out.append(_ACTIVE.sub(_escaped, text[position:]))
+    return "".join(out)
+
+
+def escape_markdown(text: str) -> str:
+    """Documentation text as Discord should show it: code fences and `inline code` as they are, and the
+    characters Discord would read as formatting in the prose around them escaped (`*args`, `__init__`)."""
+    lines: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if line.strip().startswith(_FENCE):
+            in_fence = not in_fence
+            lines.append(line)
+            continue
+        if in_fence:
+            lines.append(line)
+            continue
+        line = _LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", line)
+        pieces: list[str] = []
+        position = 0
+        for code in _INLINE_CODE.finditer(line):
+            pieces.append(_escape_prose(line[position : code.start()]))
+            pieces.append(code.group(0))
+            position = code.end()
+        pieces.append(_escape_prose(line[position:]))
+        lines.append("".join(pieces))
+    return "\n".join(lines)
+
+
 def format_answer(answer: Answer) -> str:
-    """The answer, then its sources as `[n] [Title](<url>)` links (angle brackets: no previews)."""
+    """The answer (escaped for Discord), then its sources as `[n] [Title](<url>)` links (no previews)."""
+    text = escape_markdown(answer.text)
     if not answer.citations:
-        return answer.text
+        return text
     sources = "\n".join(f"[{c.number}] [{link_title(c.title)}](<{c.url}>)" for c in answer.citations)
     heading = "**Sources**" if answer.found else "**Closest pages**"
-    return f"{answer.text}\n\n{heading}\n{sources}"
+    return f"{text}\n\n{heading}\n{sources}"
 
 
 def _blocks(text: str) -> list[str]:

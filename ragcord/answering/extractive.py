@@ -1,22 +1,65 @@
-"""The extractive answerer: no model. It quotes the sentences that best answer the question, each
-passage followed by its citation, and says plainly when the knowledge base does not have the answer."""
+"""The extractive answerer: no model. It quotes the passage that best answers the question, whole (sentences,
+list items, code blocks, in the page's order), introduced by its page and section and cited, and says plainly
+when the knowledge base does not have the answer."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from ragcord.answering.text import coverage, sentences, terms
+from ragcord.answering.text import Unit, coverage, passage_units, terms
 from ragcord.answering.types import Answer, Citation, cited_url
 from ragcord.knowledge.search import Hit
 from ragcord.memory import Conversation
 
+log = logging.getLogger(__name__)
+
 NOT_FOUND = "I couldn't find this in the knowledge base."
+_HOW_TO = re.compile(
+    r"^\s*(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
+)
+_TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
+MAX_CODE_LINES = 30
+OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
+CODE_BONUS = 1.3  # a unit with code in it more often holds the command or function asked for
+RANK_DECAY = 0.35  # the retriever's order counts: the 2nd passage weighs 1/1.35, the 3rd 1/1.7
+SECOND_QUOTE = 0.3  # another section is quoted only when it scores at least this share of the best
+SAME_SECTION = 0.1  # more of a section already quoted needs less: it reads on from the same place
+TOTAL_WORDS = 1.6  # all quotes together: at most this many times max_words
+WINDOWS = 10  # the best units whose quotes are compared
+WINDOW_LENGTH = 0.15  # how much a longer quote is discounted
 
 
 def _snippet(text: str, limit: int = 240) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def section_label(hit: Hit) -> str:
+    """ "Page title › Section" for the quote's intro, from the page title and the chunk's heading path."""
+    headings = [h.strip() for h in hit.chunk.heading.split(" > ") if h.strip()]
+    title = " ".join(hit.title.split())
+    if headings and title.startswith(headings[0]):
+        page, headings = headings[0], headings[1:]
+    else:
+        page = _TITLE_SUFFIX.sub("", title) or title or hit.url
+    parts = [page, *headings[-2:]]
+    return " › ".join(p.replace("*", "") for p in parts if p)
+
+
+@dataclass(frozen=True)
+class _Quote:
+    rank: int  # of the hit quoted
+    units: list[Unit]
+    score: float
+
+
+def _words(units: list[Unit]) -> int:
+    return sum(len(u.text.split()) for u in units)
 
 
 class ExtractiveAnswerer:
@@ -27,7 +70,7 @@ class ExtractiveAnswerer:
         *,
         min_similarity: float = 0.28,
         min_term_coverage: float = 0.6,
-        max_sentences: int = 4,
+        max_sentences: int = 4,  # accepted for old callers; quotes are bounded by whole units and max_words
         max_words: int = 130,
         max_passages: int = 3,
     ) -> None:
@@ -41,7 +84,9 @@ class ExtractiveAnswerer:
         """Whether the best passages are about the question at all (absolute, not relative, scores)."""
         if not hits:
             return False
-        best_coverage = max(coverage(question, hit.passage) for hit in hits)
+        if _missing_names(question, hits):
+            return False
+        best_coverage = max(coverage(question, hit.passage or hit.chunk.text) for hit in hits)
         similarities = [hit.vector_score for hit in hits if hit.vector_score is not None]
         if similarities:
             return max(similarities) >= self.min_similarity or best_coverage >= 0.75
@@ -50,60 +95,180 @@ class ExtractiveAnswerer:
     def answer(self, question: str, hits: list[Hit], conversation: Conversation | None = None) -> Answer:
         if not self.is_answered(question, hits):
             return self._not_found(hits)
-        wanted = terms(question)
-        units = [
-            (rank, position, unit)
-            for rank, hit in enumerate(hits[: self.max_passages * 2])
-            for position, unit in enumerate(sentences(hit.passage))
-        ]
-        if not units or not wanted:
+        earlier = [t.text for t in (conversation.turns if conversation else []) if t.role == "user"]
+        quotes = self._quotes(question, hits, earlier[-1] if earlier else "")
+        if not quotes:
             return self._not_found(hits)
-        document_frequency: dict[str, int] = {}
-        unit_terms = [set(terms(unit)) for _, _, unit in units]
-        for found in unit_terms:
-            for term in found:
-                document_frequency[term] = document_frequency.get(term, 0) + 1
-        n = len(units)
-
-        def score(index: int) -> float:
-            rank, _, unit = units[index]
-            matched = set(wanted) & unit_terms[index]
-            weight = sum(math.log(1 + n / document_frequency[t]) for t in matched)
-            length = max(len(unit.split()), 6)
-            return weight / math.sqrt(length) * (1.0 / (1 + 0.35 * rank))
-
-        ranked = sorted((i for i in range(n) if score(i) > 0), key=lambda i: -score(i))
-        chosen: list[int] = []
-        words = 0
-        for index in ranked:
-            size = len(units[index][2].split())
-            if chosen and words + size > self.max_words:
-                continue
-            chosen.append(index)
-            words += size
-            if len(chosen) == self.max_sentences:
-                break
-        if not chosen:
-            return self._not_found(hits)
-
-        # Quote in page order, grouped by passage, each group followed by its citation.
-        by_hit: dict[int, list[int]] = {}
-        for index in sorted(chosen, key=lambda i: (units[i][0], units[i][1])):
-            by_hit.setdefault(units[index][0], []).append(index)
-        order = sorted(by_hit, key=lambda rank: min(chosen.index(i) for i in by_hit[rank]))
-        # One citation per section quoted: passages of one section share its number.
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
-        for rank in order:
-            hit = hits[rank]
+        for quote in quotes:
+            hit = hits[quote.rank]
             url = cited_url(hit)
-            text = " ".join(units[i][2] for i in by_hit[rank])
+            body = _body(quote.units)
             if url not in numbers:
                 numbers[url] = len(numbers) + 1
-                citations.append(Citation(numbers[url], url, hit.title, _snippet(text), hit.score))
-            parts.append(f"{text} [{numbers[url]}]")
+                citations.append(Citation(numbers[url], url, hit.title, _snippet(body), hit.score))
+            parts.append(f"**{section_label(hit)}**\n{_cited(body, numbers[url], quote.units[-1])}")
         return Answer(text="\n\n".join(parts), citations=citations, found=True)
+
+    # --- choosing what to quote
+
+    def _quotes(self, question: str, hits: list[Hit], earlier: str = "") -> list[_Quote]:
+        """The best quotes, best first; `earlier` (the previous question) adds its terms at half weight."""
+        asked = set(terms(question))
+        context = set(terms(earlier)) - asked
+        wanted = asked | context
+        if not wanted:
+            return []
+        considered = hits[: max(self.max_passages * 2, 4)]
+        units = [passage_units(hit.passage or hit.chunk.text) for hit in considered]
+        unit_terms = [[set(terms(u.text)) for u in found] for found in units]
+        document_frequency: dict[str, int] = {}
+        n = 0
+        for passage_terms in unit_terms:
+            for found_terms in passage_terms:
+                n += 1
+                for term in found_terms & wanted:
+                    document_frequency[term] = document_frequency.get(term, 0) + 1
+        if not n:
+            return []
+        how_to = bool(_HOW_TO.search(question))
+
+        def weight(matched: set[str]) -> float:
+            return sum(
+                math.log(1 + n / document_frequency.get(t, 1)) * (0.5 if t in context else 1.0)
+                for t in matched
+            )
+
+        candidates: list[tuple[float, int, int]] = []
+        for rank, found in enumerate(units):
+            heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
+            for index, unit in enumerate(found):
+                if unit.kind == "label":
+                    continue
+                matched = unit_terms[rank][index] & wanted
+                if not matched:
+                    continue
+                length = max(len(unit.text.split()), 8)
+                score = (weight(matched) + 0.5 * weight(heading_terms)) / math.sqrt(length)
+                if unit.kind == "code" and not how_to:
+                    score *= 0.5
+                if "`" in unit.text or unit.kind in ("code", "signature"):
+                    score *= CODE_BONUS
+                candidates.append((score / (1 + RANK_DECAY * rank), rank, index))
+        candidates.sort(key=lambda c: -c[0])
+        # The best units' quotes, ranked again as a reader sees them: how much of the question each covers.
+        windows: list[tuple[float, int, list[Unit]]] = []
+        for _, rank, index in candidates[:WINDOWS]:
+            window = self._window(units[rank], index, how_to)
+            if not window:
+                continue
+            covered = set().union(*(set(terms(u.text)) for u in window)) & wanted
+            heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
+            score = weight(covered | heading_terms)
+            if how_to and any(u.kind == "code" or "`" in u.text for u in window):
+                score *= CODE_BONUS
+            score /= (1 + RANK_DECAY * rank) * max(_words(window), 15) ** WINDOW_LENGTH
+            log.debug("quote %.3f from passage %d: %.60s", score, rank, window[0].text)
+            windows.append((score, rank, window))
+        windows.sort(key=lambda w: -w[0])
+        return self._choose(windows, considered, units)
+
+    def _choose(
+        self, windows: list[tuple[float, int, list[Unit]]], hits: list[Hit], units: list[list[Unit]]
+    ) -> list[_Quote]:
+        """The best quote, and others from other sections while they score close enough and fit."""
+        quotes: list[_Quote] = []
+        words = 0
+        for score, rank, chosen in windows:
+            if quotes and score < SAME_SECTION * quotes[0].score:
+                break
+            same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
+            if quotes and not same and score < SECOND_QUOTE * quotes[0].score:
+                continue
+            if same:  # one quote per section: another look into it joins the first, in page order
+                seen = {u.text for u in same[0].units}
+                chosen = [u for u in chosen if u.text not in seen]
+                if not chosen:
+                    continue
+            size = _words(chosen)
+            if quotes and words + size > self.max_words * TOTAL_WORDS:
+                continue
+            words += size
+            if same:
+                quotes[quotes.index(same[0])] = _joined(same[0], rank, chosen, hits, units)
+                continue
+            quotes.append(_Quote(rank, chosen, score))
+            if len(quotes) == self.max_passages:
+                break
+        return quotes
+
+    def _window(self, units: list[Unit], anchor: int, how_to: bool) -> list[Unit]:
+        """Whole units around the best one: its paragraph, a lead-in's code or list, never a lone colon."""
+        budget = self.max_words
+        start = anchor
+        unit = units[anchor]
+        # Read from the paragraph's start when it is short, and take a code block's or item's lead-in.
+        while start > 0 and units[start - 1].block == unit.block and units[start - 1].prose:
+            if _words(units[start - 1 : anchor + 1]) > budget // 2:
+                break
+            start -= 1
+        if unit.kind in ("code", "item", "table") and start > 0 and units[start - 1].leads_in:
+            start -= 1
+            while start > 0 and units[start - 1].kind == "item" and unit.kind == "item":
+                start -= 1
+        # An API entry's signature names what the section is about.
+        signatures = [u for u in units[:start] if u.kind == "signature"]
+        head = signatures[-1:]
+        while start > 0 and units[start].kind == "continuation":
+            start -= 1  # back to the sentence the code block interrupted
+        while start > 0 and units[start].prose and units[start - 1].block == units[start].block:
+            start -= 1
+        if units[start].kind == "continuation":
+            return []
+        chosen = list(units[start : anchor + 1])
+        end = anchor + 1
+        while end < len(units):
+            nxt = units[end]
+            last = chosen[-1]
+            if nxt.kind in ("label", "signature"):
+                break
+            needed = (
+                last.leads_in
+                or (last.kind == "item" and nxt.kind == "item")
+                or (last.kind == "signature" and nxt.kind == "sentence" and nxt.block == last.block + 1)
+            )
+            same_paragraph = (
+                (nxt.block == last.block and nxt.prose)
+                or nxt.kind == "continuation"
+                or (last.kind == "signature" and nxt.block == last.block + 1)
+            )
+            wanted_code = (
+                how_to and nxt.kind == "code" and nxt.block == last.block + 1 and last.kind != "code"
+            ) or (
+                how_to
+                and not any(u.kind == "code" for u in chosen)
+                and nxt.prose
+                and nxt.block == last.block + 1
+                and _leads_to_code(units, end)
+            )
+            if not (needed or same_paragraph or wanted_code):
+                break
+            if nxt.kind == "code" and nxt.text.count("\n") > MAX_CODE_LINES + 1:
+                break
+            if _words([*head, *chosen, nxt]) > budget and not needed:
+                break
+            if _words([*head, *chosen, nxt]) > budget * 2:
+                break
+            chosen.append(nxt)
+            end += 1
+        while chosen and not chosen[-1].complete:
+            chosen.pop()  # never end on a lead-in whose code did not fit, nor a cut sentence
+        if not any(u.prose or u.kind in ("item", "table") for u in chosen):
+            if not (chosen and chosen[0].kind == "code" and head):
+                return []  # a signature or code alone says too little
+        return [*head, *chosen]
 
     def _not_found(self, hits: list[Hit]) -> Answer:
         closest: list[Citation] = []
@@ -130,3 +295,57 @@ class ExtractiveAnswerer:
         answer = self.answer(question, hits, conversation)
         yield answer.text
         yield answer
+
+
+def _joined(quote: _Quote, rank: int, more: list[Unit], hits: list[Hit], units: list[list[Unit]]) -> _Quote:
+    """A section's quote with more of it: from the same passage in its order, else before or after it."""
+    if rank == quote.rank and all(u in units[rank] for u in quote.units):
+        return _Quote(quote.rank, sorted([*quote.units, *more], key=units[rank].index), quote.score)
+    if rank == quote.rank:  # the quote already joins two passages: read on after them
+        return _Quote(quote.rank, [*quote.units, *more], quote.score)
+    more = [dataclasses.replace(u, block=u.block + OTHER_PASSAGE) for u in more]  # its own paragraphs
+    before = hits[rank].chunk.chunk_index < hits[quote.rank].chunk.chunk_index
+    return _Quote(quote.rank, [*more, *quote.units] if before else [*quote.units, *more], quote.score)
+
+
+def _cited(body: str, number: int, last: Unit) -> str:
+    """The quote with its citation after its last sentence, or on a line after a code block or table."""
+    return f"{body}\n[{number}]" if last.kind in ("code", "table") else f"{body} [{number}]"
+
+
+def _missing_names(question: str, hits: list[Hit]) -> set[str]:
+    """Names the question asks about (`base64`, `sha256`: letters and digits) that no passage mentions.
+
+    Such a name is what the question is about; when none of the passages has it, they answer something else.
+    """
+    names = {t for t in terms(question) if re.match(r"[a-z]{2,}\d", t, re.I)}
+    if not names:
+        return set()
+    seen = " ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in hits).lower()
+    return {name for name in names if name.lower() not in seen}
+
+
+def _leads_to_code(units: list[Unit], start: int) -> bool:
+    """Whether the paragraph starting at `start` ends with a colon right before a code block."""
+    index = start
+    while index + 1 < len(units) and units[index + 1].block == units[start].block:
+        index += 1
+    return units[index].leads_in and index + 1 < len(units) and units[index + 1].kind == "code"
+
+
+def _body(units: list[Unit]) -> str:
+    """The quoted units: a paragraph's sentences on one line, every other unit on lines of its own."""
+    out = ""
+    for previous, unit in zip([None, *units], units, strict=False):
+        if previous is None:
+            out = _shown(unit)
+        elif previous.block == unit.block and previous.prose and unit.prose:
+            out += " " + unit.text
+        else:
+            out += "\n" + _shown(unit)
+    return out
+
+
+def _shown(unit: Unit) -> str:
+    """A unit as the answer shows it: a signature as inline code, everything else as the page wrote it."""
+    return f"`{unit.text}`" if unit.kind == "signature" else unit.text

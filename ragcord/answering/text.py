@@ -1,8 +1,9 @@
-"""Small text tools for the extractive answerer: terms, sentences, coverage."""
+"""Text tools for the extractive answerer: terms, sentences, coverage, passages as quotable units."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_]|[A-Za-z0-9_]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])|\n{2,}")
@@ -62,4 +63,137 @@ def sentences(passage: str) -> list[str]:
             units.extend(s.strip() for s in _SENTENCE.split(stripped) if s.strip())
     if in_code:
         units.append("\n".join(in_code))
+    return units
+
+
+# --- passages as quotable units -------------------------------------------------------------------------
+
+_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]’”»*`]*$")
+_LIST_ITEM = re.compile(r"^(?:[-*+•]|\d+[.)])\s")
+# A line of an API reference: `@functools.cache(user_function)`, `gchar * g_strdup (const gchar *str);`.
+_SIGNATURE = re.compile(r"^@?[A-Za-z_][\w.:*\s]*\(.*\)\s*;?$")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One quotable piece of a passage: a whole sentence, list item, table, code block or API signature.
+
+    `block` numbers the passage's paragraphs, so a quote knows which units read on from each other.
+    """
+
+    kind: str  # sentence | continuation | item | table | code | signature | label
+    text: str
+    block: int
+
+    @property
+    def complete(self) -> bool:
+        """Whether the unit can end a quote: not a lead-in (`... like this:`) nor a cut-off sentence."""
+        if self.kind in ("item", "table", "code", "signature"):
+            return True
+        return self.prose and bool(_ENDS_SENTENCE.search(self.text))
+
+    @property
+    def prose(self) -> bool:
+        return self.kind in ("sentence", "continuation")
+
+    @property
+    def leads_in(self) -> bool:
+        return self.prose and self.text.rstrip().endswith(":")
+
+
+def _is_prose_start(text: str) -> bool:
+    first = text.lstrip()[:1]
+    return not first or not first.islower()
+
+
+def _paragraphs(passage: str) -> list[str]:
+    """Blank-line separated blocks (fenced code whole), with a sentence cut by a chunk boundary rejoined."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fence = False
+    for line in passage.split("\n"):
+        if line.strip().startswith("```"):
+            if not fence and current:
+                blocks.append("\n".join(current))
+                current = []
+            current.append(line)
+            fence = not fence
+            if not fence:
+                blocks.append("\n".join(current))
+                current = []
+            continue
+        if not fence and not line.strip():
+            if current:
+                blocks.append("\n".join(current))
+                current = []
+            continue
+        current.append(line)
+    if current:
+        blocks.append("\n".join(current) + ("\n```" if fence else ""))
+    joined: list[str] = []
+    for block in blocks:
+        previous = joined[-1] if joined else ""
+        if (
+            previous
+            and not previous.startswith("```")
+            and not block.startswith("```")
+            and not _ENDS_SENTENCE.search(previous.rstrip())
+            and not previous.rstrip().endswith(":")
+            and not _is_prose_start(block)
+        ):
+            joined[-1] = f"{previous} {block.strip()}"  # one paragraph the chunker cut in two
+        else:
+            joined.append(block)
+    return joined
+
+
+def _prose_units(text: str, block: int, *, final: bool = False) -> list[Unit]:
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if all("|" in line for line in lines) and (len(lines) > 1 or lines[0].startswith("|")):
+        return [Unit("table", "\n".join(lines), block)]
+    if any(_LIST_ITEM.match(line) for line in lines):
+        units: list[Unit] = []
+        for line in lines:
+            if _LIST_ITEM.match(line) or not units:
+                units.append(Unit("item" if _LIST_ITEM.match(line) else "sentence", line, block))
+            else:  # a list item's continuation line
+                units[-1] = Unit(units[-1].kind, f"{units[-1].text} {line}", block)
+        return units
+    flat = " ".join(lines)
+    if len(lines) == 1 and _SIGNATURE.match(flat) and "`" not in flat:
+        return [Unit("signature", flat, block)]
+    if not _ENDS_SENTENCE.search(flat) and not flat.endswith(":") and len(flat.split()) <= 6:
+        return [Unit("label", flat, block)]  # "Warning", "PERMISSIONS", "Externally Visible Server"
+    out = [Unit("sentence", s.strip(), block) for s in _SENTENCE.split(flat) if s.strip()]
+    last = out[-1] if out else None
+    if (
+        last is not None
+        and not final  # at the passage's end it may be a sentence the chunk boundary cut
+        and not last.complete
+        and not last.leads_in
+        and len(last.text.split()) >= 6
+        and last.text[-1:].isalnum()
+        and _is_prose_start(last.text)
+    ):  # a whole paragraph the page wrote without its full stop
+        out[-1] = Unit("sentence", last.text + ".", block)
+    return out
+
+
+def passage_units(passage: str) -> list[Unit]:
+    """The passage's quotable units in page order; a sentence a chunk boundary cut at its start is dropped."""
+    units: list[Unit] = []
+    paragraphs = _paragraphs(passage)
+    for block, text in enumerate(paragraphs):
+        if text.lstrip().startswith("```"):
+            units.append(Unit("code", text.strip("\n"), block))
+            continue
+        found = _prose_units(text, block, final=block == len(paragraphs) - 1)
+        if found and found[0].kind == "sentence" and not _is_prose_start(found[0].text):
+            if block == 0:
+                found = found[1:]  # the chunk starts mid-sentence
+            else:  # a sentence that goes on after a code block: it cannot open a quote
+                found[0] = Unit("continuation", found[0].text, block)
+        units.extend(found)
+    if units and units[-1].kind == "sentence" and not units[-1].complete and not units[-1].leads_in:
+        units.pop()  # the passage ends mid-sentence
     return units

@@ -60,3 +60,32 @@ def test_splitting_never_breaks_a_link(paragraphs):
 def test_thread_names_are_short_single_lines():
     assert shorten("How do I\nactivate it?") == "How do I activate it?"
     assert len(shorten("word " * 100)) <= 90
+
+
+def test_documentation_text_is_escaped_for_discord_but_code_is_not():
+    answer = Answer(
+        text=(
+            "**functools › lru_cache**\n"
+            "Wraps `f(*args, **kwargs)`; call it with *args and **kwargs, see __init__ and snake_case.\n"
+            "```python\n@lru_cache\ndef fib(n): return n * __x__\n```\n[1]"
+        ),
+        found=True,
+        citations=[Citation(1, "https://d.example/functools#lru_cache", "functools", "", 1.0)],
+    )
+    shown = format_answer(answer)
+    assert shown.startswith("**functools › lru_cache**\n")  # the intro stays bold
+    assert "`f(*args, **kwargs)`" in shown  # inline code as it is
+    assert r"call it with \*args and \*\*kwargs, see \_\_init\_\_ and snake_case." in shown
+    assert "```python\n@lru_cache\ndef fib(n): return n * __x__\n```" in shown
+    assert shown.endswith("[1] [functools](<https://d.example/functools#lru_cache>)")
+
+
+def test_quotes_with_code_split_into_messages_only_between_fences():
+    code = "```python\n" + "\n".join(f"value_{i} = compute({i})" for i in range(30)) + "\n```"
+    quote = "**Section › Example**\nCompute the values like this:\n" + code + "\n[1]"
+    text = "\n\n".join([quote] * 4)
+    assert len(text) > 2000
+    parts = split_message(text)
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(p.count("```") % 2 == 0 for p in parts)  # no message opens a fence it does not close
+    assert sum(p.count(code) for p in parts) == 4  # every block whole, in one message

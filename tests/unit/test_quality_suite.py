@@ -170,6 +170,15 @@ def test_key_terms_match_what_discord_shows_not_the_markdown_escapes():
         ("The key parameter is called on each element:", True),
         ("Whether the path exists: ```python\n>>> Path('.').exists()\nTrue\n``` [1]", False),
         ("object | dict string | str parse_float is called on every float. [1]", True),
+        # A quote introduced by its page and section: the intro line is a label, the quote is judged.
+        ("**functools › lru_cache**\n`@functools.lru_cache(user_function)`\nIt saves time. [1]", False),
+        ("**functools › lru_cache**\nthe wrapped function can be used [1]", True),
+        ("**json › Usage**\nSerialize obj to a JSON str:\n```python\njson.dumps(x)\n```\n[2]", False),
+        ("**Sorting HOW TO › Key Functions**\nIts three steps:\n- decorate\n- sort [1]", False),
+        ("functools › lru_cache\nIt saves time. [1]", True),  # an intro must look like one
+        # Tables the extractor writes as `cell | cell` rows, whatever case their cells start with.
+        ("**Strings › Parameters**\nstring | a GString\nc | the byte to append\n[1]", False),
+        ("JSON | Python\nobject | dict\nnull | None", False),
     ],
 )
 def test_a_fragment_starts_mid_sentence_or_is_cut_off(part, fragment):

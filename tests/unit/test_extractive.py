@@ -1,0 +1,148 @@
+"""The extractive answerer quotes whole units of real-looking documentation passages (pure logic)."""
+
+from __future__ import annotations
+
+from bench.quality import count_fragments
+from ragcord.answering.extractive import ExtractiveAnswerer, section_label
+from ragcord.answering.text import passage_units
+from ragcord.knowledge.search import Hit
+from ragcord.knowledge.stores import StoredChunk
+from ragcord.memory import Conversation, Turn
+
+READING = """`f.read(size)` reads some quantity of data and returns it as a string.
+
+To read lines from a file, you can loop over the file object. This is memory efficient, fast, and leads
+to simple code:
+
+```python3
+>>> for line in f:
+...     print(line, end='')
+```
+
+`f.readline()` reads a single line from the file; a newline character is left at the end of the string."""
+
+CACHE = """@functools.lru_cache(user_function)
+
+Decorator to wrap a function with a memoizing callable that saves up to the maxsize most recent calls.
+It can save time when an expensive or I/O bound function is periodically called with the same arguments.
+
+The cache is threadsafe so the wrapped function can be used in multiple threads."""
+
+ARGPARSE = "The method is called once per line read from the argument file, in order."
+
+
+def hit(
+    text: str,
+    *,
+    url: str = "http://d/page",
+    title: str = "Input and Output — Docs",
+    heading: str = "",
+    vector: float | None = 0.6,
+    anchor: str = "",
+) -> Hit:
+    chunk = StoredChunk(
+        id=url + heading,
+        url=url,
+        title=title,
+        heading=heading,
+        chunk_index=0,
+        text=text,
+        content_hash="",
+        indexed_at=0.0,
+        anchor=anchor,
+    )
+    return Hit(chunk=chunk, score=1.0, vector_score=vector, passage=text)
+
+
+def test_a_how_to_answer_quotes_the_sentence_and_the_code_right_after_it_intact():
+    passage = hit(READING, heading="Input and Output > Reading and Writing Files > Methods of File Objects")
+    answer = ExtractiveAnswerer().answer("how do i read a file line by line", [passage])
+    assert answer.found
+    intro, body = answer.text.split("\n", 1)
+    assert intro == "**Input and Output › Reading and Writing Files › Methods of File Objects**"
+    assert (
+        "To read lines from a file, you can loop over the file object. This is memory efficient, fast, "
+        "and leads to simple code:\n```python3\n>>> for line in f:\n...     print(line, end='')\n```" in body
+    )
+    assert count_fragments(answer.text) == 0
+
+
+def test_an_api_entry_is_quoted_with_its_signature_and_whole_sentences():
+    passage = hit(CACHE, title="functools — Python docs", heading="functools > lru_cache")
+    question = "how can i make python remember the result of an expensive function"
+    answer = ExtractiveAnswerer().answer(question, [passage])
+    assert answer.text.startswith("**functools › lru_cache**\n`@functools.lru_cache(user_function)`\n")
+    assert "It can save time when an expensive or I/O bound function is periodically called" in answer.text
+    assert count_fragments(answer.text) == 0
+
+
+def test_one_passage_that_answers_is_quoted_alone():
+    best = hit(CACHE, url="http://d/functools", heading="functools > lru_cache")
+    weak = hit(ARGPARSE, url="http://d/argparse", heading="argparse > convert_arg_line_to_args")
+    answer = ExtractiveAnswerer().answer("cache the result of an expensive function call", [best, weak])
+    assert [c.url for c in answer.citations] == ["http://d/functools"]
+    assert "argument file" not in answer.text
+
+
+def test_two_chunks_of_one_section_get_one_citation_number():
+    first = hit(READING, heading="IO > Files", anchor="files")
+    second = hit(
+        "Call `f.close()` when you are done with a file to free its resources.",
+        heading="IO > Files",
+        anchor="files",
+    )
+    answer = ExtractiveAnswerer().answer("read lines of a file and close the file", [first, second])
+    assert [c.number for c in answer.citations] == [1]
+    assert "[2]" not in answer.text
+
+
+def test_a_sentence_cut_by_a_chunk_boundary_is_never_quoted_in_pieces():
+    cut = (
+        "keeping changes in the working tree. Use git reset --soft to undo commits.\n\n"
+        "The next chunk stops here, before its"
+    )
+    units = passage_units(cut)
+    assert [u.text for u in units] == ["Use git reset --soft to undo commits."]
+    rejoined = passage_units("Reset undoes commits while keeping\n\nchanges in the working tree.")
+    assert [u.text for u in rejoined] == ["Reset undoes commits while keeping changes in the working tree."]
+
+
+def test_a_name_the_question_asks_about_that_no_passage_mentions_is_not_found():
+    hits = [hit("Strings grow automatically as text is added. Use g_string_append() to add text.")]
+    answer = ExtractiveAnswerer().answer("base64 encode some bytes with glib", hits)
+    assert not answer.found and answer.citations[0].url == "http://d/page"
+
+
+def test_a_follow_up_is_answered_with_the_earlier_question_in_mind():
+    venv = hit(
+        "Activate the environment with source .venv/bin/activate. To leave it, type deactivate.",
+        heading="Virtual Environments",
+    )
+    conversation = Conversation(
+        id="c", turns=[Turn(role="user", text="how do I activate a virtual environment")]
+    )
+    answer = ExtractiveAnswerer().answer("and how do I leave it?", [venv], conversation)
+    assert answer.found and "deactivate" in answer.text
+
+
+def test_the_intro_names_the_page_then_the_sections():
+    assert section_label(
+        hit("x", title="Quickstart — Flask Documentation", heading="Quickstart > Debug Mode")
+    ) == ("Quickstart › Debug Mode")
+    assert section_label(hit("x", title="Flask Patterns — Flask", heading="")) == "Flask Patterns"
+    assert section_label(hit("x", title="Chapter 3 — Debian", heading="Init > Systemd > Units > Timers")) == (
+        "Chapter 3 › Units › Timers"
+    )
+
+
+def test_three_looks_into_one_section_over_two_passages_make_one_quote():
+    heading = "Configuration > Files"
+    first = hit(
+        "Configuration can live in a file. Load the file with from_pyfile.\n\n"
+        "Keep the file outside the package. The file path may be relative.",
+        heading=heading,
+    )
+    other = hit("A file may also be loaded from an environment variable naming the file.", heading=heading)
+    answer = ExtractiveAnswerer().answer("load configuration from a file", [first, other, first])
+    assert answer.found and [c.number for c in answer.citations] == [1]
+    assert answer.text.count("Configuration › Files**") == 1
