@@ -170,6 +170,13 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     return messages
 
 
+def preview(text: str, limit: int = 1900) -> str:
+    """The end of an answer still being written, as one message: escaped, its open code fence closed."""
+    if text.count(_FENCE) % 2:
+        text += f"\n{_FENCE}"
+    return split_message(escape_markdown(text), limit)[-1] + " …"
+
+
 def shorten(text: str, limit: int = 90) -> str:
     """A thread name: the question on one line, cut at a word."""
     text = " ".join(text.split()) or "Question"

@@ -17,7 +17,7 @@ from discord.ext import commands
 from discord.utils import MISSING
 
 from bot.client import RagcordBotBase, guild_id_of
-from bot.render import format_answer, shorten, split_message
+from bot.render import format_answer, preview, shorten, split_message
 from bot.views import feedback_view
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.types import Answer
@@ -91,11 +91,11 @@ class AskCog(commands.Cog):
                 break
             text += item
             if streaming and time.monotonic() - last_edit >= interval and text.strip():
-                preview = text[-1900:] + " …"
+                partial = preview(text)
                 if message is None:
-                    message = await send_first(content=preview, allowed_mentions=NONE)
+                    message = await send_first(content=partial, allowed_mentions=NONE)
                 else:
-                    await message.edit(content=preview, allowed_mentions=NONE)
+                    await message.edit(content=partial, allowed_mentions=NONE)
                 last_edit = time.monotonic()
         assert answer is not None
         ANSWER_LATENCY.labels("discord").observe(time.perf_counter() - started)

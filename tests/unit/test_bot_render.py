@@ -89,3 +89,13 @@ def test_quotes_with_code_split_into_messages_only_between_fences():
     assert all(len(p) <= 2000 for p in parts)
     assert all(p.count("```") % 2 == 0 for p in parts)  # no message opens a fence it does not close
     assert sum(p.count(code) for p in parts) == 4  # every block whole, in one message
+
+
+def test_a_streaming_preview_closes_its_open_code_fence_and_fits_one_message():
+    from bot.render import preview
+
+    text = "Run this:\n\n```bash\n" + "\n".join(f"echo line {i}" for i in range(400))
+    shown = preview(text)
+    assert len(shown) <= 1902 and shown.endswith("```" + " …")
+    assert shown.count("```") % 2 == 0
+    assert preview("Use *args* here") == "Use \\*args\\* here …"
