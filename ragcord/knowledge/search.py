@@ -5,6 +5,10 @@ Fusion follows Weaviate's two hybrid modes so both stores rank alike:
   alpha * vector + (1 - alpha) * keyword;
 - "rrf" (rankedFusion): alpha / (60 + vector rank) + (1 - alpha) / (60 + keyword rank), ranks from 0.
 alpha = 1 is vector only, 0 keyword only; with the `none` embedder search is keyword only.
+
+Rankings are deterministic: every list is ordered by score, then chunk id, and a candidate pool is never cut
+inside a tie (the stores break ties arbitrarily). Pages are then ranked by their chunks' evidence together
+(`page_scores`): a page several of whose chunks match beats a page with one stray hit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from ragcord.knowledge.stores import ScoredChunk, Store, StoredChunk
 
 Fusion = Literal["relative", "rrf"]
 RRF_K = 60
+# Asked of a store beyond the pool, so a tie at the pool's edge is seen whole (see `stable`).
+TIE_MARGIN = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,47 @@ class Hit:
     @property
     def title(self) -> str:
         return self.chunk.title
+
+
+def stable(results: list[ScoredChunk], k: int, *, fetched: int | None = None) -> list[ScoredChunk]:
+    """The best `k` (more when the k-th is tied), ties by chunk id, whatever order the store returned.
+
+    `fetched` is how many the store was asked for: when it returned that many, the last score's tie may
+    have been cut by the store, so that tie is left out (unless nothing else is left).
+    """
+    ranked = sorted(results, key=lambda r: (-r.score, r.chunk.id))
+    if fetched is not None and len(ranked) >= fetched and ranked:
+        complete = [r for r in ranked if r.score != ranked[-1].score]
+        ranked = complete or ranked
+    if len(ranked) <= k:
+        return ranked
+    cut = ranked[k - 1].score if k > 0 else None
+    return [r for i, r in enumerate(ranked) if i < k or r.score == cut]
+
+
+def page_scores(ranked: list[tuple[StoredChunk, float]], *, decay: float) -> dict[str, float]:
+    """Each page's evidence: its best chunk's score plus `decay`-weighted shares of its next ones."""
+    scores: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    for chunk, score in ranked:
+        n = seen.get(chunk.url, 0)
+        seen[chunk.url] = n + 1
+        scores[chunk.url] = scores.get(chunk.url, 0.0) + score * decay**n
+    return scores
+
+
+def by_page(ranked: list[tuple[StoredChunk, float]], *, decay: float) -> list[tuple[StoredChunk, float]]:
+    """Each page's best chunk ranked by the page's evidence (`page_scores`), its other chunks by their own."""
+    if decay <= 0:
+        return ranked
+    pages = page_scores(ranked, decay=decay)
+    best: set[str] = set()
+    keyed = []
+    for chunk, score in ranked:
+        key = score if chunk.url in best else pages[chunk.url]
+        best.add(chunk.url)
+        keyed.append((key, chunk, score))
+    return [(chunk, score) for _, chunk, score in sorted(keyed, key=lambda x: (-x[0], x[1].id))]
 
 
 def _normalised(results: list[ScoredChunk]) -> dict[str, float]:
@@ -75,6 +122,12 @@ def diversify(
     return taken
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    keyword: list[ScoredChunk]
+    vector: list[ScoredChunk]
+
+
 class Retriever:
     def __init__(
         self,
@@ -86,6 +139,7 @@ class Retriever:
         candidates: int = 30,
         per_source: int = 2,
         neighbours: int = 1,
+        page_decay: float = 0.5,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -94,6 +148,7 @@ class Retriever:
         self.candidates = candidates
         self.per_source = per_source
         self.neighbours = neighbours
+        self.page_decay = page_decay
 
     def search(
         self,
@@ -109,19 +164,39 @@ class Retriever:
         if self.embedder.dim is None:
             alpha = 0.0
         pool = max(self.candidates, k * 4)
+        candidates = self._candidates(kb, query, pool, alpha, source)
+        fused = fuse(candidates.keyword, candidates.vector, alpha=alpha, fusion=self.fusion)
+        return self._hits(kb, by_page(fused, decay=self.page_decay), k, [candidates], expand)
 
+    def _candidates(self, kb: str, query: str, pool: int, alpha: float, source: str | None) -> _Candidates:
         vector: list[ScoredChunk] = []
         if alpha > 0:
             query_vector = self.embedder.embed([query])[0]
-            vector = self.store.vector_search(kb, query_vector, pool, source=source)
+            fetched = self.store.vector_search(kb, query_vector, pool + TIE_MARGIN, source=source)
+            vector = stable(fetched, pool, fetched=pool + TIE_MARGIN)
         keyword: list[ScoredChunk] = []
         if alpha < 1:
-            keyword = self.store.keyword_search(kb, query, pool, source=source)
+            fetched = self.store.keyword_search(kb, query, pool + TIE_MARGIN, source=source)
+            keyword = stable(fetched, pool, fetched=pool + TIE_MARGIN)
+        return _Candidates(keyword, vector)
 
-        ranked = diversify(fuse(keyword, vector, alpha=alpha, fusion=self.fusion), k, self.per_source)
-        kw_scores = {r.chunk.id: r.score for r in keyword}
-        vec_scores = {r.chunk.id: r.score for r in vector}
-        hits = [
+    def _hits(
+        self,
+        kb: str,
+        fused: list[tuple[StoredChunk, float]],
+        k: int,
+        runs: list[_Candidates],
+        expand: bool,
+    ) -> list[Hit]:
+        """The top k, diversified, each with its best keyword and vector score over `runs`."""
+        kw_scores: dict[str, float] = {}
+        vec_scores: dict[str, float] = {}
+        for run in runs:
+            for r in run.keyword:
+                kw_scores[r.chunk.id] = max(r.score, kw_scores.get(r.chunk.id, r.score))
+            for r in run.vector:
+                vec_scores[r.chunk.id] = max(r.score, vec_scores.get(r.chunk.id, r.score))
+        return [
             Hit(
                 chunk=chunk,
                 score=score,
@@ -129,9 +204,8 @@ class Retriever:
                 vector_score=vec_scores.get(chunk.id),
                 passage=self._passage(kb, chunk) if expand else chunk.text,
             )
-            for chunk, score in ranked
+            for chunk, score in diversify(fused, k, self.per_source)
         ]
-        return hits
 
     def _passage(self, kb: str, chunk: StoredChunk) -> str:
         if self.neighbours <= 0:

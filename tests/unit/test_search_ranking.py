@@ -1,0 +1,70 @@
+"""Ranking that does not depend on the store's order of ties, and pages ranked by all their evidence."""
+
+from __future__ import annotations
+
+import random
+
+from ragcord.knowledge.search import Retriever, by_page, page_scores, stable
+from ragcord.knowledge.stores import ScoredChunk, StoredChunk
+
+
+def chunk(cid: str, url: str = "u") -> StoredChunk:
+    return StoredChunk(
+        id=cid, url=url, title="", heading="", chunk_index=0, text=cid, content_hash="", indexed_at=0.0
+    )
+
+
+def test_ties_are_broken_by_chunk_id_whatever_order_the_store_returns():
+    results = [ScoredChunk(chunk(c), 1.0) for c in "dacb"] + [ScoredChunk(chunk("e"), 2.0)]
+    orders = set()
+    for seed in range(5):
+        shuffled = results[:]
+        random.Random(seed).shuffle(shuffled)
+        orders.add(tuple(r.chunk.id for r in stable(shuffled, 10)))
+    assert orders == {("e", "a", "b", "c", "d")}
+
+
+def test_a_pool_is_not_cut_inside_a_tie():
+    results = [ScoredChunk(chunk("a"), 3.0), ScoredChunk(chunk("c"), 1.0), ScoredChunk(chunk("b"), 1.0)]
+    assert [r.chunk.id for r in stable(results, 2)] == ["a", "b", "c"]
+
+
+def test_a_tie_the_store_may_have_cut_is_left_out():
+    # Asked for 3 and got 3: other chunks scoring 1.0 may exist that the store did not return.
+    results = [ScoredChunk(chunk("a"), 3.0), ScoredChunk(chunk("b"), 2.0), ScoredChunk(chunk("c"), 1.0)]
+    assert [r.chunk.id for r in stable(results, 3, fetched=3)] == ["a", "b"]
+    only_ties = [ScoredChunk(chunk("b"), 1.0), ScoredChunk(chunk("a"), 1.0)]
+    assert [r.chunk.id for r in stable(only_ties, 2, fetched=2)] == ["a", "b"]
+
+
+def test_a_page_with_several_matching_chunks_beats_one_stray_hit():
+    ranked = [(chunk("stray", "p1"), 0.9), (chunk("a1", "p2"), 0.8), (chunk("a2", "p2"), 0.7)]
+    assert page_scores(ranked, decay=0.5) == {"p1": 0.9, "p2": 0.8 + 0.35}
+    assert [c.id for c, _ in by_page(ranked, decay=0.5)] == ["a1", "stray", "a2"]
+    assert by_page(ranked, decay=0.0) == ranked  # off: the chunks' own order
+
+
+class _TiedStore:
+    """A store returning equally scored chunks in a different order on every call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        self.calls += 1
+        found = [ScoredChunk(chunk(f"c{i}", f"page{i}"), 1.0) for i in range(40)]
+        random.Random(self.calls).shuffle(found)
+        return found[:k]
+
+    def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
+        return []
+
+
+class _NoVectors:
+    dim = None
+
+
+def test_the_same_question_gets_the_same_hits_every_time():
+    retriever = Retriever(_TiedStore(), _NoVectors())  # type: ignore[arg-type]
+    answers = {tuple(h.chunk.id for h in retriever.search("kb", "tied words", k=5)) for _ in range(5)}
+    assert len(answers) == 1
