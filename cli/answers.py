@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rich.live import Live
+from rich.markdown import Markdown
+
 from cli.admin import Admin
 from cli.console import console, err
 from ragcord.settings import Settings
@@ -23,12 +26,24 @@ def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "
     """Print the answer as it is written, then its sources; returns the conversation id."""
     request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
     answer = None
-    for event in admin.stub.AskStream(request, metadata=admin.metadata, timeout=ANSWER_TIMEOUT_SECONDS):
-        if event.HasField("answer"):
-            answer = event.answer
-        else:
-            console.print(event.delta, end="", markup=False, highlight=False, soft_wrap=True)
-    console.print()
+    events = admin.stub.AskStream(request, metadata=admin.metadata, timeout=ANSWER_TIMEOUT_SECONDS)
+    if console.is_terminal:
+        # Rendered as it is written: headings, bold section titles, code blocks, links.
+        text = ""
+        with Live(Markdown(""), console=console, refresh_per_second=8, vertical_overflow="visible") as live:
+            for event in events:
+                if event.HasField("answer"):
+                    answer = event.answer
+                else:
+                    text += event.delta
+                    live.update(Markdown(text))
+    else:  # a pipe gets the answer's own text, markdown and all
+        for event in events:
+            if event.HasField("answer"):
+                answer = event.answer
+            else:
+                console.print(event.delta, end="", markup=False, highlight=False, soft_wrap=True)
+        console.print()
     if answer is not None and answer.citations:
         console.print("[dim]Sources:[/]")
         for citation in answer.citations:
