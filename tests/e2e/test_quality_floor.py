@@ -18,18 +18,21 @@ from tests.quality.suite import load_suite
 from tests.realsites.catalog import SITES
 from tests.realsites.install import CannotInstall, install
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Crawling five sites with the local embedder takes 6-10 minutes here: past the suite's default timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
-# figure -> (floor, higher is better)
+# figure -> (floor, higher is better). Reached on 2026-12-01 (docs/quality.md): hit@1 0.67, hit@5 0.79,
+# MRR 0.72, key term 0.55, follow-up hit@5 0.81, off-topic refused 1.00, in-domain refused 0.03, fragments
+# 0.00. Ranking is deterministic; the margin covers which of two identical pages a crawl indexes first.
 FLOORS: dict[str, tuple[float, bool]] = {
-    "hit1": (0.60, True),
-    "hit5": (0.78, True),
-    "mrr": (0.66, True),
-    "key_term": (0.40, True),
-    "followup_hit5": (0.80, True),
+    "hit1": (0.64, True),
+    "hit5": (0.76, True),
+    "mrr": (0.69, True),
+    "key_term": (0.52, True),
+    "followup_hit5": (0.76, True),
     "off_topic_refused": (1.00, True),
     "wrongly_refused": (0.05, False),
-    "fragment_answers": (0.50, False),
+    "fragment_answers": (0.02, False),
 }
 
 
