@@ -182,6 +182,12 @@ class PageCrawler:
         for copy_url, indexes in (verdict.taken if verdict is not None else {}).items():
             self.store.remove_chunks(kb, copy_url, indexes)
             log.info("%s: %d chunks of %s repeat it; removed from there", url, len(indexes), copy_url)
+        if self.copies is not None and stored:
+            # A section page may have taken some while this one was embedded: its removal came too early.
+            lost = self.copies.lost(job.id, url, [c.text for c in stored], [c.chunk_index for c in stored])
+            if lost:
+                self.store.remove_chunks(kb, url, lost)
+                stored = [c for c in stored if c.chunk_index not in set(lost)]
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
 
     def _chunks(self, page: ExtractedPage) -> list[Chunk]:

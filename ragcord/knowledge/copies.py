@@ -109,6 +109,26 @@ class CopyIndex:
             taken={owner: indexes_ for owner, indexes_ in taken.items() if indexes_},
         )
 
+    def lost(self, job_id: str, url: str, texts: Sequence[str], indexes: Sequence[int]) -> list[int]:
+        """Chunk indexes of the page whose text another page took meanwhile: to remove once it is written.
+
+        A section page may take its chunks from this one while it is still being embedded and written;
+        its removal then finds nothing to remove, so the page written last checks for itself.
+        """
+        compared = [
+            (index, fp) for index, text in zip(indexes, texts, strict=True) if (fp := fingerprint(text))
+        ]
+        if not compared:
+            return []
+        owners = self.client.hmget(self.keys(job_id)[0], [fp for _, fp in compared])
+        mine = url + "\n"
+        return [
+            index
+            for (index, _), owner in zip(compared, owners, strict=True)
+            if owner is not None
+            and not (owner.decode() if isinstance(owner, bytes) else str(owner)).startswith(mine)
+        ]
+
     @staticmethod
     def _copies_this_page(owner_size: int, own_size: int, shared: int) -> bool:
         """The owner is a much larger page holding most of this one: a whole-manual edition of it."""

@@ -86,3 +86,13 @@ def test_the_index_expires_with_the_crawl(copies, redis_client):
     claim(copies, "http://d/a.html", section("a", 2))
     for key in copies.keys("job1"):
         assert 0 < redis_client.ttl(key) <= copies.ttl_seconds
+
+
+def test_a_copy_written_after_a_section_took_its_chunks_finds_them_lost(copies):
+    install = section("install", 2)
+    whole = [*install, *section("extra", 3)]
+    claim(copies, "http://d/print.html", whole)  # the copy claims first, then is slow to embed and write
+    assert claim(copies, "http://d/install.html", install).taken  # the section takes its chunks back
+
+    assert copies.lost("job1", "http://d/print.html", whole, list(range(5))) == [0, 1]
+    assert copies.lost("job1", "http://d/install.html", install, [0, 1]) == []
