@@ -187,7 +187,8 @@ class PageCrawler:
             lost = self.copies.lost(job.id, url, [c.text for c in stored], [c.chunk_index for c in stored])
             if lost:
                 self.store.remove_chunks(kb, url, lost)
-                stored = [c for c in stored if c.chunk_index not in set(lost)]
+                gone = set(lost)
+                stored = [c for c in stored if c.chunk_index not in gone]
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
 
     def _chunks(self, page: ExtractedPage) -> list[Chunk]:
