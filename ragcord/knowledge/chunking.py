@@ -160,13 +160,45 @@ def chunk_sections(
     the page title and the section's headings, embedded with every chunk, are counted.
     """
     chunks: list[Chunk] = []
-    for section in sections:
-        limit = max(min(max_tokens, budget(section)), MIN_TOKENS) if budget is not None else max_tokens
+
+    def limit_of(section: Section) -> int:
+        return max(min(max_tokens, budget(section)), MIN_TOKENS) if budget is not None else max_tokens
+
+    for section in merge_small_subsections(list(sections), limit_of, count_tokens):
+        limit = limit_of(section)
         splitter = _Splitter(limit, count_tokens)
         parts = [part for block in blocks(section.text) for part in splitter.split(block)]
         for text in splitter.pack(parts, "\n\n", limit):
             chunks.append(Chunk(len(chunks), section.heading, text, section.anchor))
     return chunks
+
+
+def merge_small_subsections(
+    sections: list[Section], limit_of: Callable[[Section], int], count_tokens: CountTokens
+) -> list[Section]:
+    """A section with the small subsections that follow it, as one section, while the whole fits one chunk.
+
+    API references cut an entry into tiny parts: gtk-doc's `g_rand_int_range ()` has its own "Parameters"
+    and "Returns" sections, the last being "a random number". Apart, such a part is a chunk no search can
+    place and no answer can quote; together they are the entry. Each part joins under its own heading (as a
+    line of text) and the whole keeps the parent's heading and anchor, which is where a citation lands.
+    A subsection of half a chunk or more keeps its own chunk (and its own anchor).
+    """
+    out: list[Section] = []
+    for section in sections:
+        if out:
+            parent = out[-1]
+            depth = len(parent.heading_path)
+            limit = limit_of(parent)
+            inside = depth > 0 and section.heading_path[:depth] == parent.heading_path
+            if inside and len(section.heading_path) > depth:
+                label = " › ".join(section.heading_path[depth:])
+                joined = f"{parent.text}\n\n{label}\n\n{section.text}"
+                if count_tokens(section.text) * 2 < limit and count_tokens(joined) <= limit:
+                    out[-1] = Section(parent.heading_path, parent.anchor, joined)
+                    continue
+        out.append(section)
+    return out
 
 
 def sections_from_markdown(markdown: str) -> list[Section]:

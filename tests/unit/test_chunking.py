@@ -26,7 +26,7 @@ source .venv/bin/activate
 
 
 def test_chunks_carry_their_heading_path():
-    chunks = chunk_markdown(PAGE, max_words=180)
+    chunks = chunk_markdown(PAGE, max_words=12)  # too small for a section and its subsections together
     assert [c.heading for c in chunks] == [
         "Virtual environments",
         "Virtual environments > Create one",
@@ -34,6 +34,44 @@ def test_chunks_carry_their_heading_path():
     ]
     assert "python -m venv .venv" in chunks[1].text
     assert [c.index for c in chunks] == [0, 1, 2]
+
+
+def test_small_subsections_join_their_section_under_their_own_heading():
+    # A whole page that fits one chunk is one passage: the answer quotes it whole, the citation lands on top.
+    [chunk] = chunk_markdown(PAGE, max_words=180)
+    assert chunk.heading == "Virtual environments"
+    assert chunk.text.index("Create one") < chunk.text.index("python -m venv .venv")
+    assert "Activate it › On POSIX" in chunk.text
+
+
+def test_an_api_entry_and_its_parts_are_one_chunk_with_the_entry_anchor():
+    entry = ("Functions", "g_rand_int_range ()")
+    sections = [
+        Section(
+            entry, "g-rand-int-range", "gint32 g_rand_int_range (GRand *rand_, gint32 begin, gint32 end);"
+        ),
+        Section(
+            (*entry, "Parameters"), "g-rand-int-range.parameters", "begin | lower bound\nend | upper bound"
+        ),
+        Section((*entry, "Returns"), "g-rand-int-range.returns", "a random number"),
+        Section(("Functions", "g_rand_double ()"), "g-rand-double", "gdouble g_rand_double (GRand *rand_);"),
+    ]
+    chunks = chunk_sections(sections, max_tokens=100)
+    assert [(c.heading, c.anchor) for c in chunks] == [
+        ("Functions > g_rand_int_range ()", "g-rand-int-range"),
+        ("Functions > g_rand_double ()", "g-rand-double"),
+    ]
+    assert "Returns\n\na random number" in chunks[0].text
+
+
+def test_a_large_subsection_keeps_its_own_chunk_and_anchor():
+    long_text = " ".join(["word"] * 60)
+    sections = [
+        Section(("Guide",), "guide", "Intro."),
+        Section(("Guide", "Details"), "details", long_text),
+    ]
+    chunks = chunk_sections(sections, max_tokens=100)
+    assert [c.anchor for c in chunks] == ["guide", "details"]
 
 
 def test_a_heading_inside_a_code_block_is_code():

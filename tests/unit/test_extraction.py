@@ -223,6 +223,7 @@ def test_sections_chunk_with_their_anchors_and_code_kept_whole():
 # -- decoding ------------------------------------------------------------------------------------------
 
 PROSE = "Quillstack workers pull tasks from the queue and run them with retries."
+LONG_PROSE = " ".join([PROSE] * 12)  # a section too large to join the one above it
 
 
 def html_page(text: str, head: str = "") -> str:
@@ -430,7 +431,7 @@ def docs_page(canonical: str = "") -> bytes:
     link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
     return (
         f"<html><head><title>Retries</title>{link}</head><body><nav><a href='queues.html'>Queues</a></nav>"
-        f'<main><h1 id="retries">Retries</h1><p>{PROSE}</p><h2 id="backoff">Backoff</h2><p>{PROSE}</p>'
+        f'<main><h1 id="retries">Retries</h1><p>{PROSE}</p><h2 id="backoff">Backoff</h2><p>{LONG_PROSE}</p>'
         "</main></body></html>"
     ).encode()
 
