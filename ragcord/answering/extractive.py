@@ -32,6 +32,8 @@ SAME_SECTION = 0.1  # more of a section already quoted needs less: it reads on f
 TOTAL_WORDS = 1.6  # all quotes together: at most this many times max_words
 WINDOWS = 10  # the best units whose quotes are compared
 WINDOW_LENGTH = 0.15  # how much a longer quote is discounted
+TOP_PAGE = 0.3  # the search's best page opens the answer when its best quote scores this share of the best
+SEE_ALSO = 0.25  # a page the answer does not quote is linked when its search score is this share of the best
 
 
 def _snippet(text: str, limit: int = 240) -> str:
@@ -73,12 +75,16 @@ class ExtractiveAnswerer:
         max_sentences: int = 4,  # accepted for old callers; quotes are bounded by whole units and max_words
         max_words: int = 130,
         max_passages: int = 3,
+        max_citations: int = 5,
+        considered: int = 5,
     ) -> None:
         self.min_similarity = min_similarity
         self.min_term_coverage = min_term_coverage
         self.max_sentences = max_sentences
         self.max_words = max_words
         self.max_passages = max_passages
+        self.max_citations = max_citations
+        self.considered = considered  # the best passages quotes are chosen from; later ones are only linked
 
     def is_answered(self, question: str, hits: list[Hit]) -> bool:
         """Whether the best passages are about the question at all (absolute, not relative, scores)."""
@@ -110,7 +116,30 @@ class ExtractiveAnswerer:
                 numbers[url] = len(numbers) + 1
                 citations.append(Citation(numbers[url], url, hit.title, _snippet(body), hit.score))
             parts.append(f"**{section_label(hit)}**\n{_cited(body, numbers[url], quote.units[-1])}")
+        related = self._see_also(hits, citations)
+        if related:
+            citations += related
+            parts.append("See also " + _listed([f"[{c.number}]" for c in related]) + ".")
         return Answer(text="\n\n".join(parts), citations=citations, found=True)
+
+    def _see_also(self, hits: list[Hit], cited: list[Citation]) -> list[Citation]:
+        """Other pages the search ranked close to the quoted ones, one citation each, up to max_citations.
+
+        The quote answers from one or two passages; when the search's next pages are nearly as strong, the
+        reader gets them as links rather than as more text.
+        """
+        pages = {c.page_url for c in cited}
+        top = max((h.score for h in hits), default=0.0)
+        related: list[Citation] = []
+        for hit in hits:
+            if len(pages) >= self.max_citations or top <= 0:
+                break
+            if hit.url in pages or hit.score < SEE_ALSO * top:
+                continue
+            pages.add(hit.url)
+            number = len(cited) + len(related) + 1
+            related.append(Citation(number, cited_url(hit), hit.title, _snippet(hit.chunk.text), hit.score))
+        return related
 
     # --- choosing what to quote
 
@@ -121,7 +150,7 @@ class ExtractiveAnswerer:
         wanted = asked | context
         if not wanted:
             return []
-        considered = hits[: max(self.max_passages * 2, 4)]
+        considered = hits[: self.considered]
         units = [passage_units(hit.passage or hit.chunk.text) for hit in considered]
         unit_terms = [[set(terms(u.text)) for u in found] for found in units]
         document_frequency: dict[str, int] = {}
@@ -160,7 +189,8 @@ class ExtractiveAnswerer:
         candidates.sort(key=lambda c: -c[0])
         # The best units' quotes, ranked again as a reader sees them: how much of the question each covers.
         windows: list[tuple[float, int, list[Unit]]] = []
-        for _, rank, index in candidates[:WINDOWS]:
+        top_page = [c for c in candidates if considered[c[1]].url == considered[0].url][:3]
+        for _, rank, index in dict.fromkeys([*candidates[:WINDOWS], *top_page]):
             window = self._window(units[rank], index, how_to)
             if not window:
                 continue
@@ -173,35 +203,43 @@ class ExtractiveAnswerer:
             log.debug("quote %.3f from passage %d: %.60s", score, rank, window[0].text)
             windows.append((score, rank, window))
         windows.sort(key=lambda w: -w[0])
-        return self._choose(windows, considered, units)
+        return self._choose(_top_page_first(windows, considered), considered, units)
 
     def _choose(
         self, windows: list[tuple[float, int, list[Unit]]], hits: list[Hit], units: list[list[Unit]]
     ) -> list[_Quote]:
-        """The best quote, and others from other sections while they score close enough and fit."""
+        """The best quote, and others from other sections while they score close enough and fit.
+
+        Sections first: another section that scores close enough to the best is worth more to the reader
+        than more of a section already quoted, which only gets the words left over.
+        """
         quotes: list[_Quote] = []
         words = 0
+        extra: list[tuple[float, int, list[Unit]]] = []
         for score, rank, chosen in windows:
             if quotes and score < SAME_SECTION * quotes[0].score:
                 break
             same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
-            if quotes and not same and score < SECOND_QUOTE * quotes[0].score:
+            if same:
+                extra.append((score, rank, chosen))
                 continue
-            if same:  # one quote per section: another look into it joins the first, in page order
-                seen = {u.text for u in same[0].units}
-                chosen = [u for u in chosen if u.text not in seen]
-                if not chosen:
-                    continue
+            if quotes and score < SECOND_QUOTE * quotes[0].score:
+                continue
             size = _words(chosen)
             if quotes and words + size > self.max_words * TOTAL_WORDS:
                 continue
-            words += size
-            if same:
-                quotes[quotes.index(same[0])] = _joined(same[0], rank, chosen, hits, units)
+            if len(quotes) < self.max_passages:
+                words += size
+                quotes.append(_Quote(rank, chosen, score))
+        for _, rank, chosen in extra:  # one quote per section: more of it joins the first, in page order
+            same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
+            seen = {u.text for u in same[0].units}
+            chosen = [u for u in chosen if u.text not in seen]
+            size = _words(chosen)
+            if not chosen or words + size > self.max_words * TOTAL_WORDS:
                 continue
-            quotes.append(_Quote(rank, chosen, score))
-            if len(quotes) == self.max_passages:
-                break
+            words += size
+            quotes[quotes.index(same[0])] = _joined(same[0], rank, chosen, hits, units)
         return quotes
 
     def _window(self, units: list[Unit], anchor: int, how_to: bool) -> list[Unit]:
@@ -306,6 +344,30 @@ def _joined(quote: _Quote, rank: int, more: list[Unit], hits: list[Hit], units: 
     more = [dataclasses.replace(u, block=u.block + OTHER_PASSAGE) for u in more]  # its own paragraphs
     before = hits[rank].chunk.chunk_index < hits[quote.rank].chunk.chunk_index
     return _Quote(quote.rank, [*more, *quote.units] if before else [*quote.units, *more], quote.score)
+
+
+def _top_page_first(
+    windows: list[tuple[float, int, list[Unit]]], hits: list[Hit]
+) -> list[tuple[float, int, list[Unit]]]:
+    """The search's best page opens the answer when it has a quote nearly as good as the best one.
+
+    The search ranks pages by all their evidence; the quote scores see one passage's words. When they
+    disagree the page is more often right, so its best quote goes first (the others keep their order).
+    """
+    if not windows or not hits:
+        return windows
+    top = hits[0].url
+    best = windows[0][0]
+    for position, window in enumerate(windows):
+        if hits[window[1]].url == top:
+            if position and window[0] >= TOP_PAGE * best:
+                return [window, *windows[:position], *windows[position + 1 :]]
+            break
+    return windows
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _cited(body: str, number: int, last: Unit) -> str:

@@ -40,9 +40,10 @@ def test_quotes_the_sentences_that_answer_with_citations():
     assert answer.found
     assert "Activate it with source .venv/bin/activate on Linux and macOS." in answer.text
     assert answer.text.startswith("**venv**\n")  # the quote is introduced by its page
-    assert answer.text.rstrip().endswith("[1]")
+    quoted, _, linked = answer.text.partition("\n\nSee also ")
+    assert quoted.rstrip().endswith("[1]") and linked == "[2]."
     assert answer.citations[0].url == "http://d/venv" and answer.citations[0].number == 1
-    assert "Docker" not in answer.text  # nothing from a page that does not answer
+    assert "Docker" not in answer.text  # nothing quoted from a page that does not answer: only linked
 
 
 def test_honestly_reports_not_found_with_the_closest_pages():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bench.quality import count_fragments
 from ragcord.answering.extractive import ExtractiveAnswerer, section_label
 from ragcord.answering.text import passage_units
@@ -80,8 +82,42 @@ def test_one_passage_that_answers_is_quoted_alone():
     best = hit(CACHE, url="http://d/functools", heading="functools > lru_cache")
     weak = hit(ARGPARSE, url="http://d/argparse", heading="argparse > convert_arg_line_to_args")
     answer = ExtractiveAnswerer().answer("cache the result of an expensive function call", [best, weak])
-    assert [c.url for c in answer.citations] == ["http://d/functools"]
-    assert "argument file" not in answer.text
+    assert [c.url for c in answer.citations] == ["http://d/functools", "http://d/argparse"]
+    assert "argument file" not in answer.text  # the weak page is only linked, not quoted
+    assert answer.text.count("**") == 2 and answer.text.endswith("See also [2].")
+
+
+def test_pages_the_search_ranked_far_lower_are_not_linked():
+    best = dataclasses.replace(hit(CACHE, url="http://d/functools"), score=1.0)
+    close = dataclasses.replace(hit(ARGPARSE, url="http://d/argparse"), score=0.5)
+    far = dataclasses.replace(hit(ARGPARSE, url="http://d/far"), score=0.1)
+    answer = ExtractiveAnswerer().answer("cache the result of an expensive function call", [best, close, far])
+    assert [c.url for c in answer.citations] == ["http://d/functools", "http://d/argparse"]
+
+
+def test_see_also_stops_at_five_pages_and_links_each_page_once():
+    hits = [hit(CACHE, url="http://d/functools")]
+    hits += [hit(ARGPARSE, url=f"http://d/p{n}", anchor=f"a{n % 3}") for n in range(8)]
+    hits.insert(2, hit(ARGPARSE, url="http://d/p0", anchor="other"))
+    answer = ExtractiveAnswerer().answer("cache the result of an expensive function call", hits)
+    pages = [c.page_url for c in answer.citations]
+    assert pages == ["http://d/functools", "http://d/p0", "http://d/p1", "http://d/p2", "http://d/p3"]
+    assert [c.number for c in answer.citations] == [1, 2, 3, 4, 5]
+    assert answer.text.endswith("See also [2], [3], [4] and [5].")
+    assert count_fragments(answer.text) == 0
+
+
+def test_the_best_page_of_the_search_opens_the_answer():
+    # The search ranks pages on all their passages; a stray passage elsewhere that happens to repeat the
+    # question's words does not open the answer when the best page has a quote nearly as good.
+    best = hit(CACHE, url="http://d/functools", heading="functools > lru_cache")
+    echo = hit(
+        "Cache the result of an expensive function call yourself when the function call is expensive.",
+        url="http://d/faq",
+        heading="FAQ > Caching",
+    )
+    answer = ExtractiveAnswerer().answer("cache the result of an expensive function call", [best, echo])
+    assert answer.citations[0].url == "http://d/functools"
 
 
 def test_two_chunks_of_one_section_get_one_citation_number():
