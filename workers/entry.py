@@ -5,12 +5,15 @@ Run through `ragcord worker` (or `ragcord serve`), which sets the environment Dr
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import dramatiq
 
 from ragcord.bootstrap import bootstrap
 from ragcord.logs import configure_logging
+from ragcord.redisconn import redis_client
 from ragcord.settings import Settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
@@ -33,7 +36,9 @@ def _get_crawler() -> PageCrawler:
     global _crawler
     with _lock:
         if _crawler is None:
-            _crawler = build_page_crawler(bootstrap(settings), actors.enqueue_page)
+            # A page in progress waits out a Redis restart instead of failing (ragcord/redisconn.py).
+            patient = redis_client(settings.redis_url, retry_seconds=settings.worker_redis_retry_seconds)
+            _crawler = build_page_crawler(bootstrap(settings, redis_client=patient), actors.enqueue_page)
         return _crawler
 
 
@@ -41,7 +46,10 @@ class LoadAtBoot(dramatiq.Middleware):
     """Each worker process builds its crawler and loads the embedder before it takes a message."""
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        _get_crawler().embedder.load()
+        crawler = _get_crawler()
+        # Said in Redis while it lasts, so `ragcord crawl` can tell why the first pages wait.
+        with crawler.jobs.loading_model(f"{socket.gethostname()}-{os.getpid()}"):
+            crawler.embedder.load()
 
 
 broker.add_middleware(LoadAtBoot())
