@@ -2,8 +2,9 @@
 
 Keys (P = key prefix):
   P:answers:A         hash: the answer (question, text, cited urls JSON, knowledge base, guild, created_at)
-  P:answers:A:votes   hash: user id -> up | down
-  P:feedback:log      sorted set: answer ids by the time of their latest vote (newest first listing)
+  P:answers:A:votes   hash: user id -> up | down (expires with the answer)
+  P:feedback:log      sorted set: answer ids by the time of their latest vote (newest first listing); answers
+                      that expired leave it (on the next vote, or when a listing meets them)
   P:feedback:kb:K     hash: "<url>|up" / "<url>|down" -> count, for answers from knowledge base K
 """
 
@@ -101,7 +102,7 @@ class FeedbackStore:
                 f"{self.prefix}:feedback:log",
                 f"{self.prefix}:feedback:kb:{_text(kb)}",
             ],
-            args=[user_id, vote, time.time()],
+            args=[user_id, vote, time.time(), self.ttl_seconds],
         )
 
     def get(self, answer_id: str) -> FeedbackRecord:
@@ -138,7 +139,9 @@ class FeedbackStore:
                 start += 1
                 try:
                     record = self.get(_text(raw_id))
-                except NotFound:
+                except NotFound:  # expired: the log lets go of it
+                    self.redis.zrem(log_key, raw_id)
+                    start -= 1
                     continue
                 if knowledge_base and record.knowledge_base != knowledge_base:
                     continue

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ragcord.jobs import JobState, JobStore
+from ragcord.jobs import JobState, JobStore, PageOutcome
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +33,55 @@ DISCORD_COMMANDS = Counter("ragcord_discord_commands_total", "Discord slash comm
 
 
 class JobsCollector:
-    """Jobs by state and pages/chunks indexed, summed over the most recent `window` jobs."""
+    """Crawl figures read from Redis at each scrape: counters kept by the job scripts, gauges of now.
 
-    def __init__(self, jobs: JobStore, *, window: int = 1000) -> None:
+    The counters are monotonic (Redis HINCRBY in the same Lua scripts that count a job's pages), so they
+    never go down when old jobs expire; the gauges cost one read per active job, not per job ever run."""
+
+    def __init__(self, jobs: JobStore) -> None:
         self.jobs = jobs
-        self.window = window
 
     def collect(self) -> Iterator[Metric]:
-        states = GaugeMetricFamily("ragcord_jobs", "Crawl jobs by state (most recent jobs)", labels=["state"])
-        pages = CounterMetricFamily("ragcord_pages", "Pages finished by crawl jobs", labels=["outcome"])
-        chunks = CounterMetricFamily("ragcord_chunks_indexed", "Chunks indexed by crawl jobs")
         try:
-            recent, _ = self.jobs.list(page_size=self.window)
+            counts = self.jobs.counters()
+            active = self.jobs.active()
+            retained = self.jobs.retained()
+            loading = self.jobs.workers_loading()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because Redis blinked
             log.warning("metrics: cannot read jobs: %r", exc)
             return
-        by_state = dict.fromkeys(JobState, 0)
-        totals = {"indexed": 0, "skipped": 0, "failed": 0}
-        chunk_total = 0
-        for job in recent:
-            by_state[job.state] += 1
-            totals["indexed"] += job.pages_done
-            totals["skipped"] += job.pages_skipped
-            totals["failed"] += job.pages_failed
-            chunk_total += job.chunks_indexed
-        for state, count in by_state.items():
-            states.add_metric([state.value.lower()], count)
-        for outcome, count in totals.items():
-            pages.add_metric([outcome], count)
-        chunks.add_metric([], chunk_total)
-        yield states
-        yield pages
-        yield chunks
+        pages = CounterMetricFamily("ragcord_pages", "Pages finished by crawl jobs", labels=["outcome"])
+        for outcome in PageOutcome:
+            pages.add_metric([outcome.value], counts.get(f"pages_{outcome.value}", 0))
+        chunks = CounterMetricFamily("ragcord_chunks_indexed", "Chunks indexed by crawl jobs")
+        chunks.add_metric([], counts.get("chunks_indexed", 0))
+        beyond = CounterMetricFamily(
+            "ragcord_pages_beyond_max_pages", "Distinct links crawl jobs left because max_pages was reached"
+        )
+        beyond.add_metric([], counts.get("pages_beyond_max_pages", 0))
+        created = CounterMetricFamily("ragcord_jobs_created", "Crawl jobs started")
+        created.add_metric([], counts.get("jobs_created", 0))
+        finished = CounterMetricFamily(
+            "ragcord_jobs_finished", "Crawl jobs ended, by final state", labels=["state"]
+        )
+        for state in JobState:
+            if state.terminal:
+                finished.add_metric([state.value.lower()], counts.get(f"jobs_{state.value.lower()}", 0))
+        states = GaugeMetricFamily("ragcord_jobs", "Crawl jobs running now, by state", labels=["state"])
+        for state in (JobState.QUEUED, JobState.RUNNING):
+            states.add_metric([state.value.lower()], sum(job.state is state for job in active))
+        outstanding = GaugeMetricFamily(
+            "ragcord_pages_outstanding",
+            "Pages reserved by running jobs and not finished yet (queued or in work)",
+        )
+        outstanding.add_metric([], sum(job.outstanding for job in active))
+        kept = GaugeMetricFamily(
+            "ragcord_jobs_retained", "Jobs ListJobs can show (running, or ended recently)"
+        )
+        kept.add_metric([], retained)
+        workers = GaugeMetricFamily("ragcord_workers_loading_model", "Workers loading the embedding model")
+        workers.add_metric([], loading)
+        yield from (pages, chunks, beyond, created, finished, states, outstanding, kept, workers)
 
 
 def serve_metrics(address: str, jobs: JobStore | None = None) -> int | None:

@@ -1,12 +1,21 @@
 """Where a job lives in Redis.
 
 Keys (P = settings.key_prefix, J = job id):
-  P:jobs          sorted set of job ids scored by creation time (for ListJobs, newest first)
-  P:job:J         hash: the job record (fields of JobRecord, plus `outstanding` and `event_seq`)
-  P:job:J:events  stream: the event log; entry ids are `<seq>-0`, so the event id is the sequence number
-  P:job:J:seen    hash: url -> url of the page that reserved it ("" for the seed)
-  P:job:J:done    set: urls whose outcome is counted
-  P:job:J:hashes  hash: content hash -> url of the first page with that content
+  P:jobs                  sorted set of job ids scored by creation time (for ListJobs, newest first)
+  P:jobs:active           sorted set of the jobs that have not ended (QUEUED, RUNNING), by creation time
+  P:jobs:expiring         sorted set of ended jobs scored by when their keys expire (to trim P:jobs)
+  P:jobs:counters         hash of monotonic counters over every job ever run (Prometheus counters)
+  P:workers:loading       sorted set: worker name -> until when it says it is loading the embedding model
+  P:job:J                 hash: the job record (fields of JobRecord, plus `outstanding` and `event_seq`)
+  P:job:J:events          stream: the event log; entry ids are `<seq>-0`: the event id is the sequence number
+  P:job:J:seen            hash: url -> url of the page that reserved it ("" for the seed)   (scratch)
+  P:job:J:done            set: urls whose outcome is counted                                 (scratch)
+  P:job:J:hashes          hash: content hash -> url of the first page with that content       (scratch)
+  P:job:J:beyond          set: urls refused because max_pages was reached                    (scratch)
+  P:job:J:chunk-owners    hash, P:job:J:page-chunks hash: `knowledge/copies.py` CopyIndex     (scratch)
+
+While a job runs none of its keys expire. When it ends, its record and events expire together after the
+retention period (RAGCORD_JOB_RETENTION_DAYS) and its scratch keys, needed only while pages run, are deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ class JobKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.index = f"{prefix}:jobs"
+        self.active = f"{prefix}:jobs:active"
+        self.expiring = f"{prefix}:jobs:expiring"
+        self.counters = f"{prefix}:jobs:counters"
+        self.loading = f"{prefix}:workers:loading"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -35,3 +48,35 @@ class JobKeys:
 
     def hashes(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:hashes"
+
+    def beyond(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:beyond"
+
+    def copy_index(self, job_id: str) -> list[str]:
+        """CopyIndex's keys of the job (`ragcord/knowledge/copies.py` names them the same way)."""
+        return [f"{self.prefix}:job:{job_id}:chunk-owners", f"{self.prefix}:job:{job_id}:page-chunks"]
+
+    def retained(self, job_id: str) -> list[str]:
+        """What GetJob, ListJobs and WatchJob read: kept for the retention period after the job ends."""
+        return [self.job(job_id), self.events(job_id)]
+
+    def scratch(self, job_id: str) -> list[str]:
+        """What only running pages need: deleted when the job ends."""
+        return [self.seen(job_id), self.done(job_id), self.hashes(job_id), self.beyond(job_id)] + (
+            self.copy_index(job_id)
+        )
+
+    def ending(self, job_id: str) -> list[str]:
+        """KEYS of the scripts that may end the job (start_page, finish_page, cancel), in their order."""
+        return [
+            self.job(job_id),
+            self.events(job_id),
+            self.active,
+            self.expiring,
+            self.counters,
+            *self.scratch(job_id),
+        ]
+
+    def all_of(self, job_id: str) -> list[str]:
+        """Every key of one job."""
+        return self.retained(job_id) + self.scratch(job_id)

@@ -80,18 +80,26 @@ class JobRecord:
     pages_failed: int = 0
     pages_skipped: int = 0
     chunks_indexed: int = 0
+    # Distinct in-scope links refused because max_pages was reached: the site has at least this many more.
+    pages_beyond_max_pages: int = 0
+    outstanding: int = 0  # pages reserved and not finished yet (queued or in work)
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
     last_progress_at: float | None = None
     error: str = ""
     cancel_requested: bool = False
+    # Not stored: what a job with no page done yet waits for, when known (JobStore.get fills it).
+    waiting_for: str = ""
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobRecord:
         """The job from its Redis hash (HGETALL's reply); NotFound when the hash is empty."""
         if not raw:
-            raise NotFound(f"no job with id {job_id!r}; ListJobs shows the existing ones")
+            raise NotFound(
+                f"no job with id {job_id!r} (ended jobs are kept for RAGCORD_JOB_RETENTION_DAYS, then "
+                "removed); ListJobs shows the existing ones"
+            )
         return cls.from_fields({_text(k): v for k, v in raw.items()})
 
     @classmethod
@@ -119,6 +127,8 @@ class JobRecord:
             pages_failed=n("pages_failed"),
             pages_skipped=n("pages_skipped"),
             chunks_indexed=n("chunks_indexed"),
+            pages_beyond_max_pages=n("pages_beyond_max_pages"),
+            outstanding=n("outstanding"),
             created_at=_f(s("created_at")),
             started_at=_f(s("started_at")),
             finished_at=_f(s("finished_at")),

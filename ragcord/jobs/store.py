@@ -8,7 +8,10 @@ write two terminal events.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -29,7 +32,11 @@ from ragcord.jobs.records import (
 )
 from ragcord.lua import script_source
 
-__all__ = ["JobStore"]
+__all__ = ["DEFAULT_KEEP_SECONDS", "LOADING_MODEL", "JobStore"]
+
+DEFAULT_KEEP_SECONDS = 30 * 86400.0  # Settings.job_retention_days' default
+# Job.waiting_for while a worker says it is loading the embedding model and no page is done yet.
+LOADING_MODEL = "workers: loading the embedding model"
 
 
 def _script(name: str, *, with_lib: bool) -> str:
@@ -41,10 +48,22 @@ def _script(name: str, *, with_lib: bool) -> str:
 class JobStore:
     """Jobs, counters and events over a synchronous Redis client (workers, and the API via a thread)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, retention: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        retention: int,
+        keep_seconds: float = DEFAULT_KEEP_SECONDS,
+    ) -> None:
+        """`retention`: events kept per job's stream; `keep_seconds`: how long an ended job's record and
+        events stay (Settings.job_retention_seconds)."""
+        if keep_seconds <= 0:
+            raise ValueError("keep_seconds must be positive")
         self.redis = client
         self.keys = JobKeys(prefix)
         self.retention = retention
+        self.keep_ms = max(1, round(keep_seconds * 1000))
         self._create = client.register_script(_script("create", with_lib=True))
         self._start_page = client.register_script(_script("start_page", with_lib=True))
         self._reserve_links = client.register_script(_script("reserve_links", with_lib=False))
@@ -80,11 +99,20 @@ class JobStore:
         args: builtins.list[Any] = [time.time(), self.retention, job_id]
         for key, value in fields.items():
             args += [key, value]
-        self._create(keys=[k.job(job_id), k.events(job_id), k.seen(job_id), k.index], args=args)
+        self._create(
+            keys=[k.job(job_id), k.events(job_id), k.seen(job_id), k.index, k.active, k.expiring, k.counters],
+            args=args,
+        )
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobRecord:
-        return JobRecord.from_hash(job_id, self.redis.hgetall(self.keys.job(job_id)) if job_id else {})
+        """The job, with what it waits for while it has done no page; NotFound when unknown or expired."""
+        job = JobRecord.from_hash(job_id, self.redis.hgetall(self.keys.job(job_id)) if job_id else {})
+        if job.state.terminal or job.pages_done + job.pages_skipped + job.pages_failed:
+            return job
+        if self.workers_loading():
+            return dataclasses.replace(job, waiting_for=LOADING_MODEL)
+        return job
 
     def list(
         self,
@@ -113,30 +141,49 @@ class JobStore:
                 return jobs, (job.id if more else "")
         return jobs, ""
 
-    def active(self, knowledge_base: str) -> builtins.list[JobRecord]:
-        """The knowledge base's jobs that have not ended (QUEUED or RUNNING), newest first."""
+    def active(self, knowledge_base: str = "") -> builtins.list[JobRecord]:
+        """The jobs that have not ended (QUEUED or RUNNING), of one knowledge base or all, newest first.
+
+        Reads the active set only: the cost grows with the jobs running, not with every job ever run."""
+        ids = cast("builtins.list[bytes]", self.redis.zrevrange(self.keys.active, 0, -1))
         return [
-            job for _, job in self._scan(0) if job.knowledge_base == knowledge_base and not job.state.terminal
+            job
+            for job in self._records(ids, self.keys.active)
+            if not job.state.terminal and (not knowledge_base or job.knowledge_base == knowledge_base)
         ]
 
+    def _records(self, ids: builtins.list[bytes], index: str) -> builtins.list[JobRecord]:
+        """The jobs of `ids` in one round trip; ids whose record expired are dropped from `index`."""
+        pipe = self.redis.pipeline(transaction=False)
+        for raw_id in ids:
+            pipe.hgetall(self.keys.job(raw_id.decode()))
+        jobs, ghosts = [], []
+        for raw_id, raw in zip(ids, pipe.execute(), strict=True):
+            if raw:
+                jobs.append(JobRecord.from_hash(raw_id.decode(), raw))
+            else:
+                ghosts.append(raw_id)
+        if ghosts:
+            self.redis.zrem(index, *ghosts)
+        return jobs
+
     def _scan(self, start: int, *, batch: int = 100) -> Iterator[tuple[int, JobRecord]]:
-        """(rank, job) from rank `start` on, newest first; one round trip per batch, not per job."""
+        """(rank, job) from rank `start` on, newest first; one round trip per batch, not per job. Jobs whose
+        record expired are skipped and trimmed from the index (ListJobs shows no ghosts)."""
         while True:
             end = start + batch - 1
             ids = cast("builtins.list[bytes]", self.redis.zrevrange(self.keys.index, start, end))
             if not ids:
                 return
-            pipe = self.redis.pipeline(transaction=False)
-            for raw_id in ids:
-                pipe.hgetall(self.keys.job(raw_id.decode()))
-            for offset, (raw_id, raw) in enumerate(zip(ids, pipe.execute(), strict=True)):
-                if raw:  # (else expired between the index read and now)
-                    yield start + offset, JobRecord.from_hash(raw_id.decode(), raw)
-            start += batch
+            jobs = self._records(ids, self.keys.index)
+            # Ranks after trimming: the ghosts left the index, so the next batch starts that much earlier.
+            for offset, job in enumerate(jobs):
+                yield start + offset, job
+            start += len(jobs)
 
     def cancel(self, job_id: str) -> JobRecord:
         outcome = self._cancel(
-            keys=[self.keys.job(job_id), self.keys.events(job_id)], args=[time.time(), self.retention]
+            keys=self.keys.ending(job_id), args=[time.time(), self.retention, self.keep_ms]
         )
         outcome = outcome.decode()
         if outcome == "missing":
@@ -159,15 +206,16 @@ class JobStore:
     def start_page(self, job_id: str, url: str) -> str:
         k = self.keys
         result = self._start_page(
-            keys=[k.job(job_id), k.events(job_id), k.done(job_id)], args=[time.time(), self.retention, url]
+            keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
         )
         return str(result.decode())
 
     def reserve_links(self, job_id: str, parent: str, urls: Sequence[str]) -> builtins.list[str]:
         if not urls:
             return []
+        k = self.keys
         reserved = self._reserve_links(
-            keys=[self.keys.job(job_id), self.keys.seen(job_id)], args=[parent, *urls]
+            keys=[k.job(job_id), k.seen(job_id), k.beyond(job_id), k.counters], args=[parent, *urls]
         )
         return [u.decode() for u in reserved]
 
@@ -175,11 +223,14 @@ class JobStore:
         """True when `page` may fetch `target` (it redirected there); False when the crawl has it already."""
         if target == page:
             return True
-        owner = self._claim_url(keys=[self.keys.seen(job_id)], args=[target, page]).decode()
+        owner = self._claim_url(
+            keys=[self.keys.job(job_id), self.keys.seen(job_id)], args=[target, page]
+        ).decode()
         return bool(owner == page)
 
     def claim_content(self, job_id: str, url: str, content_hash: str) -> str:
-        return str(self._claim_content(keys=[self.keys.hashes(job_id)], args=[content_hash, url]).decode())
+        keys = [self.keys.job(job_id), self.keys.hashes(job_id)]
+        return str(self._claim_content(keys=keys, args=[content_hash, url]).decode())
 
     def finish_page(
         self,
@@ -193,10 +244,11 @@ class JobStore:
     ) -> FinishResult:
         k = self.keys
         counted, final = self._finish_page(
-            keys=[k.job(job_id), k.events(job_id), k.done(job_id)],
+            keys=k.ending(job_id),
             args=[
                 time.time(),
                 self.retention,
+                self.keep_ms,
                 url,
                 outcome.value,
                 detail[:500],
@@ -206,3 +258,50 @@ class JobStore:
         )
         final_state = JobState(final.decode()) if final else None
         return FinishResult(counted=bool(counted), final_state=final_state)
+
+    # -- figures for metrics, and what workers say they are doing --------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters over every job ever run (they never go down when old jobs expire)."""
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys.counters))
+        return {key.decode(): int(value) for key, value in raw.items()}
+
+    def retained(self) -> int:
+        """Jobs in the index: running ones and ended ones within the retention period (ghosts aside)."""
+        return int(self.redis.zcard(self.keys.index))
+
+    def workers_loading(self) -> int:
+        """Workers that said they are loading the embedding model, and have not said otherwise or died."""
+        return int(self.redis.zcount(self.keys.loading, f"({time.time()}", "+inf"))
+
+    @contextlib.contextmanager
+    def loading_model(self, worker: str, *, lease_seconds: float = 30.0) -> Iterator[None]:
+        """Say that `worker` is loading the embedding model while the block runs.
+
+        The mark is a lease renewed every third of `lease_seconds`, so a worker killed mid-load stops
+        claiming it soon after; it is removed when the block ends."""
+        key = self.keys.loading
+        stop = threading.Event()
+
+        def renew() -> None:
+            self.redis.zadd(key, {worker: time.time() + lease_seconds})
+            # (expired leases of other dead workers go too; the set holds only workers loading now)
+            self.redis.zremrangebyscore(key, "-inf", time.time())
+
+        with contextlib.suppress(redis.RedisError):  # (a mark that cannot be written must not stop the load)
+            renew()
+
+        def keep_renewing() -> None:
+            while not stop.wait(lease_seconds / 3):
+                with contextlib.suppress(redis.RedisError):
+                    renew()
+
+        renewer = threading.Thread(target=keep_renewing, name="loading-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with contextlib.suppress(redis.RedisError):
+                self.redis.zrem(key, worker)

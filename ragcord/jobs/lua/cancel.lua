@@ -2,11 +2,22 @@
 -- when the last one is counted. Asking twice is a no-op. Runs after lib.lua.
 -- KEYS[1] job hash         P:job:J
 -- KEYS[2] event stream     P:job:J:events
+-- KEYS[3] active jobs      P:jobs:active (sorted set)
+-- KEYS[4] expiring jobs    P:jobs:expiring (sorted set scored by when their keys expire)
+-- KEYS[5] counters         P:jobs:counters (hash of monotonic counters)
+-- KEYS[6] seen hash        P:job:J:seen          (KEYS[6..11]: scratch, deleted when the job ends)
+-- KEYS[7] done set         P:job:J:done
+-- KEYS[8] hashes hash      P:job:J:hashes
+-- KEYS[9] beyond set       P:job:J:beyond
+-- KEYS[10] chunk owners    P:job:J:chunk-owners
+-- KEYS[11] page chunks     P:job:J:page-chunks
 -- ARGV[1] now (epoch seconds)
 -- ARGV[2] retention (events kept in the stream)
+-- ARGV[3] milliseconds an ended job's record and events are kept
 -- Returns 'missing' (no such job), 'terminal' (the job already ended) or 'ok'.
 local job, stream = KEYS[1], KEYS[2]
 local now, retention = ARGV[1], ARGV[2]
+local ending = ending_keys(KEYS, 3, ARGV[3])
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
 if TERMINAL[state] then return 'terminal' end
@@ -18,5 +29,5 @@ if state == 'QUEUED' then
 else
   emit(job, stream, retention, now, 'STATE_CHANGED', '', 'cancel requested: in-flight pages finish', 0)
 end
-finalize_if_idle(job, stream, retention, now)
+finalize_if_idle(job, stream, retention, now, ending)
 return 'ok'

@@ -1,20 +1,30 @@
--- Counts a page's outcome exactly once, writes its event, and ends the job when it was the last page
--- outstanding. Runs after lib.lua.
+-- Counts a page's outcome exactly once (in the job and in the counters of all jobs), writes its event, and
+-- ends the job when it was the last page outstanding. Runs after lib.lua.
 -- KEYS[1] job hash         P:job:J
 -- KEYS[2] event stream     P:job:J:events
--- KEYS[3] done set         P:job:J:done
+-- KEYS[3] active jobs      P:jobs:active (sorted set)
+-- KEYS[4] expiring jobs    P:jobs:expiring (sorted set scored by when their keys expire)
+-- KEYS[5] counters         P:jobs:counters (hash of monotonic counters)
+-- KEYS[6] seen hash        P:job:J:seen          (KEYS[6..11]: scratch, deleted when the job ends)
+-- KEYS[7] done set         P:job:J:done
+-- KEYS[8] hashes hash      P:job:J:hashes
+-- KEYS[9] beyond set       P:job:J:beyond
+-- KEYS[10] chunk owners    P:job:J:chunk-owners
+-- KEYS[11] page chunks     P:job:J:page-chunks
 -- ARGV[1] now (epoch seconds)
 -- ARGV[2] retention (events kept in the stream)
--- ARGV[3] the page's url
--- ARGV[4] outcome: 'indexed', 'skipped' or 'failed'
--- ARGV[5] detail (why it was skipped or failed; may be '')
--- ARGV[6] chunks indexed from the page
--- ARGV[7] '1' when the page is the seed, else '0'
+-- ARGV[3] milliseconds an ended job's record and events are kept
+-- ARGV[4] the page's url
+-- ARGV[5] outcome: 'indexed', 'skipped' or 'failed'
+-- ARGV[6] detail (why it was skipped or failed; may be '')
+-- ARGV[7] chunks indexed from the page
+-- ARGV[8] '1' when the page is the seed, else '0'
 -- Returns {counted, final}: counted is 1, or 0 when the job is gone or ended or the outcome was already
 -- counted (a redelivered message); final is the state this page ended the job in, or ''.
-local job, stream, done = KEYS[1], KEYS[2], KEYS[3]
+local job, stream, done, counters = KEYS[1], KEYS[2], KEYS[7], KEYS[5]
 local now, retention, url, outcome, detail, chunks, is_seed =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+  ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local ending = ending_keys(KEYS, 3, ARGV[3])
 local state = redis.call('HGET', job, 'state')
 if not state or TERMINAL[state] then return {0, ''} end
 if redis.call('SADD', done, url) == 0 then return {0, ''} end
@@ -24,10 +34,12 @@ redis.call('HINCRBY', job, counter[outcome], 1)
 redis.call('HINCRBY', job, 'chunks_indexed', chunks)
 redis.call('HINCRBY', job, 'outstanding', -1)
 redis.call('HSET', job, 'last_progress_at', now)
+redis.call('HINCRBY', counters, 'pages_' .. outcome, 1)
+redis.call('HINCRBY', counters, 'chunks_indexed', chunks)
 if is_seed == '1' and outcome ~= 'indexed' then
   local what = outcome == 'failed' and 'the seed page failed: ' or 'the seed page was skipped: '
   redis.call('HSET', job, 'seed_error', what .. detail)
 end
 emit(job, stream, retention, now, kind[outcome], url, detail, chunks)
-local final = finalize_if_idle(job, stream, retention, now)
+local final = finalize_if_idle(job, stream, retention, now, ending)
 return {1, final or ''}

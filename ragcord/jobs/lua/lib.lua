@@ -5,8 +5,13 @@
 --                          appends one event with the next sequence number (entry id `<seq>-0`), keeping at
 --                          most `retention` entries; returns the sequence number
 --   TERMINAL               the set of states a job never leaves
---   finalize_if_idle(job, stream, retention, now)
---                          ends the job when no page is outstanding; returns the final state or false
+--   ending_keys(keys, first, ttl_ms)
+--                          the keys an ending job touches, from the scripts' shared KEYS layout starting at
+--                          `first`: active jobs, expiring jobs, counters, then the six scratch keys
+--   finalize_if_idle(job, stream, retention, now, ending)
+--                          ends the job when no page is outstanding: the terminal event, out of the active set,
+--                          counted, scratch keys deleted, record and events set to expire together after
+--                          ending.ttl ms; returns the final state or false
 local function job_snapshot(job)
   local flat = redis.call('HGETALL', job)
   local t = {}
@@ -20,8 +25,14 @@ local function emit(job, stream, retention, now, kind, url, detail, chunks)
   return seq
 end
 local TERMINAL = {SUCCEEDED = true, FAILED = true, CANCELLED = true}
+local function ending_keys(keys, first, ttl_ms)
+  return {active = keys[first], expiring = keys[first + 1], counters = keys[first + 2],
+    scratch = {keys[first + 3], keys[first + 4], keys[first + 5], keys[first + 6], keys[first + 7],
+      keys[first + 8]},
+    ttl = tonumber(ttl_ms)}
+end
 -- Ends the job when no page is outstanding; returns the final state or false.
-local function finalize_if_idle(job, stream, retention, now)
+local function finalize_if_idle(job, stream, retention, now, ending)
   local state = redis.call('HGET', job, 'state')
   if TERMINAL[state] then return false end
   if tonumber(redis.call('HGET', job, 'outstanding') or '0') > 0 then return false end
@@ -38,5 +49,13 @@ local function finalize_if_idle(job, stream, retention, now)
   end
   redis.call('HSET', job, 'state', final, 'finished_at', now)
   emit(job, stream, retention, now, 'STATE_CHANGED', '', detail, 0)
+  local id = redis.call('HGET', job, 'id')
+  redis.call('ZREM', ending.active, id)
+  redis.call('HINCRBY', ending.counters, 'jobs_' .. string.lower(final), 1)
+  redis.call('DEL', unpack(ending.scratch))
+  -- Record and events go together: one TTL, set in this one script.
+  redis.call('PEXPIRE', job, ending.ttl)
+  redis.call('PEXPIRE', stream, ending.ttl)
+  redis.call('ZADD', ending.expiring, tonumber(now) + ending.ttl / 1000, id)
   return final
 end

@@ -2,14 +2,24 @@
 -- out (without running it) once cancellation was requested. Runs after lib.lua.
 -- KEYS[1] job hash         P:job:J
 -- KEYS[2] event stream     P:job:J:events
--- KEYS[3] done set         P:job:J:done
+-- KEYS[3] active jobs      P:jobs:active (sorted set)
+-- KEYS[4] expiring jobs    P:jobs:expiring (sorted set scored by when their keys expire)
+-- KEYS[5] counters         P:jobs:counters (hash of monotonic counters)
+-- KEYS[6] seen hash        P:job:J:seen          (KEYS[6..11]: scratch, deleted when the job ends)
+-- KEYS[7] done set         P:job:J:done
+-- KEYS[8] hashes hash      P:job:J:hashes
+-- KEYS[9] beyond set       P:job:J:beyond
+-- KEYS[10] chunk owners    P:job:J:chunk-owners
+-- KEYS[11] page chunks     P:job:J:page-chunks
 -- ARGV[1] now (epoch seconds)
 -- ARGV[2] retention (events kept in the stream)
--- ARGV[3] the page's url
+-- ARGV[3] milliseconds an ended job's record and events are kept
+-- ARGV[4] the page's url
 -- Returns 'run', or why the page must not run: 'missing' (no such job), 'terminal' (the job ended),
 -- 'done' (its outcome is already counted), 'cancelled' (counted out here).
-local job, stream, done = KEYS[1], KEYS[2], KEYS[3]
-local now, retention, url = ARGV[1], ARGV[2], ARGV[3]
+local job, stream, done = KEYS[1], KEYS[2], KEYS[7]
+local now, retention, url = ARGV[1], ARGV[2], ARGV[4]
+local ending = ending_keys(KEYS, 3, ARGV[3])
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
 if TERMINAL[state] then return 'terminal' end
@@ -17,7 +27,7 @@ if redis.call('SISMEMBER', done, url) == 1 then return 'done' end
 if redis.call('HGET', job, 'cancel_requested') == '1' then
   redis.call('SADD', done, url)
   redis.call('HINCRBY', job, 'outstanding', -1)
-  finalize_if_idle(job, stream, retention, now)
+  finalize_if_idle(job, stream, retention, now, ending)
   return 'cancelled'
 end
 if state == 'QUEUED' then
