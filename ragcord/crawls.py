@@ -15,6 +15,9 @@ DEFAULT_MAX_PAGES = 100
 DEFAULT_MAX_DEPTH = 10
 MAX_PAGES_LIMIT = 100_000
 MAX_DEPTH_LIMIT = 100
+MAX_CONCURRENT_LIMIT = 32
+# The per-site request limit a crawl asked for, kept in the job's hash (JobRecord ignores the field).
+SITE_LIMIT_FIELD = "max_concurrent_requests"
 
 Enqueue = Callable[[str, str, int], None]
 """Sends one page of a crawl to the workers: (job_id, url, depth). Adapters pass the real one in."""
@@ -31,6 +34,7 @@ class CrawlRequest(TypedDict, total=False):
     max_depth: int
     include_patterns: Sequence[str]
     exclude_patterns: Sequence[str]
+    max_concurrent_requests: int
     resolver: Resolver | None
 
 
@@ -42,6 +46,7 @@ class CrawlSpec:
     max_depth: int
     include_patterns: tuple[str, ...]
     exclude_patterns: tuple[str, ...]
+    max_concurrent_requests: int = 0
 
 
 def validate_crawl(
@@ -53,6 +58,7 @@ def validate_crawl(
     max_depth: int = 0,
     include_patterns: Sequence[str] = (),
     exclude_patterns: Sequence[str] = (),
+    max_concurrent_requests: int = 0,
     resolver: Resolver | None = None,
 ) -> CrawlSpec:
     """Raises InvalidArgument (malformed input) or PermissionDenied (a private address)."""
@@ -62,6 +68,11 @@ def validate_crawl(
         raise InvalidArgument(f"max_pages must be between 1 and {MAX_PAGES_LIMIT} (0 = {DEFAULT_MAX_PAGES})")
     if not 0 <= max_depth <= MAX_DEPTH_LIMIT:
         raise InvalidArgument(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT} (0 = {DEFAULT_MAX_DEPTH})")
+    if not 0 <= max_concurrent_requests <= MAX_CONCURRENT_LIMIT:
+        raise InvalidArgument(
+            f"max_concurrent_requests must be between 1 and {MAX_CONCURRENT_LIMIT} requests in flight to the "
+            f"site at once (0 = the server's default, {settings.max_concurrent_requests})"
+        )
     scope = Scope(seed, tuple(include_patterns), tuple(exclude_patterns))  # compiles the patterns
     kwargs = {"resolver": resolver} if resolver else {}
     check_address_allowed(seed, allow_private=settings.allow_private_networks, **kwargs)
@@ -72,6 +83,7 @@ def validate_crawl(
         max_depth=max_depth or DEFAULT_MAX_DEPTH,
         include_patterns=scope.include,
         exclude_patterns=scope.exclude,
+        max_concurrent_requests=max_concurrent_requests or settings.max_concurrent_requests,
     )
 
 
@@ -89,8 +101,19 @@ def start_crawl(
         exclude_patterns=spec.exclude_patterns,
     )
     try:
+        jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)
         enqueue(job.id, job.url, 0)
     except Exception:
         jobs.cancel(job.id)
         raise
     return job
+
+
+def site_limit(jobs: JobStore, job_id: str, default: int) -> int:
+    """The requests in flight to the site at once that the crawl `job_id` allows (`default` when unset)."""
+    raw = jobs.redis.hget(jobs.keys.job(job_id), SITE_LIMIT_FIELD)
+    try:
+        value = int(raw) if raw else 0
+    except (TypeError, ValueError):
+        value = 0
+    return value if 1 <= value <= MAX_CONCURRENT_LIMIT else default

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import collections
+import functools
 import mimetypes
 import select
 import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 HUGE_BYTES = 50 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
@@ -63,6 +65,22 @@ locale, so you don’t need to format them by hand.</p>
 </body>
 </html>
 """
+
+
+GZIP_BOMB_BYTES = 10 * 1024**3  # what the gzip bomb would inflate to: 10 GiB
+MANY_LINKS = 100_000
+TRICKLE_BYTES = 600  # one a second: ten minutes of body
+
+
+@functools.cache
+def _gzip_bomb_parts() -> tuple[bytes, bytes, int]:
+    """(gzip header, one full-flushed deflate block of 1 MiB of spaces, its size): the block repeats as is,
+    so the server sends a 10 GiB page for the price of ~10 MB of bytes and no compression work per request."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = compressor.compress(b"<!DOCTYPE html><html><head><title>Bomb</title></head><body><p>")
+    head += compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(b" " * (1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return head, block, 1 << 20
 
 
 def _huge_html(total: int) -> Iterator[bytes]:
@@ -139,11 +157,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, *, body: bool) -> None:
         self.site._record(self.path)
-        if self.site.delay and self.site._stopping.wait(self.site.delay):
-            return
+        # In flight while the site holds the request (its delay): once the response is written the client
+        # may send its next request before this thread gets here again, which is no overlap of the client's.
+        self.site._enter()
+        try:
+            if self.site.delay and self.site._stopping.wait(self.site.delay):
+                return
+        finally:
+            self.site._leave()
         path = unquote(urlsplit(self.path).path)
         route = SPECIAL_ROUTES.get(path)
-        if route is not None:
+        if route is None:
+            route = next((r for prefix, r in PREFIX_ROUTES.items() if path.startswith(prefix)), None)
+        if path == "/robots.txt" and self.site.robots is not None:
+            self._send(HTTPStatus.OK, self.site.robots, "text/plain", write_body=body)
+        elif route is not None:
             route(self, body)
         else:
             self._serve_file(path, body)
@@ -263,6 +291,130 @@ class _Handler(BaseHTTPRequestHandler):
         # reports a duplicate, and hits("/docs/installation.html") still counts only direct fetches.
         self._redirect(HTTPStatus.MOVED_PERMANENTLY, REDIRECT_IN_TARGET, write_body)
 
+    # -- hostile routes (under /hostile/): what a crawler must survive
+
+    def _query(self, name: str, default: str = "") -> str:
+        return parse_qs(urlsplit(self.path).query).get(name, [default])[0]
+
+    def _hostile_redirect(self, write_body: bool) -> None:
+        """/hostile/redirect?to=URL: a 302 to URL (any scheme), so chains can be built from links."""
+        self._redirect(HTTPStatus.FOUND, self._query("to", "/"), write_body)
+
+    def _gzip_bomb(self, write_body: bool) -> None:
+        head, block, size = _gzip_bomb_parts()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        if not write_body:
+            return
+        self.wfile.write(head)
+        for _ in range(GZIP_BOMB_BYTES // size):
+            if self.site._stopping.is_set():
+                return
+            self.wfile.write(block)
+
+    def _brotli_bomb(self, write_body: bool) -> None:
+        """Content-Encoding: br the crawler never asked for; a real bomb when the brotli module is here."""
+        try:
+            import brotli  # type: ignore[import-not-found]
+
+            payload = brotli.compress(b" " * (64 << 20), quality=5)
+        except ImportError:
+            payload = (
+                b"\x1b\xff\xff\x1f" + bytes(range(256)) * 64
+            )  # not valid brotli: must not be read at all
+        self._send(HTTPStatus.OK, payload, headers={"Content-Encoding": "br"}, write_body=write_body)
+
+    def _trickle(self, write_body: bool) -> None:
+        """Headers at once, then the body one byte a second (a read timeout never fires)."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(TRICKLE_BYTES))
+        self.end_headers()
+        if not write_body:
+            return
+        for _ in range(TRICKLE_BYTES):
+            if self.site._stopping.wait(1.0) or self._client_gone():
+                return
+            self.wfile.write(b" ")
+            self.wfile.flush()
+
+    def _many_links(self, write_body: bool) -> None:
+        links = "".join(f'<a href="/hostile/links/p{i}.html">p{i}</a>\n' for i in range(MANY_LINKS))
+        page = "<!DOCTYPE html><html><head><title>Every page</title></head><body><main><h1>Every page</h1>"
+        page += f"<p>An index of {MANY_LINKS} pages, each one link.</p>{links}</main></body></html>"
+        self._send(HTTPStatus.OK, page.encode(), write_body=write_body)
+
+    def _small_page(self, write_body: bool) -> None:
+        path = urlsplit(self.path).path
+        page = (
+            f"<!DOCTYPE html><html><head><title>Page {path}</title></head><body><main><h1>Page {path}</h1>"
+            f"<p>This page, {path}, is one of many generated pages.</p></main></body></html>"
+        )
+        self._send(HTTPStatus.OK, page.encode(), write_body=write_body)
+
+    def _calendar(self, write_body: bool) -> None:
+        """/hostile/calendar/YYYY-MM.html: every month links to the next and the previous one, without end."""
+        name = urlsplit(self.path).path.rsplit("/", 1)[-1].removesuffix(".html")
+        try:
+            year, month = (int(part) for part in name.split("-"))
+        except ValueError:
+            return self._not_found(write_body)
+        index = year * 12 + month - 1
+        other = [f"{(i // 12):04d}-{(i % 12) + 1:02d}" for i in (index - 1, index + 1, index + 12)]
+        links = "".join(f'<a href="/hostile/calendar/{m}.html">{m}</a> ' for m in other)
+        page = (
+            f"<!DOCTYPE html><html><head><title>Events in {name}</title></head><body><main>"
+            f"<h1>Events in {name}</h1><p>Nothing is planned for {name}. {links}</p></main></body></html>"
+        )
+        self._send(HTTPStatus.OK, page.encode(), write_body=write_body)
+
+    def _one_line(self, write_body: bool) -> None:
+        """A 20 MB page in one line, chunked (no Content-Length to refuse it by)."""
+        self.protocol_version = "HTTP/1.1"
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if not write_body:
+            return
+        piece = b"word " * (CHUNK_BYTES // 5)
+        pieces = [b"<!DOCTYPE html><html><head><title>One line</title></head><body><p>"]
+        pieces += [piece] * (20 * 1024 * 1024 // len(piece)) + [b"</p></body></html>"]
+        for part in pieces:
+            if self.site._stopping.is_set() or self._client_gone():
+                return
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _bad_encoding(self, write_body: bool) -> None:
+        """Declared UTF-8 (or an unknown charset), with bytes that are not valid in it."""
+        label = self._query("charset", "utf-8")
+        text = (
+            "<!DOCTYPE html><html><head><title>Broken bytes</title></head><body><main><h1>Broken bytes</h1>"
+            "<p>This page about the Quillstack encoder says caf\u00e9 in Latin-1 bytes inside a UTF-8 page, "
+            "so a reader must replace what it cannot decode and keep the rest.</p></main></body></html>"
+        )
+        body = text.encode("latin-1") + b"\xff\xfe\xc3\x28 trailing words"
+        self._send(HTTPStatus.OK, body, f"text/html; charset={label}", write_body=write_body)
+
+    def _busy(self, write_body: bool) -> None:
+        """429 with Retry-After for the first `site.busy_replies` requests, then a page."""
+        with self.site._lock:
+            busy = self.site.busy_replies > 0
+            self.site.busy_replies -= busy
+        if busy:
+            self._send(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                b"slow down",
+                headers={"Retry-After": self.site.retry_after},
+                write_body=write_body,
+            )
+        else:
+            self._small_page(write_body)
+
 
 REDIRECT_IN_TARGET = "/docs/installation.html"
 
@@ -278,17 +430,37 @@ SPECIAL_ROUTES: dict[str, Callable[[_Handler, bool], None]] = {
     "/docs/special/error.html": _Handler._error,
     "/docs/special/moved.html": _Handler._moved,
     "/docs/special/redirect-in.html": _Handler._redirect_in,
+    "/hostile/redirect": _Handler._hostile_redirect,
+    "/hostile/gzip-bomb.html": _Handler._gzip_bomb,
+    "/hostile/brotli-bomb.html": _Handler._brotli_bomb,
+    "/hostile/trickle.html": _Handler._trickle,
+    "/hostile/many-links.html": _Handler._many_links,
+    "/hostile/one-line.html": _Handler._one_line,
+    "/hostile/bad-encoding.html": _Handler._bad_encoding,
+    "/hostile/busy.html": _Handler._busy,
+}
+# Matched by prefix when no route above is the path itself.
+PREFIX_ROUTES: dict[str, Callable[[_Handler, bool], None]] = {
+    "/hostile/links/": _Handler._small_page,
+    "/hostile/pages/": _Handler._small_page,
+    "/hostile/calendar/": _Handler._calendar,
 }
 
 
 class FixtureSite:
     """The fixture site served on 127.0.0.1 at a free port, in a daemon thread, until close()."""
 
-    def __init__(self, root: Path, delay: float = 0.0) -> None:
+    def __init__(self, root: Path, delay: float = 0.0, *, robots: bytes | None = None) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise FileNotFoundError(f"fixture site root {self.root} is not a directory")
         self.delay = delay
+        self.robots = robots  # served as /robots.txt instead of the file, when given
+        self.busy_replies = 0  # /hostile/busy.html answers 429 this many more times
+        self.retry_after = "1"
+        self.in_flight = 0  # requests the site holds now (during its `delay`)
+        self.max_in_flight = 0  # the most it ever held at once
+        self._arrivals: list[tuple[float, str]] = []
         self.errors: list[str] = []  # unexpected handler exceptions (nothing is printed)
         self._lock = threading.Lock()
         self._requests: list[str] = []
@@ -334,11 +506,19 @@ class FixtureSite:
         with self._lock:
             return self._hits[path]
 
+    @property
+    def arrivals(self) -> list[tuple[float, str]]:
+        """(time.monotonic() when it arrived, target) of every request so far, in arrival order."""
+        with self._lock:
+            return list(self._arrivals)
+
     def reset(self) -> None:
         """Forget the recorded requests."""
         with self._lock:
             self._requests.clear()
             self._hits.clear()
+            self._arrivals.clear()
+            self.max_in_flight = self.in_flight
 
     def close(self) -> None:
         """Stop serving: wake sleeping handlers, drop open connections and join threads (bounded)."""
@@ -364,6 +544,16 @@ class FixtureSite:
         with self._lock:
             self._requests.append(target)
             self._hits[target] += 1
+            self._arrivals.append((time.monotonic(), target))
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:

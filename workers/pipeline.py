@@ -7,13 +7,19 @@ the same children again (reservations are per parent) and counts itself at most 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
 from ragcord.bootstrap import Services
-from ragcord.crawls import Enqueue
+from ragcord.crawls import Enqueue, site_limit
 from ragcord.errors import (
     Blocked,
     Duplicate,
@@ -30,9 +36,33 @@ from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
-from workers.crawler import ExtractedPage, Fetcher, RobotsCache, extract
+from workers.actors import CrawlActors
+from workers.crawler import ExtractedPage, Fetcher, RetryLater, RobotsCache, extract
+from workers.politeness import Lease, SiteLimiter, origin_of
 
 log = logging.getLogger(__name__)
+
+Defer = Callable[[str, str, int, int], None]
+"""Puts a page back on the queue to run after a delay: (job_id, url, depth, delay_ms); not a retry."""
+
+_POLL_SECONDS = 0.05  # how often a worker looks again for a busy site's slot, while it waits
+_RESERVE_BATCH = 1000  # links reserved per call (one Lua call's arguments)
+
+
+class _Deferred(Exception):
+    """No slot of the page's site within `site_wait_seconds`: the page is put back for `delay_ms`."""
+
+    def __init__(self, delay_ms: int) -> None:
+        super().__init__(f"site busy: put back for {delay_ms} ms")
+        self.delay_ms = delay_ms
+
+
+@dataclass
+class _Slot:
+    """What the request made in a site's slot learned: a back-off the site asked for, its Crawl-delay."""
+
+    backoff_ms: int = 0
+    delay_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,8 +84,13 @@ class PageCrawler:
         robots: RobotsCache,
         enqueue: Enqueue,
         copies: CopyIndex | None = None,
+        limiter: SiteLimiter | None = None,
+        defer: Defer | None = None,
     ) -> None:
         self.settings = settings
+        # None: no politeness across workers (tests of other parts); no `defer`: a busy site is waited for.
+        self.limiter = limiter
+        self.defer = defer
         self.copies = copies  # None: pages that copy others (a whole-manual edition) are indexed too
         self.jobs = jobs
         self.store = store
@@ -73,6 +108,21 @@ class PageCrawler:
         job = self.jobs.get(job_id)
         try:
             result = self._index(job, url, depth)
+        except _Deferred as deferred:
+            assert self.defer is not None  # only raised when there is one
+            self.defer(job_id, url, depth, deferred.delay_ms)
+            log.debug(
+                "page %s of job %s put back for %d ms: its site is busy", url, job_id, deferred.delay_ms
+            )
+            return
+        except RetryLater as exc:
+            if not final_attempt:
+                if exc.retry_after is None:
+                    raise
+                # The site said when: the retry waits that long (the site's gate holds every worker off too).
+                delay = max(int(exc.retry_after * 1000), self.settings.retry_backoff_ms)
+                raise dramatiq.Retry(str(exc), delay=delay) from None
+            result = PageResult(PageOutcome.FAILED, f"{exc} (after {self.settings.page_retries} retries)")
         except TransientFetchError as exc:
             if not final_attempt:
                 raise
@@ -96,11 +146,14 @@ class PageCrawler:
     def _index(self, job: JobRecord, url: str, depth: int) -> PageResult:
         scope = Scope(job.url, tuple(job.include_patterns), tuple(job.exclude_patterns))
         try:
-            if not self.robots.allowed(url):
-                return PageResult(PageOutcome.SKIPPED, "disallowed by robots.txt")
-            page = self.fetcher.fetch(
-                url, scope, claim_redirect=lambda target: self.jobs.claim_redirect(job.id, url, target)
-            )
+            if not self._robots_allow(job, url):
+                why = self.robots.why_refused(url)
+                refused = f" (robots.txt itself was refused: {why})" if why else ""
+                return PageResult(PageOutcome.SKIPPED, f"disallowed by robots.txt{refused}")
+            with self._slot(job, url, self._crawl_delay_ms(url)):
+                page = self.fetcher.fetch(
+                    url, scope, claim_redirect=lambda target: self.jobs.claim_redirect(job.id, url, target)
+                )
         except (Blocked, TooLarge, NotHtml, Duplicate) as exc:
             return PageResult(PageOutcome.SKIPPED, str(exc))
         except FetchFailed as exc:
@@ -136,11 +189,76 @@ class PageCrawler:
         return result
 
     def _follow(self, job: JobRecord, scope: Scope, url: str, links: list[str], depth: int) -> None:
-        """Reserve and enqueue the page's in-scope links (before the page counts as finished)."""
-        if depth < job.max_depth:
-            in_scope = [link for link in links if scope.why_outside(link) is None]
-            for child in self.jobs.reserve_links(job.id, url, in_scope):
+        """Reserve and enqueue the page's in-scope links (before the page counts as finished).
+
+        Only the first `max_links_per_page` links count, always the same ones, so a redelivered page
+        re-enqueues exactly the children it reserved.
+        """
+        if depth >= job.max_depth:
+            return
+        cap = self.settings.max_links_per_page
+        if len(links) > cap:
+            log.warning("%s has %d links: the first %d are considered", url, len(links), cap)
+            links = links[:cap]
+        in_scope = [link for link in links if scope.why_outside(link) is None]
+        for start in range(0, len(in_scope), _RESERVE_BATCH):
+            for child in self.jobs.reserve_links(job.id, url, in_scope[start : start + _RESERVE_BATCH]):
                 self.enqueue(job.id, child, depth + 1)
+
+    # -- politeness ------------------------------------------------------------------------------------
+
+    def _robots_allow(self, job: JobRecord, url: str) -> bool:
+        if self.limiter is None or self.robots.known(url):
+            return self.robots.allowed(url)
+        # Reading robots.txt is a request to the site too; its Crawl-delay spaces the ones after it.
+        with self._slot(job, url) as slot:
+            allowed = self.robots.allowed(url)
+            slot.delay_ms = self._crawl_delay_ms(url)
+        return allowed
+
+    def _crawl_delay_ms(self, url: str) -> int | None:
+        """The site's Crawl-delay (capped) once its robots.txt is read, else None."""
+        if self.limiter is None or not self.robots.known(url):
+            return None
+        delay = self.robots.crawl_delay(url) or 0.0
+        return int(min(delay, self.settings.max_crawl_delay_seconds) * 1000)
+
+    @contextlib.contextmanager
+    def _slot(self, job: JobRecord, url: str, delay_ms: int | None = None) -> Iterator[_Slot]:
+        """One of the site's request slots for the block; a 429/503 inside closes the site for a while."""
+        lease = None
+        if self.limiter is not None:
+            limit = site_limit(self.jobs, job.id, self.settings.max_concurrent_requests)
+            lease = self._acquire(origin_of(url), limit, f"{job.id} {url}", delay_ms)
+        slot = _Slot()
+        try:
+            yield slot
+        except RetryLater as exc:
+            wait = exc.retry_after if exc.retry_after is not None else self.settings.retry_backoff_ms / 1000
+            slot.backoff_ms = int(wait * 1000)
+            raise
+        finally:
+            if lease is not None and self.limiter is not None:
+                self.limiter.release(lease, backoff_ms=slot.backoff_ms, delay_ms=slot.delay_ms)
+
+    def _acquire(self, origin: str, limit: int, waiter: str, delay_ms: int | None) -> Lease:
+        """A slot of the site. With `defer`, a thread never waits on a busy site: when every slot is taken,
+        or the site's gate opens later than `site_wait_seconds` from now, the page is put back instead."""
+        assert self.limiter is not None
+        give_up = time.monotonic() + self.settings.site_wait_seconds
+        while True:
+            got = self.limiter.try_acquire(origin, limit=limit, delay_ms=delay_ms, waiter=waiter)
+            if isinstance(got, Lease):
+                return got
+            if got.wait_ms is None:  # every slot busy: a slot frees when a request ends, whenever that is
+                if self.defer is not None:
+                    raise _Deferred(int(got.back_ms * random.uniform(1.0, 1.2)))
+                time.sleep(_POLL_SECONDS * random.uniform(0.5, 1.5))
+                continue
+            wait = got.wait_ms / 1000  # the gate opens then (Crawl-delay, Retry-After)
+            if self.defer is not None and time.monotonic() + wait > give_up:
+                raise _Deferred(got.wait_ms + random.randint(0, 250))
+            time.sleep(min(wait, 1.0))
 
     def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
         kb = job.knowledge_base
@@ -224,16 +342,35 @@ def _same_origin(a: str, b: str) -> bool:
     return (first.scheme, first.netloc) == (second.scheme, second.netloc)
 
 
-def build_page_crawler(services: Services, enqueue: Enqueue) -> PageCrawler:
-    """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache."""
-    fetcher = Fetcher(services.settings)
+def defer_through(actors: CrawlActors) -> Defer:
+    """A `Defer` that sends the page again with a delay, keeping the retries its message has used."""
+
+    def defer(job_id: str, url: str, depth: int, delay_ms: int) -> None:
+        message = CurrentMessage.get_current_message()
+        retries = message.options.get("retries", 0) if message is not None else 0
+        actors.crawl_page.send_with_options(args=(job_id, url, depth), delay=delay_ms, retries=retries)
+
+    return defer
+
+
+def build_page_crawler(services: Services, enqueue: Enqueue, defer: Defer | None = None) -> PageCrawler:
+    """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache.
+
+    Pages of a busy site are put back with `defer`; by default through the actors `enqueue` belongs to.
+    """
+    settings = services.settings
+    fetcher = Fetcher(settings)
+    if defer is None and isinstance(actors := getattr(enqueue, "__self__", None), CrawlActors):
+        defer = defer_through(actors)
     return PageCrawler(
-        services.settings,
+        settings,
         jobs=services.jobs,
         store=services.store,
         embedder=services.embedder,
         fetcher=fetcher,
         robots=RobotsCache(fetcher),
         enqueue=enqueue,
-        copies=CopyIndex(services.redis, prefix=services.settings.key_prefix),
+        copies=CopyIndex(services.redis, prefix=settings.key_prefix),
+        limiter=SiteLimiter(services.redis, prefix=settings.key_prefix),
+        defer=defer,
     )

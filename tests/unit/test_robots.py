@@ -25,7 +25,7 @@ class OneFile:
     def __init__(self, body: str = "", error: Exception | None = None) -> None:
         self.body, self.error, self.calls = body, error, 0
 
-    def fetch(self, url: str, scope=None, *, html_only: bool = True, claim_redirect=None) -> FetchedPage:
+    def fetch(self, url: str, scope=None, *, html_only: bool = True, **options) -> FetchedPage:
         self.calls += 1
         if self.error is not None:
             raise self.error
