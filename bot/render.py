@@ -13,9 +13,24 @@ _ATOM = re.compile(r"\[[^\]\n]*\]\(<?[^)\s]*>?\)|\S+")  # a markdown link is nev
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
-def link_title(title: str) -> str:
-    """A title that cannot close a markdown link early."""
-    return title.replace("[", "(").replace("]", ")").strip() or "source"
+# Mentions in documentation text (@everyone, @here, <@user>, <@!user>, <@&role>, <#channel>): shown as
+# text, never as a ping or a mention pill (messages are also sent with allowed_mentions none).
+_MENTION = re.compile(r"(?<!\\)(@(?:everyone|here)\b|<(?:@[!&]?|#)\d+>)")
+# A masked link `[text](url)` in crawled text could hide where it goes: it is shown as plain text.
+_MASKED_LINK = re.compile(r"\]\(")
+
+
+def neutralize_mentions(text: str) -> str:
+    """`@everyone` -> `\\@everyone`, `<@123>` -> `\\<@123>`: Discord shows them literally."""
+    return _MENTION.sub(lambda m: "\\" + m.group(0), text)
+
+
+def link_title(title: str, limit: int = 200) -> str:
+    """A title that cannot close a markdown link early, nor mention anyone, nor fill a message."""
+    title = " ".join(title.replace("[", "(").replace("]", ")").split())
+    if len(title) > limit:
+        title = title[: limit - 1].rsplit(" ", 1)[0] + "…"
+    return neutralize_mentions(title) or "source"
 
 
 _INLINE_CODE = re.compile(r"(`+)[^`\n]*?\1")
@@ -31,6 +46,7 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 def _escape_prose(text: str) -> str:
+    text = _MASKED_LINK.sub("]\\(", neutralize_mentions(text))
     out: list[str] = []
     position = 0
     for strong in _STRONG.finditer(text):  # **bold** stays bold: the answerers' own emphasis
@@ -175,6 +191,16 @@ def preview(text: str, limit: int = 1900) -> str:
     if text.count(_FENCE) % 2:
         text += f"\n{_FENCE}"
     return split_message(escape_markdown(text), limit)[-1] + " …"
+
+
+def clip(text: str, limit: int = LIMIT) -> str:
+    """One message however long the text (an error quoting a 6000-character option): cut in the middle,
+    so the start and the advice at the end stay."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(f" … ({len(text)} characters cut) … ")  # (the count is at most this long)
+    head, tail = keep // 3, keep - keep // 3
+    return f"{text[:head]} … ({len(text) - keep} characters cut) … {text[len(text) - tail :]}"
 
 
 def shorten(text: str, limit: int = 90) -> str:

@@ -7,7 +7,10 @@ import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_plus, urldefrag, urlsplit, urlunsplit
+
+import regex  # type: ignore[import-untyped]  # re's syntax with a timeout: a scope pattern never hangs
 
 from ragcord.errors import Blocked, InvalidArgument, PermissionDenied
 
@@ -60,10 +63,17 @@ def normalize_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, _content_query(parts.query), ""))
 
 
+MAX_URL_CHARS = 2048  # a seed longer than browsers and servers accept is a mistake (or an attack)
+
+
 def parse_seed(url: str) -> str:
     """Check that `url` can seed a crawl and return it normalised; raises InvalidArgument."""
     if not url or not url.strip():
         raise InvalidArgument("url is required, e.g. https://docs.example.com/")
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidArgument(
+            f"url {url[:60]!r}… is {len(url)} characters; a seed URL has at most {MAX_URL_CHARS}"
+        )
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -95,7 +105,9 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise InvalidArgument(f"host {host!r} does not resolve: {exc.strerror}") from None
+        raise InvalidArgument(f"host {host[:80]!r} does not resolve: {exc.strerror}") from None
+    except UnicodeError as exc:  # the IDNA codec refuses it: an empty label, or one over 63 characters
+        raise InvalidArgument(f"host {host[:80]!r} is not a valid host name ({exc})") from None
     return sorted({str(info[4][0]) for info in infos})
 
 
@@ -121,24 +133,63 @@ def check_address_allowed(url: str, *, allow_private: bool, resolver: Resolver =
             )
 
 
-def guard_fetch(url: str, *, allow_private: bool) -> None:
+def guard_fetch(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> None:
     """The crawler's form of the address guard: raises Blocked."""
     try:
-        check_address_allowed(url, allow_private=allow_private)
+        check_address_allowed(url, allow_private=allow_private, resolver=resolver)
     except (PermissionDenied, InvalidArgument) as exc:
         raise Blocked(str(exc)) from None
 
 
-def compile_patterns(patterns: list[str], field_name: str) -> list[re.Pattern[str]]:
+# Scope patterns are the caller's regular expressions, matched against every link a crawl finds: bounded
+# in size and number, and each match given MATCH_TIMEOUT_SECONDS (a backtracking blow-up like (x+x+)+y
+# is refused up front when a probe shows it, and any other slow match counts as out of scope).
+MAX_PATTERNS = 50
+MAX_PATTERN_CHARS = 500
+MATCH_TIMEOUT_SECONDS = 0.05
+_PROBE_LENGTH = 32
+
+
+def _probes(pattern: str) -> list[str]:
+    """Paths that make a backtracking pattern show itself: runs of the characters it names."""
+    chars = sorted({c for c in pattern if c.isalnum() or c in "/-_.~"})[:12] or ["a"]
+    return [f"/{c * _PROBE_LENGTH}\x00" for c in chars] + ["/" + "".join(chars) * 4 + "\x00"]
+
+
+def compile_patterns(patterns: list[str], field_name: str) -> list[Any]:
+    if len(patterns) > MAX_PATTERNS:
+        raise InvalidArgument(f"{field_name}: at most {MAX_PATTERNS} patterns, not {len(patterns)}")
     compiled = []
     for pattern in patterns:
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise InvalidArgument(
+                f"{field_name} {pattern[:40]!r}… is {len(pattern)} characters; "
+                f"keep a pattern under {MAX_PATTERN_CHARS}"
+            )
         try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
+            compiled_pattern = regex.compile(pattern)
+        except (regex.error, ValueError, OverflowError, RecursionError, MemoryError) as exc:
             raise InvalidArgument(
                 f"{field_name} {pattern!r} is not a valid regular expression: {exc}"
             ) from None
+        try:
+            for probe in _probes(pattern):
+                compiled_pattern.search(probe, timeout=MATCH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise InvalidArgument(
+                f"{field_name} {pattern!r} takes too long to match (nested repetition such as (a+)+ "
+                "backtracks without end); write it without a repeated group that repeats"
+            ) from None
+        compiled.append(compiled_pattern)
     return compiled
+
+
+def _search(pattern: Any, path: str) -> bool | None:
+    """Whether `pattern` matches `path`; None when it took longer than MATCH_TIMEOUT_SECONDS."""
+    try:
+        return pattern.search(path, timeout=MATCH_TIMEOUT_SECONDS) is not None
+    except TimeoutError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -148,8 +199,8 @@ class Scope:
     seed: str
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    _include: list[re.Pattern[str]] = field(init=False, repr=False, compare=False)
-    _exclude: list[re.Pattern[str]] = field(init=False, repr=False, compare=False)
+    _include: list[Any] = field(init=False, repr=False, compare=False)  # compiled `regex` patterns
+    _exclude: list[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_include", compile_patterns(list(self.include), "include_patterns"))
@@ -173,8 +224,12 @@ class Scope:
         path = parts.path or "/"
         if not (path.startswith(self.prefix) or path + "/" == self.prefix):
             return f"out of scope: not under {self.prefix}"
-        if self._include and not any(p.search(path) for p in self._include):
+        included = [_search(p, path) for p in self._include]
+        excluded = [_search(p, path) for p in self._exclude]
+        if None in included or None in excluded:
+            return "out of scope: a scope pattern took too long to match this URL"
+        if self._include and not any(included):
             return "out of scope: matches no include pattern"
-        if any(p.search(path) for p in self._exclude):
+        if any(excluded):
             return "out of scope: matches an exclude pattern"
         return None

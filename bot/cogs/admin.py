@@ -11,8 +11,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import RagcordBotBase, guild_id_of
-from bot.render import link_title
-from ragcord.crawls import start_crawl
+from bot.render import clip, link_title
+from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobRecord
 
@@ -70,7 +70,7 @@ class AdminCog(commands.Cog):
                 channel_id=channel.id if channel else None,
             )
         except RagcordError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True, allowed_mentions=NONE)
+            await interaction.response.send_message(clip(str(exc)), ephemeral=True, allowed_mentions=NONE)
             return
         where = channel.mention if channel else "this server"
         await interaction.response.send_message(
@@ -90,32 +90,44 @@ class AdminCog(commands.Cog):
         guild_id = guild_id_of(interaction)
         kb = await asyncio.to_thread(s.bindings.resolve, guild_id, interaction.channel_id)
         try:
-            # The server owns what it crawls into from now on; another server's knowledge base is refused.
-            await asyncio.to_thread(s.bindings.owners.claim, kb, guild_id)
-            job = await asyncio.to_thread(
-                start_crawl, s.settings, s.jobs, s.enqueue, url=url, knowledge_base=kb, max_pages=max_pages
-            )
+            job = await asyncio.to_thread(self._start, kb, guild_id, url, max_pages)
         except RagcordError as exc:
             await interaction.response.send_message(
-                f"I can't crawl that: {exc}", ephemeral=True, allowed_mentions=NONE
+                clip(f"I can't crawl that: {exc}"), ephemeral=True, allowed_mentions=NONE
             )
             return
-        await interaction.response.send_message(progress_text(job), allowed_mentions=NONE)
+        await interaction.response.send_message(clip(progress_text(job)), allowed_mentions=NONE)
         message = await interaction.original_response()
         task = asyncio.create_task(self._follow(job, message))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
+    def _start(self, kb: str, guild_id: int, url: str, max_pages: int) -> JobRecord:
+        """Validate (as the API does), then start the crawl, and only then claim the knowledge base: a
+        refused URL leaves its ownership as it was. Raises RagcordError with the reason."""
+        s = self.services
+        validate_crawl(s.settings, url=url, knowledge_base=kb, max_pages=max_pages)
+        s.bindings.owners.check(kb, guild_id)  # another server's knowledge base: refused before any job
+        job = start_crawl(s.settings, s.jobs, s.enqueue, url=url, knowledge_base=kb, max_pages=max_pages)
+        try:
+            # The server owns what it crawls into from now on (atomic: another server may have claimed it
+            # since the check, and then this crawl is cancelled).
+            s.bindings.owners.claim(kb, guild_id)
+        except RagcordError:
+            s.jobs.cancel(job.id)
+            raise
+        return job
+
     async def _follow(self, job: JobRecord, message: discord.InteractionMessage) -> None:
         """Edit one message from the job's event stream, at most about once a second."""
         last_edit = time.monotonic()
-        shown = progress_text(job)
+        shown = clip(progress_text(job))
         latest = job
         try:
             async for event in self.services.watcher.watch(job.id):
                 latest = event.job
                 if event.terminal or time.monotonic() - last_edit >= 1.0:
-                    text = progress_text(latest)
+                    text = clip(progress_text(latest))
                     if text != shown:
                         await message.edit(content=text, allowed_mentions=NONE)
                         shown, last_edit = text, time.monotonic()
@@ -149,7 +161,7 @@ class AdminCog(commands.Cog):
         shown = sources[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         lines = [f"• [{link_title(s.title or s.url)}](<{s.url}>) · {s.chunk_count} chunks" for s in shown]
         await interaction.response.send_message(
-            f"**{kb}**: {len(sources)} pages (page {page}/{pages})\n" + "\n".join(lines),
+            clip(f"**{kb}**: {len(sources)} pages (page {page}/{pages})\n" + "\n".join(lines)),
             ephemeral=True,
             allowed_mentions=NONE,
         )

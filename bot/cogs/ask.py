@@ -17,7 +17,7 @@ from discord.ext import commands
 from discord.utils import MISSING
 
 from bot.client import RagcordBotBase, guild_id_of
-from bot.render import format_answer, preview, shorten, split_message
+from bot.render import clip, format_answer, preview, shorten, split_message
 from bot.views import feedback_view
 from ragcord.aio import iterate_in_thread
 from ragcord.answering.types import Answer
@@ -127,11 +127,11 @@ class AskCog(commands.Cog):
     @staticmethod
     def failure_text(exc: Exception) -> str:
         if isinstance(exc, AnswerUnavailable):
-            return f"Sorry, I can't answer right now: {exc}."
+            return clip(f"Sorry, I can't answer right now: {exc}.")
         if isinstance(exc, InvalidArgument):
-            return f"I can't ask that: {exc}."
+            return clip(f"I can't ask that: {exc}.")
         if isinstance(exc, PermissionDenied):
-            return f"I can't answer here: {exc}."
+            return clip(f"I can't answer here: {exc}.")
         return "Sorry, something went wrong while answering. The team has the details in the logs."
 
     def knowledge_base_for(self, channel: discord.abc.Snowflake, guild_id: int) -> str:
@@ -151,7 +151,9 @@ class AskCog(commands.Cog):
         wait = await self._rate_limited(interaction.user)
         if wait is not None:
             await interaction.response.send_message(
-                f"You're asking quickly: try again in {math.ceil(wait)} s.", ephemeral=True
+                f"You're asking quickly: try again in {math.ceil(wait)} s.",
+                ephemeral=True,
+                allowed_mentions=NONE,
             )
             return
         try:
@@ -255,11 +257,13 @@ class AskCog(commands.Cog):
             return
         wait = await self._rate_limited(message.author)
         if wait is not None:
-            await message.reply(
-                f"You're asking quickly: try again in {math.ceil(wait)} s.",
-                allowed_mentions=NONE,
-                delete_after=15,
-            )
+            told = await asyncio.to_thread(self.services.limiter.tell_once, str(message.author.id), wait)
+            if told:
+                await message.reply(
+                    f"You're asking quickly: try again in {math.ceil(wait)} s.",
+                    allowed_mentions=NONE,
+                    delete_after=15,
+                )
             return
         try:
             kb = await asyncio.to_thread(self.knowledge_base_for, channel, message.guild.id)
