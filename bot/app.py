@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import discord
-import redis.asyncio
 import yarl
 
 from bot.client import BotServices, build_bot
+from ragcord import aio
 from ragcord.answering.service import build_ask_service
 from ragcord.bindings import KnowledgeBaseBindings
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
+from ragcord.jobs.watcher import settle_reads
 from ragcord.metrics import serve_metrics
 from ragcord.ratelimit import RateLimiter
+from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings
 from ragcord.threads import OwnedThreads
 from workers.enqueue import build_enqueue
@@ -64,7 +65,7 @@ def build_bot_services(
         bindings=KnowledgeBaseBindings(
             services.redis, prefix=prefix, default=settings.default_knowledge_base
         ),
-        threads=OwnedThreads(services.redis, prefix=prefix),
+        threads=OwnedThreads(services.redis, prefix=prefix, keep_seconds=settings.memory_ttl_days * 86400),
         limiter=RateLimiter(
             services.redis,
             prefix=prefix,
@@ -74,25 +75,33 @@ def build_bot_services(
         feedback=FeedbackStore(services.redis, prefix=prefix),
         jobs=services.jobs,
         watcher=JobWatcher(
-            redis.asyncio.Redis.from_url(
-                settings.redis_url, socket_timeout=settings.watch_heartbeat_seconds + 30
+            async_redis_client(
+                settings.redis_url,
+                retry_seconds=settings.redis_retry_seconds,
+                socket_timeout=settings.watch_heartbeat_seconds + 30,
             ),
             prefix=prefix,
             heartbeat_seconds=settings.watch_heartbeat_seconds,
+            max_streams=settings.watch_max_streams,
+            queue_events=settings.watch_queue_events,
         ),
         store=services.store,
         enqueue=enqueue,
     )
 
 
-async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
-    """Run the bot; `metrics=False` when another server of this process already exposes /metrics."""
+async def run_bot(settings: Settings, *, metrics: bool = True, services: Services | None = None) -> None:
+    """Run the bot until cancelled; `metrics=False` when another server of this process already exposes
+    /metrics; `services` shared with the admin API of the same process stay open (the caller closes them)."""
     if settings.discord_token is None:
         raise SystemExit("DISCORD_TOKEN is not set: create a bot in the Discord Developer Portal (README)")
     if metrics:
         serve_metrics(settings.metrics_address)
-    services = bootstrap(settings)
-    await asyncio.to_thread(services.embedder.load)  # before going online: the first question is not slow
+    owned = services is None
+    services = services or bootstrap(settings)
+    aio.install(services.executors)
+    # Before going online: the first question is not slow (loading an already loaded model is a no-op).
+    await aio.run_in(services.executors.io, services.embedder.load)
     bot = build_bot(build_bot_services(settings, services))
     restore_endpoints = redirect_discord_endpoints(settings)
     try:
@@ -108,5 +117,8 @@ async def run_bot(settings: Settings, *, metrics: bool = True) -> None:
             "Discord refused DISCORD_TOKEN: copy the bot's token again from the Developer Portal"
         ) from None
     finally:
-        services.close()
+        log.info("Discord bot stopping")
+        await settle_reads(settings.watch_heartbeat_seconds + 2)
+        if owned:
+            services.close()
         restore_endpoints()

@@ -13,10 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ragcord.errors import RagcordError
 from ragcord.settings import Settings
+
+if TYPE_CHECKING:
+    from ragcord.bootstrap import Services
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +91,47 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rpc(settings: Settings, args: argparse.Namespace) -> int:
+    """The admin API alone; SIGTERM or Ctrl-C stop it gracefully (calls in flight finish), exit 0."""
     from rpc.server import serve
 
-    asyncio.run(serve(settings))
-    return 0
+    return asyncio.run(_until_signal("admin API", serve(settings)))
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    """The Discord bot alone; SIGTERM or Ctrl-C close its gateway session and exit 0."""
     from bot.app import run_bot
 
-    asyncio.run(run_bot(settings))
+    return asyncio.run(_until_signal("Discord bot", run_bot(settings)))
+
+
+async def _until_signal(name: str, service: Coroutine[Any, Any, None]) -> int:
+    """Run `service` until it ends or SIGINT/SIGTERM arrives; on a signal cancel it (its `finally`
+    stops it gracefully) and return 0. Its own error, or SystemExit, propagates."""
+    received: list[str] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    task = asyncio.create_task(service)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            log.info("%s: %s received, stopping", name, received[0] if received else "stop")
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if not received or not task.cancelled():
+        task.result()  # the service ended on its own: its error (or SystemExit) is the command's
+    log.info("%s stopped", name)
     return 0
 
 
@@ -145,13 +180,29 @@ def _die_with_parent() -> None:
 
 async def _serve_until_stopped(settings: Settings, workers: subprocess.Popen[bytes]) -> int:
     """Run the API (and the bot) until a signal, a crash, or the workers exiting; 1 if the workers died."""
-    from rpc.server import serve
+    from ragcord import aio
+    from ragcord.bootstrap import bootstrap
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = asyncio.create_task(serve(settings))
+    # One set of services for the API and the bot: one model, one store handle, one set of thread pools.
+    services = bootstrap(settings)
+    aio.install(services.executors)
+    try:
+        await aio.run_in(services.executors.io, services.embedder.load)  # once, before the API and the bot
+        return await _serve_services(settings, workers, services, stop)
+    finally:
+        services.close()
+
+
+async def _serve_services(
+    settings: Settings, workers: subprocess.Popen[bytes], services: Services, stop: asyncio.Event
+) -> int:
+    from rpc.server import serve
+
+    api = asyncio.create_task(serve(settings, services=services))
     watch_workers = asyncio.create_task(_exited(workers))
     stopped = asyncio.create_task(stop.wait())
     tasks: set[asyncio.Task[Any]] = {api, watch_workers, stopped}
@@ -159,7 +210,8 @@ async def _serve_until_stopped(settings: Settings, workers: subprocess.Popen[byt
     if settings.discord_token is not None:
         from bot.app import run_bot
 
-        bot = asyncio.create_task(run_bot(settings, metrics=False))  # the API's /metrics covers it
+        # The API's /metrics covers it; the services are the API's.
+        bot = asyncio.create_task(run_bot(settings, metrics=False, services=services))
         tasks.add(bot)
     else:
         log.info("DISCORD_TOKEN is not set: running without the Discord bot")
@@ -217,11 +269,19 @@ def _log_unfinished_crawls(settings: Settings) -> None:
 
     from ragcord.jobs.records import JobState
     from ragcord.jobs.store import JobStore
+    from ragcord.redisconn import redis_client
 
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        client = redis_client(
+            settings.redis_url, retry_seconds=settings.redis_retry_seconds, socket_timeout=5
+        )
         with client:
-            store = JobStore(client, prefix=settings.key_prefix, retention=settings.event_retention)
+            store = JobStore(
+                client,
+                prefix=settings.key_prefix,
+                retention=settings.event_retention,
+                keep_seconds=settings.job_retention_seconds,
+            )
             running, _ = store.list(state=JobState.RUNNING, page_size=100)
     except redis.RedisError as exc:
         log.warning("could not list the running crawls: %s", exc)

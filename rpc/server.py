@@ -7,17 +7,19 @@ import ipaddress
 import logging
 
 import grpc
-import redis.asyncio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ragcord.answering.service import build_ask_service
+from ragcord import aio
+from ragcord.answering.service import AskService, build_ask_service
 from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.errors import RagcordError
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
+from ragcord.jobs.watcher import settle_reads
 from ragcord.metrics import serve_metrics
+from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings
 from rpc.auth import BearerTokenInterceptor
 from rpc.metrics import MetricsInterceptor
@@ -27,6 +29,7 @@ from workers.enqueue import build_enqueue
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_SECONDS = 5
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
@@ -47,16 +50,23 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-async def build_server(settings: Settings, services: Services | None = None) -> tuple[grpc.aio.Server, int]:
+async def build_server(
+    settings: Settings, services: Services | None = None, *, ask: AskService | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """The server, not started; tests pass their own `services` and `ask` (an answerer seam)."""
     check_exposure(settings)
     services = services or bootstrap(settings)
     watcher = JobWatcher(
         # Reads block up to a heartbeat interval: the socket timeout must be longer.
-        redis.asyncio.Redis.from_url(
-            settings.redis_url, socket_timeout=settings.watch_heartbeat_seconds + 30
+        async_redis_client(
+            settings.redis_url,
+            retry_seconds=settings.redis_retry_seconds,
+            socket_timeout=settings.watch_heartbeat_seconds + 30,
         ),
         prefix=settings.key_prefix,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
+        max_streams=settings.watch_max_streams,
+        queue_events=settings.watch_queue_events,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # first: it sees denied calls too
     if settings.admin_token is not None:
@@ -69,9 +79,10 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
             watcher=watcher,
             store=services.store,
             enqueue=build_enqueue(settings),
-            ask=build_ask_service(services),
+            ask=ask or build_ask_service(services),
             feedback=FeedbackStore(services.redis, prefix=settings.key_prefix),
             owners=KnowledgeBaseOwners(services.redis, prefix=settings.key_prefix),
+            executors=services.executors,
         ),
         server,
     )
@@ -86,9 +97,15 @@ async def build_server(settings: Settings, services: Services | None = None) -> 
     return server, port
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
-    services = bootstrap(settings)
-    await asyncio.to_thread(services.embedder.load)  # before health says SERVING: the first Ask is not slow
+async def serve(
+    settings: Settings, *, ready: asyncio.Event | None = None, services: Services | None = None
+) -> None:
+    """Serve until cancelled, then stop gracefully; `services` given in stay open (the caller closes them)."""
+    owned = services is None
+    services = services or bootstrap(settings)
+    aio.install(services.executors)
+    # Before health says SERVING: the first Ask is not slow (once per process: loading twice is a no-op).
+    await aio.run_in(services.executors.io, services.embedder.load)
     server, port = await build_server(settings, services)
     await server.start()
     serve_metrics(settings.metrics_address, services.jobs)
@@ -102,5 +119,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     try:
         await server.wait_for_termination()
     finally:
-        await server.stop(grace=5)
-        services.close()
+        log.info("admin API stopping: calls in flight get %ss to finish", STOP_GRACE_SECONDS)
+        await server.stop(grace=STOP_GRACE_SECONDS)
+        await settle_reads(settings.watch_heartbeat_seconds + 2)
+        if owned:
+            services.close()
