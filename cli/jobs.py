@@ -80,6 +80,7 @@ class Watch:
         self.cursor = ""
         self.failures = 0  # reconnects in a row without an event
         self.outcomes = Outcomes()
+        self.waiting = ""  # what the job waits for, as last said
 
     def run(self) -> Any:
         """The job as it ended."""
@@ -107,12 +108,22 @@ class Watch:
             self.failures = 0
         if event.event_id:
             self.cursor = event.event_id
+        waiting = ""
+        if event.kind in (
+            pb.JOB_EVENT_KIND_SNAPSHOT,
+            pb.JOB_EVENT_KIND_HEARTBEAT,
+            pb.JOB_EVENT_KIND_STATE_CHANGED,
+        ):
+            waiting = self.waiting_for(job)
+            if waiting and waiting != self.waiting:  # (once, so a log or a pipe shows it too)
+                self.progress.console.print(f"waiting for {escape(waiting)}", soft_wrap=True)
+            self.waiting = waiting
         self.progress.update(
             self.task,
             description=self.admin.state_name(job.state).lower(),
             total=max(job.pages_discovered, 1),
             completed=processed(job),
-            counts=progress_counts(job),
+            counts=(f"waiting for {waiting} · " if waiting else "") + progress_counts(job),
         )
         if event.kind == pb.JOB_EVENT_KIND_PAGE_FAILED:
             self.outcomes.failed.append((event.page_url, event.detail))
@@ -125,6 +136,17 @@ class Watch:
         if ended and event.kind in (pb.JOB_EVENT_KIND_STATE_CHANGED, pb.JOB_EVENT_KIND_SNAPSHOT):
             return job
         return None
+
+    def waiting_for(self, job: Any) -> str:
+        """What holds up a job that has done no page yet (workers loading the model), from GetJob: events
+        carry the job as stored, not what the workers are doing. Asked at most once per heartbeat."""
+        pb = self.admin.pb
+        if processed(job) or job.state not in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING):
+            return ""
+        try:
+            return str(self.admin.call("GetJob", pb.GetJobRequest(job_id=self.job_id)).waiting_for)
+        except self.admin.grpc.RpcError:
+            return ""  # (the stream's own errors are the ones the watch reports)
 
     def reconnect_after(self, exc: Exception) -> None:
         """Say that the server is out of reach and wait before the next try; the last error ends the watch."""
@@ -196,10 +218,12 @@ def summary(admin: Admin, job: Any, outcomes: Outcomes, *, verbose: bool = False
         + _pace(job)
         + (f" — {job.error}" if job.error else "")
     ]
-    if job.max_pages and job.pages_discovered >= job.max_pages and not job.cancel_requested:
+    if job.pages_beyond_max_pages and not job.cancel_requested:
+        # Exact: the crawl refused this many distinct in-scope links because it had reached max_pages.
         lines.append(
-            f"{processed(job)} of at least {job.pages_discovered} pages: the crawl stopped at max_pages "
-            f"({job.max_pages}) and the site may have more; raise --max-pages"
+            f"{processed(job)} of at least {job.pages_discovered + job.pages_beyond_max_pages} pages: "
+            f"raise --max-pages (the crawl stopped at {job.max_pages} and left "
+            f"{job.pages_beyond_max_pages} more it found)"
         )
     for label, pages in (("skipped", outcomes.skipped), ("failed", outcomes.failed)):
         if pages:
@@ -253,6 +277,7 @@ def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
             knowledge_base=args.kb or settings.default_knowledge_base,
             max_pages=args.max_pages,
             max_depth=args.max_depth,
+            max_concurrent_requests=args.max_concurrent,
             include_patterns=args.include,
             exclude_patterns=args.exclude,
         ),

@@ -66,6 +66,7 @@ def _add_job_commands(sub: Subcommands) -> None:
     p.add_argument("--kb", help="knowledge base (default: RAGCORD_DEFAULT_KNOWLEDGE_BASE)")
     p.add_argument("--max-pages", type=int, default=0, help="default 100")
     p.add_argument("--max-depth", type=int, default=0, help="default 10")
+    p.add_argument("--max-concurrent", type=int, default=0, help="requests to the site at once (default 2)")
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
     p.add_argument("--watch", action="store_true", help="show progress until the crawl ends")

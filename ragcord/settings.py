@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # How long a request (an RPC, a bot command) waits for Redis to answer again before it fails UNAVAILABLE,
+    # and how long a worker mid-page waits out a Redis restart (ragcord/redisconn.py).
+    redis_retry_seconds: float = Field(1.0, ge=0)
+    worker_redis_retry_seconds: float = Field(30.0, ge=0)
     data_dir: Path = Path(".ragcord")
     grpc_address: str = "127.0.0.1:50051"
     admin_token: SecretStr | None = None
@@ -51,7 +55,17 @@ class Settings(BaseSettings):
     # Keys in Redis start with this, so several deployments (or tests) can share one server.
     key_prefix: str = "ragcord"
     event_retention: int = Field(10_000, ge=10, description="events kept per job's stream")
+    # An ended job's record and events are kept this long, then expire together (fractions allowed: tests).
+    job_retention_days: float = Field(30, gt=0, description="days an ended job stays in GetJob/ListJobs")
     watch_heartbeat_seconds: float = Field(5.0, gt=0)
+    # WatchJob: one Redis reader per job per process fans events out to every watcher of the job.
+    watch_max_streams: int = Field(5000, ge=1, description="WatchJob streams one process serves at once")
+    watch_queue_events: int = Field(
+        256, ge=1, description="events buffered per watcher; a slower one catches up from Redis"
+    )
+    # Threads per kind of work, so slow model calls never starve the Redis and store calls.
+    answer_threads: int = Field(8, ge=1, description="threads answering questions (model calls)")
+    io_threads: int = Field(16, ge=1, description="threads for Redis and store calls of the async adapters")
 
     # Crawler.
     user_agent: str = "ragcord/0.1 (+https://github.com/ragcord/ragcord; documentation indexer)"
@@ -64,6 +78,18 @@ class Settings(BaseSettings):
     )
     page_retries: int = Field(3, ge=0, le=10, description="retries of a page after a transient error")
     retry_backoff_ms: int = Field(1000, ge=0)
+    # A page's whole fetch (redirects included) ends by then, however slowly the server trickles its bytes.
+    page_deadline_seconds: float = Field(60.0, gt=0)
+    max_links_per_page: int = Field(10_000, ge=1, description="links of one page considered for the crawl")
+    # Politeness, shared by every worker process on every host through Redis (workers/politeness.py).
+    max_concurrent_requests: int = Field(
+        2, ge=1, le=32, description="requests in flight to one site at once (StartCrawl's default)"
+    )
+    max_crawl_delay_seconds: float = Field(30.0, ge=0, description="a longer robots.txt Crawl-delay is cut")
+    max_retry_after_seconds: float = Field(600.0, ge=0, description="a longer Retry-After is cut")
+    # A worker waits up to this long for a site's gate to open (Crawl-delay, Retry-After); longer, or when
+    # every slot of the site is busy, it puts the page back with a delay and takes another message.
+    site_wait_seconds: float = Field(1.0, ge=0)
 
     # Workers.
     worker_processes: int = Field(2, ge=1)
@@ -72,6 +98,12 @@ class Settings(BaseSettings):
     worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # How many broker commands in a million also run its maintenance (requeue of dead workers' messages).
     broker_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
+    # And each worker process runs it on each queue at least this often, so a redelivery waits at most
+    # worker_heartbeat_timeout_ms plus this, not for a lucky draw.
+    broker_maintenance_seconds: float = Field(10.0, gt=0)
+    # "amqp://user:password@host:5672/vhost" carries the crawl queue on RabbitMQ (jobs stay in Redis);
+    # unset: Dramatiq's Redis broker on redis_url.
+    broker_url: str | None = None
     # Idle consumers poll this often (Dramatiq's default of 1 s delays the first message after idle).
     worker_idle_timeout_ms: int = Field(100, ge=10)
     # On stop (Ctrl-C, SIGTERM) workers finish the pages they are on for up to this long, then are killed.
@@ -142,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.data_dir / "lancedb"
+
+    @property
+    def job_retention_seconds(self) -> float:
+        return self.job_retention_days * 86400
 
     @property
     def grpc_host(self) -> str:

@@ -59,6 +59,8 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         include_patterns=job.include_patterns,
         exclude_patterns=job.exclude_patterns,
         cancel_requested=job.cancel_requested,
+        pages_beyond_max_pages=job.pages_beyond_max_pages,
+        waiting_for=job.waiting_for,
     )
 
 

@@ -5,7 +5,6 @@ Domain errors become status codes in one place (`_status_of`).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -16,13 +15,14 @@ import grpc
 from google.protobuf.message import Message
 
 from ragcord import errors
-from ragcord.aio import iterate_in_thread
+from ragcord.aio import Executors, iterate_in_thread, run_in
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
 from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.crawls import Enqueue, start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
+from ragcord.jobs.watcher import WatchLimitReached
 from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
+_T = TypeVar("_T")
 
 Context = grpc.aio.ServicerContext
 
@@ -46,15 +47,27 @@ _STATUS = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.AnswerUnavailable: grpc.StatusCode.UNAVAILABLE,
+    WatchLimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+
+# The status message travels percent-encoded in a header (up to 12 bytes a character), and clients refuse
+# headers over 8 KB: a message quoting a huge request value is cut in its middle; the advice at its end stays.
+_MAX_DETAILS = 500
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= _MAX_DETAILS:
+        return message
+    return f"{message[:150]} … ({len(message) - 450} characters cut) … {message[-300:]}"
 
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     for kind, code in _STATUS.items():
         if isinstance(exc, kind):
-            return code, str(exc)
+            return code, _bounded(str(exc))
     if isinstance(exc, errors.RagcordError):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+        return grpc.StatusCode.FAILED_PRECONDITION, _bounded(str(exc))
     if isinstance(exc, ConnectionError | OSError) or type(exc).__module__.startswith("redis"):
         log.exception("backend unavailable")
         return grpc.StatusCode.UNAVAILABLE, f"a backend is unavailable ({type(exc).__name__}); try again"
@@ -114,6 +127,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         ask: AskService,
         feedback: FeedbackStore,
         owners: KnowledgeBaseOwners,
+        executors: Executors | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -123,12 +137,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.ask = ask
         self.feedback = feedback
         self.owners = owners
+        # Redis and store calls on one pool, answers (model calls) on another: slow answers never
+        # make a GetJob wait for a thread.
+        self.executors = executors or Executors.create(
+            io_threads=settings.io_threads, answer_threads=settings.answer_threads
+        )
+
+    async def _io(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        return await run_in(self.executors.io, fn, *args, **kwargs)
 
     @_unary
     async def StartCrawl(
         self, request: pb.StartCrawlRequest, context: Context[pb.StartCrawlRequest, pb.Job]
     ) -> pb.Job:
-        job = await asyncio.to_thread(
+        job = await self._io(
             start_crawl,
             self.settings,
             self.jobs,
@@ -139,13 +161,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             max_depth=request.max_depth,
             include_patterns=list(request.include_patterns),
             exclude_patterns=list(request.exclude_patterns),
+            max_concurrent_requests=request.max_concurrent_requests,
         )
         log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
         return convert.job_to_pb(job)
 
     @_unary
     async def GetJob(self, request: pb.GetJobRequest, context: Context[pb.GetJobRequest, pb.Job]) -> pb.Job:
-        return convert.job_to_pb(await asyncio.to_thread(self.jobs.get, _job_id(request.job_id)))
+        return convert.job_to_pb(await self._io(self.jobs.get, _job_id(request.job_id)))
 
     @_unary
     async def ListJobs(
@@ -155,7 +178,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
         if request.knowledge_base:
             validate_kb_name(request.knowledge_base)
-        jobs, token = await asyncio.to_thread(
+        if request.state not in pb.JobState.values():  # proto3 enums are open: any int32 arrives
+            raise errors.InvalidArgument(
+                f"state {request.state} is not a JobState; use one of {', '.join(pb.JobState.keys())}"
+            )
+        jobs, token = await self._io(
             self.jobs.list,
             knowledge_base=request.knowledge_base,
             state=convert.job_state_from_pb(request.state),
@@ -168,13 +195,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context[pb.CancelJobRequest, pb.Job]
     ) -> pb.Job:
-        return convert.job_to_pb(await asyncio.to_thread(self.jobs.cancel, _job_id(request.job_id)))
+        return convert.job_to_pb(await self._io(self.jobs.cancel, _job_id(request.job_id)))
 
     @_stream
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: Context[pb.WatchJobRequest, pb.JobEvent]
     ) -> AsyncIterator[pb.JobEvent]:
-        async for event in self.watcher.watch(_job_id(request.job_id), request.after_event_id):
+        cursor = request.after_event_id
+        if cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+            raise errors.InvalidArgument(
+                f"after_event_id {cursor[:40]!r} is not an event id; pass the event_id of the last event seen"
+            )
+        async for event in self.watcher.watch(_job_id(request.job_id), cursor):
             yield convert.event_to_pb(event)
 
     def _kb(self, name: str) -> str:
@@ -194,8 +226,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListSources(
         self, request: pb.ListSourcesRequest, context: Context[pb.ListSourcesRequest, pb.ListSourcesResponse]
     ) -> pb.ListSourcesResponse:
-        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
-        sources = await asyncio.to_thread(self.store.list_sources, kb)
+        kb = await self._io(self._existing_kb, request.knowledge_base)
+        sources = await self._io(self.store.list_sources, kb)
         return pb.ListSourcesResponse(sources=[convert.source_to_pb(s) for s in sources])
 
     @_unary
@@ -204,7 +236,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.SourceDetail:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
-        detail = await asyncio.to_thread(self.store.get_source, self._kb(request.knowledge_base), request.url)
+        detail = await self._io(self.store.get_source, self._kb(request.knowledge_base), request.url)
         return convert.source_detail_to_pb(detail)
 
     @_unary
@@ -215,9 +247,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteSourceResponse:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
-        deleted = await asyncio.to_thread(
-            self.store.delete_source, self._kb(request.knowledge_base), request.url
-        )
+        deleted = await self._io(self.store.delete_source, self._kb(request.knowledge_base), request.url)
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
 
     @_unary
@@ -226,7 +256,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         request: pb.ListKnowledgeBasesRequest,
         context: Context[pb.ListKnowledgeBasesRequest, pb.ListKnowledgeBasesResponse],
     ) -> pb.ListKnowledgeBasesResponse:
-        bases = await asyncio.to_thread(list_knowledge_bases, self.store, self.owners)
+        bases = await self._io(list_knowledge_bases, self.store, self.owners)
         return pb.ListKnowledgeBasesResponse(knowledge_bases=[convert.knowledge_base_to_pb(b) for b in bases])
 
     @_unary
@@ -237,7 +267,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.KnowledgeBase:
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
-        info = await asyncio.to_thread(
+        for guild in request.discord_guild_ids:
+            if not (guild.strip().isascii() and guild.strip().isdigit() and len(guild.strip()) <= 20):
+                raise errors.InvalidArgument(
+                    f"discord_guild_ids must be Discord server ids (numbers): {guild[:40]!r} is not one"
+                )
+        info = await self._io(
             set_knowledge_base_servers,
             self.store,
             self.owners,
@@ -255,7 +290,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteKnowledgeBaseResponse:
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
-        deleted = await asyncio.to_thread(
+        deleted = await self._io(
             delete_knowledge_base, self.store, self.jobs, self.owners, request.knowledge_base
         )
         log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
@@ -264,8 +299,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @_unary
     async def Ask(self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.Answer]) -> pb.Answer:
         started = time.perf_counter()
-        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
-        answer = await asyncio.to_thread(
+        kb = await self._io(self._existing_kb, request.knowledge_base)
+        answer = await run_in(
+            self.executors.answer,
             self.ask.ask,
             request.question,
             knowledge_base=kb,
@@ -281,7 +317,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.AskStreamResponse]
     ) -> AsyncIterator[pb.AskStreamResponse]:
         started = time.perf_counter()
-        kb = await asyncio.to_thread(self._existing_kb, request.knowledge_base)
+        kb = await self._io(self._existing_kb, request.knowledge_base)
 
         def answer_stream() -> Iterator[str | Answer]:
             return self.ask.ask_stream(
@@ -292,7 +328,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 author=request.author,
             )
 
-        async for item in iterate_in_thread(answer_stream):
+        async for item in iterate_in_thread(answer_stream, executor=self.executors.answer):
             if isinstance(item, Answer):
                 ANSWER_LATENCY.labels("api").observe(time.perf_counter() - started)
                 yield pb.AskStreamResponse(answer=convert.answer_to_pb(item))
@@ -307,9 +343,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.ClearConversationResponse:
         if not request.conversation_id:
             raise errors.InvalidArgument("conversation_id is required")
-        return pb.ClearConversationResponse(
-            cleared=await asyncio.to_thread(self.ask.clear, request.conversation_id)
-        )
+        return pb.ClearConversationResponse(cleared=await self._io(self.ask.clear, request.conversation_id))
 
     @_unary
     async def ListFeedback(
@@ -319,17 +353,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.ListFeedbackResponse:
         if not 0 <= request.page_size <= 500:
             raise errors.InvalidArgument("page_size must be between 1 and 500 (0 = 50)")
-        if request.page_token and not request.page_token.isdigit():
+        token = request.page_token
+        if token and not (token.isascii() and token.isdigit() and len(token) <= 18):
             raise errors.InvalidArgument(
                 "page_token is not valid; pass next_page_token from the last response"
             )
         kb = self._kb(request.knowledge_base)
         size = request.page_size or 50
         offset = int(request.page_token or 0)
-        entries = await asyncio.to_thread(
-            self.feedback.list, knowledge_base=kb, limit=size + 1, offset=offset
-        )
-        sources = await asyncio.to_thread(self.feedback.per_source, kb)
+        entries = await self._io(self.feedback.list, knowledge_base=kb, limit=size + 1, offset=offset)
+        sources = await self._io(self.feedback.per_source, kb)
         return pb.ListFeedbackResponse(
             entries=[convert.feedback_to_pb(e) for e in entries[:size]],
             sources=[pb.SourceFeedback(url=s.url, up=s.up, down=s.down) for s in sources],

@@ -238,14 +238,14 @@ def test_ask_with_grpcurl_and_the_cli(server, site, workdir):
         (job,) = grpcurl.call("StartCrawl", {"url": site.url("/docs/"), "knowledge_base": "e2e"})
         grpcurl.call("WatchJob", {"job_id": job["id"]})
     (answer,) = grpcurl.call(
-        "Ask", {"question": "Which Python versions can I run Quillstack on?", "knowledge_base": "e2e"}
+        "Ask", {"question": "How do I check that Quillstack installed correctly?", "knowledge_base": "e2e"}
     )
     assert answer["found"] is True
     assert answer["citations"][0]["url"].endswith("/docs/installation.html#verify")  # its section
     streamed = grpcurl.call(
         "AskStream",
         {
-            "question": "and on which operating systems?",
+            "question": "and which Python versions does it run on?",
             "knowledge_base": "e2e",
             "conversation_id": answer["conversation_id"],
         },

@@ -22,6 +22,11 @@ SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
         "feedback/vote.lua",
         "copies/claim.lua",
         "copies/take.lua",
+        "politeness/acquire.lua",
+        "politeness/release.lua",
+        "politeness/renew.lua",
+        "threads/own.lua",
+        "threads/use.lua",
     )
 ]
 
