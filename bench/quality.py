@@ -428,11 +428,39 @@ class Deployment:
         return answer, time.perf_counter() - started
 
 
+class InProcess:
+    """A kept crawl asked in this process, without a server: a loop of seconds over search and answering.
+
+    Same knowledge bases, same scoring; only the transport differs (AskService called directly, as the
+    admin API's Ask does). For measuring a change to search or answering; crawl changes need a server run.
+    """
+
+    def __init__(self, workdir: Path, redis_url: str, prefix: str) -> None:
+        from ragcord.answering.service import build_ask_service
+        from ragcord.bootstrap import bootstrap
+        from ragcord.settings import Settings
+
+        settings = Settings(_env_file=None, redis_url=redis_url, key_prefix=prefix, data_dir=workdir / "data")
+        self.services = bootstrap(settings)
+        self.service = build_ask_service(self.services)
+
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.services.close()
+
+    def ask(self, question: str, knowledge_base: str, conversation_id: str) -> tuple[Any, float]:
+        started = time.perf_counter()
+        answer = self.service.ask(question, knowledge_base=knowledge_base, conversation_id=conversation_id)
+        return answer, time.perf_counter() - started
+
+
 def _kb(site: str) -> str:
     return f"quality-{site}"
 
 
-def _citations(answer: pb.Answer) -> list[str]:
+def _citations(answer: Any) -> list[str]:  # pb.Answer, or answering.types.Answer in process
     return [c.url for c in sorted(answer.citations, key=lambda c: c.number)]
 
 
@@ -441,7 +469,7 @@ def _crawled_pages(base_url: str, urls: list[str]) -> list[str]:
     return sorted({normalise_page(urlsplit(u).path) for u in urls if u.startswith(base_url)})
 
 
-def _ask_site(deployment: Deployment, suite: Suite, site: Site, run: str) -> list[ItemResult]:
+def _ask_site(deployment: Deployment | InProcess, suite: Suite, site: Site, run: str) -> list[ItemResult]:
     """Ask every item of `site` (both turns of a conversation, in one conversation); scored later."""
     kb = _kb(site.name)
     out: list[ItemResult] = []
@@ -502,16 +530,19 @@ def run_suite(
     redis_url: str = REDIS_URL,
     progress: Callable[[str], None] = log.info,
     keep: Path | None = None,
+    in_process: bool = False,
 ) -> Results:
     """Serve, crawl and ask the whole `suite`; the floor test and `main` both call this.
 
     With `keep`, the crawls live in that folder (and under a key prefix it records) and later runs with the
     same folder ask again without crawling: for measuring a change to search or answering, not to crawling.
     """
+    state = keep / "crawls.json" if keep is not None else None
+    if in_process and (state is None or not state.exists()):
+        raise ValueError("asking in process needs a kept crawl: run once with --keep DIR first")
     problems = validate_suite(suite)
     if problems:
         raise ValueError("the quality suite is not valid:\n" + "\n".join(problems))
-    state = keep / "crawls.json" if keep is not None else None
     kept = json.loads(state.read_text()) if state is not None and state.exists() else None
     prefix = kept["prefix"] if kept else f"quality{uuid.uuid4().hex[:8]}"
     results = Results(settings={"answerer": "extractive", "embedder": "local", "defaults": "ragcord serve"})
@@ -521,7 +552,11 @@ def run_suite(
             workdir = keep
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ragcord-quality-")))
-        deployment = stack.enter_context(Deployment(workdir, redis_url, prefix, keep=keep is not None))
+        deployment: Deployment | InProcess
+        if in_process:
+            deployment = stack.enter_context(InProcess(workdir, redis_url, prefix))
+        else:
+            deployment = stack.enter_context(Deployment(workdir, redis_url, prefix, keep=keep is not None))
         if kept:
             results.crawls = [CrawlResult(**c) for c in kept["crawls"] if c["site"] in suite.sites]
             progress(f"asking again over the crawls kept in {keep} (delete it to crawl anew)")
@@ -703,6 +738,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="keep the crawls in DIR; a later run with the same DIR asks again without crawling",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="with --keep DIR of an earlier run: ask the kept crawl in this process, no server (seconds)",
+    )
+    parser.add_argument(
         "--rescore",
         type=Path,
         metavar="JSON",
@@ -724,7 +764,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         suite = suite.only(sites=names)
     if args.limit:
         suite = suite.only(limit=args.limit)
-    results = run_suite(suite, keep=args.keep)
+    if args.in_process and args.keep is None:
+        raise SystemExit("--in-process asks a kept crawl: give --keep DIR (of an earlier run)")
+    try:
+        results = run_suite(suite, keep=args.keep, in_process=args.in_process)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     out = args.out or (None if partial or args.keep else DOCS)
     if out is None:
         print(render_markdown(results.to_json(), None))

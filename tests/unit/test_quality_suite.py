@@ -262,3 +262,12 @@ def test_a_page_reached_only_through_an_out_of_scope_index_is_reported(tmp_path)
     assert validate(load_suite(tmp_path)) == [
         "question json: no in-scope link leads from index.html to library/json.html"
     ]
+
+
+def test_asking_in_process_needs_a_kept_crawl(tmp_path):
+    from bench.quality import main, run_suite
+
+    with pytest.raises(SystemExit, match="give --keep DIR"):
+        main(["--in-process"])
+    with pytest.raises(ValueError, match="needs a kept crawl"):
+        run_suite(load_suite(), keep=tmp_path / "nothing-kept-here", in_process=True)
