@@ -8,6 +8,7 @@ import socket
 
 import dramatiq
 import grpc
+import redis
 
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.settings import Settings
@@ -40,6 +41,18 @@ def running_worker(settings: Settings, services: Services | None = None, threads
         worker.stop(timeout=10_000)
         broker.close()
         crawler[0].fetcher.close()
+
+
+def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
+    """Every key a test's own prefix wrote: ours (`prefix:`) and Dramatiq's (`prefix-dramatiq`)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{prefix}:*", f"{prefix}-dramatiq*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
 
 
 @contextlib.asynccontextmanager

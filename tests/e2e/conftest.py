@@ -4,10 +4,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.e2e.procs import Grpcurl, Service, wait_healthy
-from tests.harness import free_port
+from tests.harness import delete_prefixed_keys, free_port
 from tests.sitekit import FixtureSite
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "site"
@@ -18,11 +17,7 @@ TOKEN = "e2e-token"
 def e2e_prefix(redis_url):
     prefix = f"e2e{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    for pattern in (f"{prefix}:*", f"{prefix}-dramatiq*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
+    delete_prefixed_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from tests.e2e.procs import (
     wait_healthy,
 )
 from tests.e2e.test_worker_crash import TERMINAL, crawl, stored
-from tests.harness import free_port
+from tests.harness import delete_prefixed_keys, free_port
 from tests.sitekit import FixtureSite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,12 +64,7 @@ def prefix(redis_url) -> Iterator[str]:
     """A key prefix (and Dramatiq namespace, and RabbitMQ queue prefix) of this test's own."""
     value = f"fault{uuid.uuid4().hex[:10]}"
     yield value
-    client = redis.Redis.from_url(redis_url)
-    for pattern in (f"{value}:*", f"{value}-dramatiq*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    delete_prefixed_keys(redis_url, value)
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

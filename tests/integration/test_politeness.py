@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import redis
 
 from ragcord.bootstrap import bootstrap
 from ragcord.crawls import site_limit, start_crawl
@@ -22,7 +21,7 @@ from ragcord.jobs.records import EventKind
 from ragcord.settings import Settings
 from rpc.v1 import admin_pb2 as pb
 from tests.e2e.procs import Service
-from tests.harness import admin_api
+from tests.harness import admin_api, delete_prefixed_keys
 from tests.sitekit import FixtureSite
 from workers.enqueue import build_enqueue
 from workers.politeness import Denied, Lease, SiteLimiter
@@ -36,12 +35,7 @@ THREADS = 2
 def prefix(redis_url):
     prefix = f"test{uuid.uuid4().hex[:10]}"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    for pattern in (f"{prefix}:*", f"{prefix}-dramatiq*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    delete_prefixed_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")
