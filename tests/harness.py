@@ -10,6 +10,7 @@ import dramatiq
 import grpc
 import redis
 
+from ragcord.answering.service import AskService
 from ragcord.bootstrap import Services, bootstrap
 from ragcord.settings import Settings
 from rpc.server import build_server
@@ -56,11 +57,11 @@ def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def admin_api(settings: Settings, services: Services | None = None):
-    """The admin server on a free port; yields (stub, address)."""
+async def admin_api(settings: Settings, services: Services | None = None, *, ask: AskService | None = None):
+    """The admin server on a free port; yields (stub, address). `ask`: the server's answerer seam."""
     address = f"127.0.0.1:{free_port()}"
     settings = settings.model_copy(update={"grpc_address": address})
-    server, _ = await build_server(settings, services)
+    server, _ = await build_server(settings, services, ask=ask)
     await server.start()
     channel = grpc.aio.insecure_channel(address)
     try:

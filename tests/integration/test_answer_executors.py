@@ -7,7 +7,6 @@ Through the real gRPC server and client; the model is a seam that streams until 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +18,8 @@ from ragcord.answering.types import Answer
 from ragcord.bootstrap import bootstrap
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores import StoredChunk
-from rpc.server import build_server
 from rpc.v1 import admin_pb2 as pb
-from rpc.v1 import admin_pb2_grpc
-from tests.harness import free_port
+from tests.harness import admin_api
 
 URL = "http://docs.example/install"
 
@@ -87,20 +84,6 @@ def with_model(services, model: SlowModel) -> AskService:
         memory=real.memory,
         default_knowledge_base="docs",
     )
-
-
-@contextlib.asynccontextmanager
-async def admin_api(settings, services, *, ask: AskService):
-    """tests/harness.py's admin_api with the answerer seam: the real server on a free port."""
-    address = f"127.0.0.1:{free_port()}"
-    server, _ = await build_server(settings.model_copy(update={"grpc_address": address}), services, ask=ask)
-    await server.start()
-    channel = grpc.aio.insecure_channel(address)
-    try:
-        yield admin_pb2_grpc.AdminServiceStub(channel), address
-    finally:
-        await channel.close()
-        await server.stop(grace=1)
 
 
 ASK = pb.AskRequest(question="How do I install quillstack?", knowledge_base="docs")
