@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -47,14 +47,17 @@ Defer = Callable[[str, str, int, int], None]
 
 _POLL_SECONDS = 0.05  # how often a worker looks again for a busy site's slot, while it waits
 _RESERVE_BATCH = 1000  # links reserved per call (one Lua call's arguments)
+_PLAIN_FORM_WAIT_MS = 1000  # how long a query URL is put back while its plain form is still to do
 
 
 class _Deferred(Exception):
-    """No slot of the page's site within `site_wait_seconds`: the page is put back for `delay_ms`."""
+    """The page is put back for `delay_ms`: no slot of its site within `site_wait_seconds`, or (`why`) it
+    waits for the same page without its query string."""
 
-    def __init__(self, delay_ms: int) -> None:
-        super().__init__(f"site busy: put back for {delay_ms} ms")
+    def __init__(self, delay_ms: int, why: str = "its site is busy") -> None:
+        super().__init__(f"put back for {delay_ms} ms: {why}")
         self.delay_ms = delay_ms
+        self.why = why
 
 
 @dataclass
@@ -112,7 +115,7 @@ class PageCrawler:
             assert self.defer is not None  # only raised when there is one
             self.defer(job_id, url, depth, deferred.delay_ms)
             log.debug(
-                "page %s of job %s put back for %d ms: its site is busy", url, job_id, deferred.delay_ms
+                "page %s of job %s put back for %d ms: %s", url, job_id, deferred.delay_ms, deferred.why
             )
             return
         except RetryLater as exc:
@@ -145,6 +148,7 @@ class PageCrawler:
 
     def _index(self, job: JobRecord, url: str, depth: int) -> PageResult:
         scope = Scope(job.url, tuple(job.include_patterns), tuple(job.exclude_patterns))
+        self._wait_for_plain_form(job, url)
         try:
             if not self._robots_allow(job, url):
                 why = self.robots.why_refused(url)
@@ -187,6 +191,20 @@ class PageCrawler:
                 result = self._store_page(job, cited, extracted, redirected)
         self._follow(job, scope, url, extracted.links, depth)
         return result
+
+    def _wait_for_plain_form(self, job: JobRecord, url: str) -> None:
+        """`page.html?ref=nav` waits while the crawl still has `page.html` to do.
+
+        Two URLs serving one text are indexed once, under the first URL to claim it; without this, which one
+        is cited depends on which worker ran first. Waiting lets the plain URL claim it whenever the crawl
+        knows it, and costs a query URL that selects other content (`?page=2`) only that wait. The plain
+        form never waits for anything, so this cannot deadlock.
+        """
+        if self.defer is None:
+            return
+        plain = urlunsplit(urlsplit(url)._replace(query=""))
+        if plain != url and self.jobs.outstanding(job.id, plain):
+            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), f"waits for {plain}")
 
     def _follow(self, job: JobRecord, scope: Scope, url: str, links: list[str], depth: int) -> None:
         """Reserve and enqueue the page's in-scope links (before the page counts as finished).

@@ -210,6 +210,15 @@ class JobStore:
         )
         return str(result.decode())
 
+    def outstanding(self, job_id: str, url: str) -> bool:
+        """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
+        k = self.keys
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(k.seen(job_id), url)
+            pipe.sismember(k.done(job_id), url)
+            reserved, done = pipe.execute()
+        return bool(reserved) and not done
+
     def reserve_links(self, job_id: str, parent: str, urls: Sequence[str]) -> builtins.list[str]:
         if not urls:
             return []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ragcord.urls import normalize_url
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import admin_api, running_worker
 from tests.sitekit import FixtureSite
@@ -70,6 +71,10 @@ async def test_a_crawl_indexes_the_site_and_reports_every_page(make_settings, si
         assert set(copies) == {"PAGE_INDEXED", "PAGE_SKIPPED"}
         kept = copies["PAGE_INDEXED"][0]
         assert copies["PAGE_SKIPPED"][1] == f"duplicate of {site.url(kept)}"
+    for dup, original in MANIFEST["query_duplicates"].items():
+        if normalize_url(site.url(dup)) != site.url(original):  # (utm_ and highlight are dropped)
+            # The plain URL is the one kept, whichever a worker reached first.
+            assert pages[site.url(dup)] == ("PAGE_SKIPPED", f"duplicate of {site.url(original)}")
     for path, expected in MANIFEST["special"].items():
         kind, detail = pages[site.url(path)]
         if expected != "any":
