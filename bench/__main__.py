@@ -15,6 +15,7 @@ def main() -> None:
     retrieval.main()
     jobs.main()
     quality.main([])  # answer quality on real doc sites; writes docs/quality.{md,json}
+    quality.main(["--held-out"])  # the questions nothing was tuned on; writes docs/heldout/quality.{md,json}
 
 
 main()

@@ -743,6 +743,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="with --keep DIR of an earlier run: ask the kept crawl in this process, no server (seconds)",
     )
     parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="ask tests/quality/heldout.yaml, the questions no change was tuned on (report: docs/heldout/)",
+    )
+    parser.add_argument(
         "--rescore",
         type=Path,
         metavar="JSON",
@@ -750,12 +755,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    suite = load_suite()
+    suite = load_suite(questions="heldout.yaml") if args.held_out else load_suite()
+    docs = DOCS / "heldout" if args.held_out else DOCS
     if args.rescore:
-        print(rescore(args.rescore, args.out or DOCS, suite))
+        print(rescore(args.rescore, args.out or docs, suite))
         return
     partial = bool(args.sites or args.limit)
-    if not partial and (problems := check_counts(suite)):
+    if not partial and not args.held_out and (problems := check_counts(suite)):
         raise SystemExit("the quality suite is too small:\n" + "\n".join(problems))
     if args.sites:
         names = set(args.sites.split(","))
@@ -770,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = run_suite(suite, keep=args.keep, in_process=args.in_process)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    out = args.out or (None if partial or args.keep else DOCS)
+    out = args.out or (None if partial or args.keep else docs)
     if out is None:
         print(render_markdown(results.to_json(), None))
         return

@@ -179,8 +179,8 @@ def _strings(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
-def load_suite(directory: Path = HERE) -> Suite:
-    """Read sites.yaml and questions.yaml; `validate` says whether they make sense."""
+def load_suite(directory: Path = HERE, questions: str = "questions.yaml") -> Suite:
+    """Read sites.yaml and a question file (`heldout.yaml`: the held-out set); `validate` checks them."""
     raw_sites = yaml.safe_load((directory / "sites.yaml").read_text())["sites"]
     sites = {
         s["name"]: Site(
@@ -196,7 +196,7 @@ def load_suite(directory: Path = HERE) -> Suite:
         )
         for s in raw_sites
     }
-    raw = yaml.safe_load((directory / "questions.yaml").read_text())
+    raw = yaml.safe_load((directory / questions).read_text())
     return Suite(
         sites=sites,
         questions=tuple(
@@ -212,12 +212,12 @@ def load_suite(directory: Path = HERE) -> Suite:
                 _strings(c["expected"]),
                 _strings(c["key_terms"]),
             )
-            for c in raw["conversations"]
+            for c in raw.get("conversations") or ()
         ),
-        off_topic=tuple(OffTopic(o["id"], o["site"], o["question"]) for o in raw["off_topic"]),
+        off_topic=tuple(OffTopic(o["id"], o["site"], o["question"]) for o in raw.get("off_topic") or ()),
         missing=tuple(
             Missing(m["id"], m["site"], m["question"], m["page"], _strings(m["key_terms"]))
-            for m in raw["missing"]
+            for m in raw.get("missing") or ()
         ),
     )
 

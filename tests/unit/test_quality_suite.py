@@ -39,6 +39,15 @@ def test_every_expected_page_exists_is_in_scope_and_holds_a_key_term(suite):
     assert validate(suite) == []
 
 
+def test_the_held_out_set_is_sound_and_shares_no_question_with_the_suite(suite):
+    held_out = load_suite(questions="heldout.yaml")
+    assert validate(held_out) == []
+    assert not {i.id for i in held_out.items()} & {i.id for i in suite.items()}
+    assert not {i.question.lower() for i in held_out.items()} & {i.question.lower() for i in suite.items()}
+    assert len(held_out.questions) >= 50 and len(held_out.conversations) >= 12
+    assert {q.site for q in held_out.questions} == set(suite.sites)
+
+
 def test_the_suite_meets_its_minimums(suite):
     assert check_counts(suite) == []
 
