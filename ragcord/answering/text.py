@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -69,6 +70,11 @@ def sentences(passage: str) -> list[str]:
 # --- passages as quotable units -------------------------------------------------------------------------
 
 _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]’”»*`]*$")
+# Lead-ins ending in a full stop (DocBook, man pages): "The following sets the time.", "... by the following."
+_FORWARD = re.compile(
+    r"^(the following|here is|here's)\b|\b(the following|as follows|like this|like so|shown below|below)\W*$",
+    re.I,
+)
 _LIST_ITEM = re.compile(r"^(?:[-*+•]|\d+[.)])\s")
 # A line of an API reference: `@functools.cache(user_function)`, `gchar * g_strdup (const gchar *str);`.
 _SIGNATURE = re.compile(r"^@?[A-Za-z_][\w.:*\s]*\(.*\)\s*;?$")
@@ -84,13 +90,14 @@ class Unit:
     kind: str  # sentence | continuation | item | table | code | signature | label
     text: str
     block: int
+    forward: bool = False  # a sentence that points at the code, list or table right after it
 
     @property
     def complete(self) -> bool:
         """Whether the unit can end a quote: not a lead-in (`... like this:`) nor a cut-off sentence."""
         if self.kind in ("item", "table", "code", "signature"):
             return True
-        return self.prose and bool(_ENDS_SENTENCE.search(self.text))
+        return self.prose and not self.forward and bool(_ENDS_SENTENCE.search(self.text))
 
     @property
     def prose(self) -> bool:
@@ -98,7 +105,8 @@ class Unit:
 
     @property
     def leads_in(self) -> bool:
-        return self.prose and self.text.rstrip().endswith(":")
+        """`... like this:`, or `The following sets the time.` right before its code: not said without it."""
+        return self.prose and (self.forward or self.text.rstrip().endswith(":"))
 
 
 def _is_prose_start(text: str) -> bool:
@@ -196,4 +204,12 @@ def passage_units(passage: str) -> list[Unit]:
         units.extend(found)
     if units and units[-1].kind == "sentence" and not units[-1].complete and not units[-1].leads_in:
         units.pop()  # the passage ends mid-sentence
-    return units
+    return [
+        dataclasses.replace(unit, forward=True)
+        if unit.prose
+        and nxt.kind in ("code", "item", "table")
+        and nxt.block != unit.block
+        and _FORWARD.search(unit.text)
+        else unit
+        for unit, nxt in zip(units, [*units[1:], *units[-1:]], strict=True)
+    ]

@@ -69,6 +69,36 @@ def test_a_how_to_answer_quotes_the_sentence_and_the_code_right_after_it_intact(
     assert count_fragments(answer.text) == 0
 
 
+TIME = """The following sets system and hardware time to MM/DD hh:mm, CCYY.
+
+```
+# date MMDDhhmmCCYY
+# hwclock --utc --systohc
+```
+
+Times are normally displayed in the local time on the Debian system but the hardware clock uses UTC.
+
+The following reconfigure the timezone used by the Debian system.
+
+```
+# dpkg-reconfigure tzdata
+```
+
+If you wish to update system time via network, consider to use the NTP service."""
+
+
+def test_a_lead_in_that_ends_in_a_full_stop_brings_its_code():
+    # DocBook's style: "The following ...", "... by the following." then the command, no colon.
+    passage = hit(TIME, title="Chapter 9. System tips", heading="System tips > System and hardware time")
+    answer = ExtractiveAnswerer().answer("the clock is an hour off, i think the timezone is wrong", [passage])
+    lead_in = "The following reconfigure the timezone used by the Debian system."
+    assert f"{lead_in}\n```\n# dpkg-reconfigure tzdata" in answer.text
+    units = passage_units(TIME)
+    assert [u.leads_in for u in units if u.text.startswith("The following")] == [True, True]
+    assert not any(u.leads_in for u in units if u.text.startswith(("Times are", "If you wish")))
+    assert count_fragments(answer.text) == 0
+
+
 def test_an_api_entry_is_quoted_with_its_signature_and_whole_sentences():
     passage = hit(CACHE, title="functools — Python docs", heading="functools > lru_cache")
     question = "how can i make python remember the result of an expensive function"
