@@ -106,9 +106,12 @@ def first_hit_rank(urls: Sequence[str], site_base: str, expected: Iterable[str])
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
+_MARKUP = re.compile(r"(?<!\\)(`+|\*\*)")  # inline code and bold marks: Discord shows `du`(1) as du(1)
+
+
 def shown_text(text: str) -> str:
-    """What a reader sees: markdown escapes (`lru\\_cache`) undone, whitespace collapsed, lowercase."""
-    return " ".join(_ESCAPE.sub(r"\1", text).split()).lower()
+    """What a reader sees: marks and escapes (`lru\\_cache`) undone, whitespace collapsed, lowercased."""
+    return " ".join(_ESCAPE.sub(r"\1", _MARKUP.sub("", text)).split()).lower()
 
 
 def has_key_term(answer: str, terms: Iterable[str]) -> bool:

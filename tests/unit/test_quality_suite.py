@@ -162,6 +162,8 @@ def test_key_terms_match_what_discord_shows_not_the_markdown_escapes():
     assert has_key_term(r"Use the @functools.lru\_cache decorator.", ["lru_cache"])
     assert has_key_term("Run  python -m\nvenv .venv", ["python -m venv"])
     assert not has_key_term("Use a dict.", ["lru_cache"])
+    assert has_key_term("`du`(1) reports the disk space usage", ["du(1)"])  # as Discord shows it
+    assert has_key_term("**Run** ``ls -l``", ["run ls -l"])
 
 
 @pytest.mark.parametrize(
