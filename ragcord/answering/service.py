@@ -165,7 +165,9 @@ def build_ask_service(services: Services) -> AskService:
         summarizer = OpenAISummarizer(client, model=settings.chat_model)
     else:
         answerer = ExtractiveAnswerer(
-            min_similarity=settings.min_similarity, min_term_coverage=settings.min_term_coverage
+            min_similarity=settings.min_similarity,
+            min_term_coverage=settings.min_term_coverage,
+            embedder=services.embedder if services.embedder.dim is not None else None,
         )
     memory = ConversationMemory(
         services.redis,

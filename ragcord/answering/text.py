@@ -75,6 +75,9 @@ _FORWARD = re.compile(
     r"^(the following|here is|here's)\b|\b(the following|as follows|like this|like so|shown below|below)\W*$",
     re.I,
 )
+# A command-line option's or a synopsis' own line (Sphinx's option entries): it names what follows.
+_OPTION = re.compile(r"^--?[A-Za-z0-9][\w.=-]*(?:[ ,]+(?:--?[\w.=-]+|[<\[][^ ]*[>\]]))*$")
+_CODE_LINE = re.compile(r"^`[^`]+`$")
 _LIST_ITEM = re.compile(r"^(?:[-*+•]|\d+[.)])\s")
 # A line of an API reference: `@functools.cache(user_function)`, `gchar * g_strdup (const gchar *str);`.
 _SIGNATURE = re.compile(r"^@?[A-Za-z_][\w.:*\s]*\(.*\)\s*;?$")
@@ -170,6 +173,8 @@ def _prose_units(text: str, block: int, *, final: bool = False) -> list[Unit]:
     flat = " ".join(lines)
     if len(lines) == 1 and _SIGNATURE.match(flat) and "`" not in flat:
         return [Unit("signature", flat, block)]
+    if len(lines) == 1 and len(flat.split()) <= 8 and (_OPTION.match(flat) or _CODE_LINE.match(flat)):
+        return [Unit("signature", flat.strip("`"), block)]  # `--fresh`, `cmake [<options>] -S <path>`
     if not _ENDS_SENTENCE.search(flat) and not flat.endswith(":") and len(flat.split()) <= 6:
         return [Unit("label", flat, block)]  # "Warning", "PERMISSIONS", "Externally Visible Server"
     out = [Unit("sentence", s.strip(), block) for s in _SENTENCE.split(flat) if s.strip()]

@@ -212,3 +212,43 @@ def test_three_looks_into_one_section_over_two_passages_make_one_quote():
     answer = ExtractiveAnswerer().answer("load configuration from a file", [first, other, first])
     assert answer.found and [c.number for c in answer.citations] == [1]
     assert answer.text.count("Configuration › Files**") == 1
+
+
+class _TopicEmbedder:
+    """Pure-logic stand-in for the local embedder: a text's vector is which of two topics it is about."""
+
+    dim = 2
+
+    def embed(self, texts):
+        return [[1.0, 0.0] if "reconfigure" in t or "timezone" in t else [0.0, 1.0] for t in texts]
+
+
+def test_with_an_embedder_the_quote_that_means_what_was_asked_wins_over_one_that_shares_words():
+    shares_words = hit(
+        "The clock of a server drifts; a server clock is read by the date command on every server.",
+        url="http://d/clock",
+        heading="Clock",
+    )
+    means_it = hit(
+        "A wrong timezone is fixed by the following.\n\n```\n# dpkg-reconfigure tzdata\n```",
+        url="http://d/tz",
+        heading="Zones",
+    )
+    question = "the clock on my server is off, i think the timezone is wrong"
+    lexical = ExtractiveAnswerer().answer(question, [shares_words, means_it])
+    semantic = ExtractiveAnswerer(embedder=_TopicEmbedder()).answer(question, [shares_words, means_it])
+    assert lexical.citations[0].url == "http://d/clock"
+    assert semantic.citations[0].url == "http://d/tz"
+    assert "dpkg-reconfigure tzdata" in semantic.text.split("\n\n")[0]
+
+
+def test_an_option_entry_is_quoted_under_its_option_name():
+    fresh = "--fresh\n\nThis removes any existing `CMakeCache.txt` file and recreates it from scratch."
+    units = passage_units(fresh)
+    assert [(u.kind, u.text) for u in units][0] == ("signature", "--fresh")
+    synopsis = passage_units("`cmake [<options>] -S <path-to-source> -B <path-to-build>`\n\nUses both paths.")
+    assert synopsis[0].kind == "signature" and synopsis[0].text.startswith("cmake [<options>] -S")
+    assert passage_units("Warning\n\nDo not do this.")[0].kind == "label"
+    passage = hit(fresh, heading="cmake")
+    answer = ExtractiveAnswerer().answer("start over and recreate the cmake cache", [passage])
+    assert "`--fresh`\nThis removes any existing `CMakeCache.txt` file" in answer.text
