@@ -32,10 +32,11 @@ RANK_DECAY = 0.25  # the retriever's order counts: the 2nd passage weighs 1/1.25
 SECOND_QUOTE = 0.3  # another section is quoted only when it scores at least this share of the best
 SAME_SECTION = 0.1  # more of a section already quoted needs less: it reads on from the same place
 TOTAL_WORDS = 1.6  # all quotes together: at most this many times max_words
-WINDOWS = 20  # the best units whose quotes are compared
+WINDOWS = 10  # the best units whose quotes are compared
 WINDOW_LENGTH = 0.15  # how much a longer quote is discounted
 TOP_PAGE = 0.3  # the search's best page opens the answer when its best quote scores this share of the best
 SEMANTIC_POWER = 1.0  # how much a quote's meaning, against the best quote's, weighs on its score
+SEMANTIC_WORDS = 24  # what of a quote the embedder reads: its section and first words (code is many tokens)
 SEE_ALSO = 0.25  # a page the answer does not quote is linked when its search score is this share of the best
 
 
@@ -217,12 +218,16 @@ class ExtractiveAnswerer:
         """Each quote's score weighed by how close its meaning is to the question's (the embedder's cosine).
 
         The word counts above see which quote shares the question's words, not which one says what it
-        asks; the embedder that found the passages adds that, at a few milliseconds a quote (~20 quotes).
+        asks; the embedder that found the passages adds that. It reads each quote's section and first
+        words only: whole quotes (code tokenizes into many word pieces) cost ~0.5 s an answer on 2 cores.
         """
         if self.embedder is None or len(windows) < 2:
             return windows
         query = f"{earlier}\n{question}" if earlier else question
-        texts = [f"{section_label(hits[rank])}\n{_body(window)}" for _, rank, window in windows]
+        texts = [
+            " ".join(f"{section_label(hits[rank])}\n{_body(window)}".split()[:SEMANTIC_WORDS])
+            for _, rank, window in windows
+        ]
         vectors = self.embedder.embed([query, *texts])
         similarities = [max(0.0, sum(a * b for a, b in zip(vectors[0], v, strict=True))) for v in vectors[1:]]
         top = max(similarities)
