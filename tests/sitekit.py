@@ -73,6 +73,11 @@ TRICKLE_BYTES = 600  # one a second: ten minutes of body
 
 
 @functools.cache
+def html_page(title: str, body: str) -> str:
+    """A minimal page for a site a test writes: its title and `body` as the main content."""
+    return f"<!doctype html><html><head><title>{title}</title></head><body><main>{body}</main></body></html>"
+
+
 def _gzip_bomb_parts() -> tuple[bytes, bytes, int]:
     """(gzip header, one full-flushed deflate block of 1 MiB of spaces, its size): the block repeats as is,
     so the server sends a 10 GiB page for the price of ~10 MB of bytes and no compression work per request."""

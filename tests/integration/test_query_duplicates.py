@@ -11,14 +11,10 @@ import pytest
 from ragcord.bootstrap import bootstrap
 from ragcord.jobs import JobState
 from tests.harness import crawl
-from tests.sitekit import FixtureSite
+from tests.sitekit import FixtureSite, html_page
 
 GUIDE = "Run quarkle sync to copy every project to the machines that share your account, then check the log."
 FIRST_PAGE = "The changelog's first page lists the releases of this year, newest first, with their dates."
-
-
-def html(title: str, body: str) -> str:
-    return f"<!doctype html><html><head><title>{title}</title></head><body><main>{body}</main></body></html>"
 
 
 def write_site(root, *, query_first: bool) -> None:
@@ -29,9 +25,9 @@ def write_site(root, *, query_first: bool) -> None:
         links.reverse()
     nav = "".join(f'<li><a href="{link}">{link}</a></li>' for link in links)
     index = f"<h1>Quarkle</h1><p>The Quarkle manual.</p><ul>{nav}</ul>"
-    (docs / "index.html").write_text(html("Quarkle", index))
-    (docs / "guide.html").write_text(html("Guide", f"<h1>Syncing</h1><p>{GUIDE}</p>"))
-    (docs / "changes.html").write_text(html("Changes", f"<h1>Changes</h1><p>{FIRST_PAGE}</p>"))
+    (docs / "index.html").write_text(html_page("Quarkle", index))
+    (docs / "guide.html").write_text(html_page("Guide", f"<h1>Syncing</h1><p>{GUIDE}</p>"))
+    (docs / "changes.html").write_text(html_page("Changes", f"<h1>Changes</h1><p>{FIRST_PAGE}</p>"))
 
 
 @pytest.mark.parametrize("query_first", [True, False], ids=["query-link-first", "plain-link-first"])

@@ -11,7 +11,7 @@ import pytest
 from ragcord.bootstrap import bootstrap
 from ragcord.jobs import JobState
 from tests.harness import crawl
-from tests.sitekit import FixtureSite
+from tests.sitekit import FixtureSite, html_page
 
 SECTIONS = {
     "install": [
@@ -26,10 +26,6 @@ SECTIONS = {
 EXTRA = "The printable edition also has this colophon paragraph that no section page repeats anywhere at all."
 
 
-def html(title: str, body: str) -> str:
-    return f"<!doctype html><html><head><title>{title}</title></head><body><main>{body}</main></body></html>"
-
-
 def section_body(name: str, level: int) -> str:
     paragraphs = "".join(f"<p>{text}</p>" for text in SECTIONS[name])
     return f'<section id="{name}"><h{level}>{name.title()}</h{level}>{paragraphs}</section>'
@@ -42,11 +38,12 @@ def write_site(root, *, print_first: bool) -> None:
     links = ["print.html", *links] if print_first else [*links, "print.html"]
     nav = "".join(f'<li><a href="{link}">{link}</a></li>' for link in links)
     intro = "<p>Quarkle keeps your projects in sync across machines; this manual explains how to run it.</p>"
-    (docs / "index.html").write_text(html("Quarkle manual", f"<h1>Quarkle manual</h1>{intro}<ul>{nav}</ul>"))
+    index = f"<h1>Quarkle manual</h1>{intro}<ul>{nav}</ul>"
+    (docs / "index.html").write_text(html_page("Quarkle manual", index))
     for name in SECTIONS:
-        (docs / f"{name}.html").write_text(html(name.title(), section_body(name, 1)))
+        (docs / f"{name}.html").write_text(html_page(name.title(), section_body(name, 1)))
     whole = "".join(section_body(name, 2) for name in SECTIONS) + f"<h2>Colophon</h2><p>{EXTRA}</p>"
-    (docs / "print.html").write_text(html("Quarkle manual (print)", f"<h1>Whole manual</h1>{whole}"))
+    (docs / "print.html").write_text(html_page("Quarkle manual (print)", f"<h1>Whole manual</h1>{whole}"))
 
 
 @pytest.mark.parametrize("print_first", [True, False], ids=["print-page-first", "sections-first"])
