@@ -49,6 +49,14 @@ def stop(process: subprocess.Popen[bytes]) -> int:
     return process.returncode
 
 
+def assert_stopped_gracefully(log: Path, code: int, name: str) -> None:
+    """Exit code 0, the SIGTERM said in the log, and the stop as the log's last line."""
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert f"{name}: SIGTERM received, stopping" in text
+    assert f"{name} stopped" in text.splitlines()[-1]
+
+
 @pytest.fixture
 def env(base_env) -> dict[str, str]:
     values = {**os.environ, **base_env, "RAGCORD_EMBEDDER": "none"}
@@ -84,10 +92,7 @@ async def test_sigterm_stops_the_admin_api_gracefully_with_a_watch_open(env, wor
                     pass
     finally:
         stop(process)
-    text = log.read_text(errors="replace")
-    assert code == 0, text
-    assert "admin API: SIGTERM received, stopping" in text
-    assert "admin API stopped" in text.splitlines()[-1]
+    assert_stopped_gracefully(log, code, "admin API")
 
 
 async def test_sigterm_stops_the_bot_gracefully(env, workdir):
@@ -100,10 +105,7 @@ async def test_sigterm_stops_the_bot_gracefully(env, workdir):
             code = await asyncio.to_thread(process.wait, EXIT_SECONDS)
         finally:
             stop(process)
-    text = log.read_text(errors="replace")
-    assert code == 0, text
-    assert "Discord bot: SIGTERM received, stopping" in text
-    assert "Discord bot stopped" in text.splitlines()[-1]
+    assert_stopped_gracefully(log, code, "Discord bot")
 
 
 async def test_serve_with_the_bot_builds_its_services_once_and_stops_on_sigterm(env, workdir):
