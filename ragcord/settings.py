@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     search_alpha: float = Field(0.5, ge=0, le=1, description="0 = keyword only, 1 = vector only")
     search_fusion: Literal["relative", "rrf"] = "relative"
     # Below both, the extractive answerer says it found nothing instead of guessing.
-    min_similarity: float = Field(0.40, ge=-1, le=1, description="cosine similarity of the best passage")
+    min_similarity: float = Field(0.35, ge=-1, le=1, description="cosine similarity of the best passage")
     min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")
     memory_ttl_days: float = Field(30, gt=0)
     memory_token_budget: int = Field(1500, ge=50)

@@ -74,7 +74,7 @@ class ExtractiveAnswerer:
     def __init__(
         self,
         *,
-        min_similarity: float = 0.40,
+        min_similarity: float = 0.35,
         min_term_coverage: float = 0.6,
         max_sentences: int = 4,  # accepted for old callers; quotes are bounded by whole units and max_words
         max_words: int = 130,
