@@ -8,16 +8,18 @@ check runs before a byte of the request is sent, for every connection: each redi
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import email.utils
 import logging
+import socket
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -69,6 +71,57 @@ class DeadlineExceeded(FetchFailed):
 
 class _DeadlinePassed(Exception):
     """The page's deadline passed during a socket operation (not an httpcore error, so it is not mapped)."""
+
+
+# getaddrinfo takes no timeout: a resolver that never answers would hold the worker's thread past the page's
+# deadline. Lookups run on these threads and the page waits for them only until its deadline.
+_LOOKUPS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragcord-lookup")
+_T = TypeVar("_T")
+
+
+def _within_deadline(lookup: Callable[[], _T], host: str) -> _T:
+    """`lookup()` (a name lookup of `host`), given up on when the page's deadline passes."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return lookup()
+    future = _LOOKUPS.submit(lookup)
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        raise DeadlineExceeded(
+            f"the name lookup of {host[:80]} did not answer within the page deadline"
+        ) from None
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    """`host`'s addresses in the resolver's order of preference."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _LookupFirstBackend(httpcore.SyncBackend):
+    """httpcore's own backend, with the name looked up first within the page's deadline, then each address
+    tried in turn (as `socket.create_connection` does, which would look the name up with no bound)."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = _within_deadline(lambda: _addresses(host, port), host)
+        except OSError as exc:  # gaierror: the name does not resolve
+            raise httpcore.ConnectError(f"{host[:80]}: {exc}") from None
+        error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, _bounded(timeout), local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host[:80]} has no address")
 
 
 class _RefusedPeer(Exception):
@@ -124,7 +177,7 @@ class GuardedBackend(httpcore.NetworkBackend):
 
     def __init__(self, *, allow_private: bool, inner: httpcore.NetworkBackend | None = None) -> None:
         self.allow_private = allow_private
-        self.inner = inner or httpcore.SyncBackend()
+        self.inner = inner or _LookupFirstBackend()
 
     def connect_tcp(
         self,
@@ -279,6 +332,10 @@ class Fetcher:
     def close(self) -> None:
         self.client.close()
 
+    def _resolve(self, host: str, port: int) -> list[str]:
+        """The guard's lookup, within the page's deadline like every other step of a fetch."""
+        return _within_deadline(lambda: list(self.resolver(host, port)), host)
+
     def fetch(
         self,
         url: str,
@@ -315,7 +372,7 @@ class Fetcher:
         current = url
         visited = {url}
         for _ in range(self.settings.max_redirects + 1):
-            guard_fetch(current, allow_private=self.settings.allow_private_networks, resolver=self.resolver)
+            guard_fetch(current, allow_private=self.settings.allow_private_networks, resolver=self._resolve)
             response = self._get(current, html_only=html_only, max_bytes=max_bytes, truncate=truncate)
             if response.status not in _REDIRECTS:
                 return FetchedPage(
