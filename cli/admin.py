@@ -26,6 +26,37 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# How grpc's client words a call that reached no server (refused, nothing listening) and an unknown host.
+NOT_CONNECTED = "failed to connect to all addresses"
+NOT_RESOLVED = "DNS resolution failed"
+
+
+def admin_address(settings: Settings, address: str | None) -> tuple[str, str]:
+    """Where the commands call the admin API, and what says so: `--address` or the setting."""
+    return (address, "--address") if address else (settings.grpc_address, "RAGCORD_GRPC_ADDRESS")
+
+
+def call_error(exc: Exception, address: str, source: str) -> str | None:
+    """What to tell the operator about a failed call to `address`; None when `exc` is no grpc.RpcError."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if not (callable(code) and callable(details)):  # a grpc.RpcError, without importing grpc here
+        return None
+    name, text = code().name, str(details() or "")
+    if name == "UNAVAILABLE" and text.startswith(NOT_CONNECTED):
+        return (
+            f"no ragcord server answers on {address} ({source}): "
+            "start it with `make serve` or `ragcord serve`"
+        )
+    if name == "UNAVAILABLE" and text.startswith(NOT_RESOLVED):
+        return f"cannot find the host of {address} ({source}): set it to the host:port of a ragcord server"
+    if name == "UNAUTHENTICATED":
+        return (
+            f"{name}: {text}. The CLI sends RAGCORD_ADMIN_TOKEN (from the environment or .env): "
+            "set it to the server's token"
+        )
+    return f"{name}: {text}"
+
+
 class Admin:
     """The admin API as the commands use it: unary calls by name, and the job event stream."""
 
@@ -36,7 +67,7 @@ class Admin:
 
         self.grpc = grpc
         self.pb = admin_pb2
-        self.address = address or settings.grpc_address
+        self.address, self.address_source = admin_address(settings, address)
         self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.stub = admin_pb2_grpc.AdminServiceStub(self.channel)
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
@@ -50,6 +81,10 @@ class Admin:
             self.pb.WatchJobRequest(job_id=job_id, after_event_id=after), metadata=self.metadata
         )
         return events
+
+    def explain(self, exc: Exception) -> str | None:
+        """What to tell the operator about a failed call (see `call_error`)."""
+        return call_error(exc, self.address, self.address_source)
 
     def state_name(self, value: int) -> str:
         """`JOB_STATE_RUNNING` -> `RUNNING`, as the tables and summaries print it."""

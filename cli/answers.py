@@ -6,6 +6,7 @@ import argparse
 
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from cli.admin import Admin
 from cli.console import console, err
@@ -57,10 +58,22 @@ def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def check_knowledge_base(admin: Admin, kb: str) -> None:
+    """Raise the server's NOT_FOUND (the one `ask` gets) when `kb` does not exist.
+
+    ListSources says whether it does, a first crawl under way included; it is asked only about a name
+    ListKnowledgeBases lacks, so a large knowledge base is never listed whole for this.
+    """
+    listed = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
+    if kb not in {base.name for base in listed.knowledge_bases}:
+        admin.call("ListSources", admin.pb.ListSourcesRequest(knowledge_base=kb))
+
+
 def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
     """A terminal conversation with memory: follow-up questions use what was said before."""
     admin = Admin(settings, args.address)
     kb = args.kb or settings.default_knowledge_base
+    check_knowledge_base(admin, kb)  # before the prompt: no question typed in vain
     conversation_id = ""
     console.print(
         f"Ask about knowledge base [bold]{kb}[/]. {CLEAR_COMMAND} forgets the conversation, "
@@ -88,4 +101,4 @@ def cmd_chat(settings: Settings, args: argparse.Namespace) -> int:
         try:
             conversation_id = stream_answer(admin, question, kb, conversation_id)
         except admin.grpc.RpcError as exc:
-            err.print(f"[red]error[/]: {exc.code().name}: {exc.details()}")
+            err.print(f"[red]error[/]: {escape(admin.explain(exc) or str(exc))}")

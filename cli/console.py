@@ -1,4 +1,5 @@
-"""Where the commands write: results on stdout, errors on stderr (rich markup, no auto-highlighting).
+"""Where the commands write: results on stdout, errors on stderr (rich markup, no auto-highlighting);
+into a pipe or a file, each message on one line however long.
 
 Listings come out three ways: a table sized to the terminal, tab-separated lines when stdout is not a
 terminal (for `cut`, `awk` and scripts), or JSON with `--json`.
@@ -18,8 +19,17 @@ from rich.table import Table
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-console = Console(stderr=False, highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(*, stderr: bool) -> Console:
+    """A console that, into a pipe or a file, neither wraps nor crops: a message or a URL stays one line
+    for the log, `grep` and the reader (rich would fold it at 80 columns, its width without a terminal)."""
+    made = Console(stderr=stderr, highlight=False)
+    made.soft_wrap = not made.is_terminal
+    return made
+
+
+console = _console(stderr=False)
+err = _console(stderr=True)
 
 
 @dataclass(frozen=True)

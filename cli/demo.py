@@ -73,7 +73,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"crawling the sample site {job.url} into knowledge base {job.knowledge_base}")
         status = follow_job(admin, job.id)
     if status == 0:
-        _print_next_steps(settings, args.kb, args.port)
+        _print_next_steps(settings, args.kb, args.port, job.id)
     return status
 
 
@@ -154,12 +154,20 @@ def _wait_ready(settings: Settings, address: str, process: subprocess.Popen[byte
     raise RagcordError(f"the demo server did not answer in {READY_TIMEOUT_SECONDS}s:\n{_tail(log_path)}")
 
 
-def _print_next_steps(settings: Settings, kb: str, port: int) -> None:
+def _print_next_steps(settings: Settings, kb: str, port: int, job_id: str) -> None:
     if not _answers(settings):
         err.print(
             f"[yellow]note[/]: no server answers on {settings.grpc_address}: start `make serve` "
             "(or `ragcord serve`) in another terminal to ask questions"
         )
+    # Its own key prefix keeps the demo's crawl away from the main workers, and its job with it.
+    console.print(
+        f"\nJob {job_id} belonged to the demo's own server, which has stopped: `ragcord jobs` and "
+        f"`ragcord watch` on the server of `make serve` do not know it. Knowledge base {kb} is shared: "
+        "that server answers from it.",
+        soft_wrap=True,
+        markup=False,
+    )
     console.print("\nNext, ask the sample docs (through the server of `make serve`):")
     for question in QUESTIONS:
         console.print(f'  .venv/bin/ragcord ask "{question}" --kb {kb}', soft_wrap=True, markup=False)

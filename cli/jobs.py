@@ -22,6 +22,7 @@ from ragcord.settings import Settings
 MAX_RECONNECTS = 30  # in a row without an event; then the error reaches the user
 MAX_RECONNECT_DELAY_SECONDS = 5.0
 REASONS_SHOWN = 8  # reason groups per outcome in the summary; --verbose lists every page as well
+PLAIN_LINE_SECONDS = 10.0  # into a pipe or a log, no bar: a progress line at most this often
 JOBS_HINT = "`ragcord jobs` (ListJobs) shows the jobs"
 
 JOB_COLUMNS = [
@@ -63,8 +64,9 @@ def follow_job(admin: Admin, job_id: str, *, quiet: bool = False, verbose: bool 
         TextColumn("{task.fields[counts]}", table_column=TableColumn(no_wrap=True, ratio=1)),
         TimeElapsedColumn(table_column=TableColumn(no_wrap=True, min_width=7)),
     ]
-    with Progress(*columns, console=console, transient=False, disable=quiet, expand=True) as progress:
-        watch = Watch(admin, job_id, progress)
+    bar = console.is_terminal and not quiet  # redrawn in place: only a terminal can show that
+    with Progress(*columns, console=console, transient=False, disable=not bar, expand=True) as progress:
+        watch = Watch(admin, job_id, progress, plain=not bar and not quiet)
         final = watch.run()
     for line in summary(admin, final, watch.outcomes, verbose=verbose):
         console.print(line, markup=False, soft_wrap=True)
@@ -74,13 +76,15 @@ def follow_job(admin: Admin, job_id: str, *, quiet: bool = False, verbose: bool 
 class Watch:
     """One `watch`: the stream's cursor, the bar, the reconnects, and the pages skipped or failed so far."""
 
-    def __init__(self, admin: Admin, job_id: str, progress: Progress) -> None:
+    def __init__(self, admin: Admin, job_id: str, progress: Progress, *, plain: bool = False) -> None:
         self.admin, self.job_id, self.progress = admin, job_id, progress
         self.task = progress.add_task("connecting", total=None, counts="")
         self.cursor = ""
         self.failures = 0  # reconnects in a row without an event
         self.outcomes = Outcomes()
         self.waiting = ""  # what the job waits for, as last said
+        self.plain = plain  # progress as plain lines (a pipe, a log) instead of the bar
+        self.said: tuple[str, int, float] = ("", -1, 0.0)  # the last plain line's state, pages and time
 
     def run(self) -> Any:
         """The job as it ended."""
@@ -125,6 +129,9 @@ class Watch:
             completed=processed(job),
             counts=(f"waiting for {waiting} · " if waiting else "") + progress_counts(job),
         )
+        ended = job.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+        if self.plain and not ended:  # (the summary tells the end)
+            self.say_progress(job)
         if event.kind == pb.JOB_EVENT_KIND_PAGE_FAILED:
             self.outcomes.failed.append((event.page_url, event.detail))
             self.progress.console.print(
@@ -132,10 +139,19 @@ class Watch:
             )
         elif event.kind == pb.JOB_EVENT_KIND_PAGE_SKIPPED:
             self.outcomes.skipped.append((event.page_url, event.detail))
-        ended = job.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
         if ended and event.kind in (pb.JOB_EVENT_KIND_STATE_CHANGED, pb.JOB_EVENT_KIND_SNAPSHOT):
             return job
         return None
+
+    def say_progress(self, job: Any) -> None:
+        """The bar's line, printed: when the state changes, and while pages get done at most once every
+        PLAIN_LINE_SECONDS."""
+        state, pages, now = self.admin.state_name(job.state).lower(), processed(job), time.monotonic()
+        said_state, said_pages, said_at = self.said
+        if state == said_state and (pages == said_pages or now - said_at < PLAIN_LINE_SECONDS):
+            return
+        self.said = (state, pages, now)
+        self.progress.console.print(f"{state}: {progress_counts(job)}", markup=False)
 
     def waiting_for(self, job: Any) -> str:
         """What holds up a job that has done no page yet (workers loading the model), from GetJob: events

@@ -11,7 +11,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from rich.markup import escape
 
+from cli.admin import admin_address, call_error
 from cli.answers import cmd_ask, cmd_chat
 from cli.console import err
 from cli.demo import add_demo_command
@@ -150,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        message = _user_error(exc)
+        message = _user_error(exc, *admin_address(settings, getattr(args, "address", None)))
         if message is None:
             raise
-        err.print(f"[red]error[/]: {message}")
+        err.print(f"[red]error[/]: {escape(message)}")
         return 1
 
 
@@ -163,7 +165,7 @@ def settings_errors(exc: ValidationError) -> list[str]:
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "settings"
         variable = field if field.isupper() else f"RAGCORD_{field.upper()}"
-        lines.append(f"{variable}: {error['msg']}")
+        lines.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
     return lines
 
 
@@ -176,20 +178,11 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _user_error(exc: Exception) -> str | None:
+def _user_error(exc: Exception, address: str, source: str) -> str | None:
     """What to tell the operator about an expected failure; None for a bug (its traceback is shown)."""
-    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
-    if callable(code) and callable(details):  # a grpc.RpcError, without importing grpc here
-        name = code().name
-        if name == "UNAUTHENTICATED":
-            return (
-                f"{name}: {details()}. The CLI sends RAGCORD_ADMIN_TOKEN (from the environment or .env): "
-                "set it to the server's token"
-            )
-        return f"{name}: {details()}"
     if isinstance(exc, RagcordError):
         return str(exc)
-    return None
+    return call_error(exc, address, source)
 
 
 if __name__ == "__main__":

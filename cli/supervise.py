@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -72,9 +73,15 @@ def check_worker_metrics_port(settings: Settings) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise RagcordError(
-                f"the workers' metrics port {address[0]}:{address[1]} is taken ({exc.strerror}; another "
-                "ragcord worker?): set RAGCORD_WORKER_METRICS_PORT to a free port, or 0 to turn it off"
+            if exc.errno == errno.EADDRINUSE:
+                raise RagcordError(
+                    f"the workers' metrics port {address[0]}:{address[1]} is taken ({exc.strerror}; another "
+                    "ragcord worker?): set RAGCORD_WORKER_METRICS_PORT to a free port, or 0 to turn it off"
+                ) from None
+            raise RagcordError(  # an unknown host, an address of another machine, a port below 1024
+                f"the workers' metrics cannot listen on {address[0]}:{address[1]} ({exc.strerror}): set "
+                "RAGCORD_WORKER_METRICS_HOST to an address of this machine, or RAGCORD_WORKER_METRICS_PORT "
+                "to 0 to turn them off"
             ) from None
 
 
@@ -92,8 +99,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_rpc(settings: Settings, args: argparse.Namespace) -> int:
     """The admin API alone; SIGTERM or Ctrl-C stop it gracefully (calls in flight finish), exit 0."""
-    from rpc.server import serve
+    from rpc.server import check_admin_address, serve
 
+    check_admin_address(settings)
     return asyncio.run(_until_signal("admin API", serve(settings)))
 
 
@@ -138,9 +146,10 @@ async def _until_signal(name: str, service: Coroutine[Any, Any, None]) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """The admin API in this process, the Dramatiq workers as a child; Ctrl-C stops both cleanly."""
     from ragcord.localredis import ensure_redis
-    from rpc.server import check_exposure
+    from rpc.server import check_admin_address, check_exposure
 
     check_exposure(settings)
+    check_admin_address(settings)
     check_worker_metrics_port(settings)
     redis_process = ensure_redis(settings.redis_url, settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The URL settings: the schemes each accepts, and an example for the message that refuses another.
+URL_SCHEMES: dict[str, tuple[tuple[str, ...], str]] = {
+    "redis_url": (("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0"),
+    "broker_url": (("amqp", "amqps", "redis", "rediss", "unix"), "amqp://user:password@host:5672/vhost"),
+    "weaviate_url": (("http", "https"), "http://127.0.0.1:8080"),
+    "openai_base_url": (("http", "https"), "http://127.0.0.1:11434/v1"),
+    "discord_api_base_url": (("http", "https"), "https://discord.com/api/v10"),
+    "discord_gateway_url": (("ws", "wss"), "wss://gateway.discord.gg"),
+}
+# Where each address setting listens by default: the example its message gives.
+ADDRESS_EXAMPLES = {"grpc_address": "127.0.0.1:50051", "metrics_address": "127.0.0.1:9464"}
+
+
+def split_host_port(address: str) -> tuple[str, int] | None:
+    """`host:port` (an IPv6 host in brackets: `[::1]:50051`) as (host, port); None when it is not one."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        return None
+    if any(c.isspace() or c in "/@" for c in host):
+        return None
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _url_problem(url: str, schemes: tuple[str, ...]) -> bool:
+    """Whether `url` is not a URL of one of `schemes` (web ones need a host); never says the value."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return True
+    if parts.scheme not in schemes:
+        return True
+    return parts.scheme in ("http", "https", "ws", "wss") and not parts.hostname
 
 
 class Settings(BaseSettings):
@@ -144,7 +183,15 @@ class Settings(BaseSettings):
     embedding_dim: int = Field(1536, ge=1, description="vector size of embedding_model (openai embedder)")
 
     @field_validator(
-        "admin_token", "discord_token", "openai_api_key", "openai_base_url", "weaviate_api_key", mode="before"
+        "admin_token",
+        "discord_token",
+        "openai_api_key",
+        "openai_base_url",
+        "weaviate_api_key",
+        "broker_url",
+        "discord_api_base_url",
+        "discord_gateway_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -163,6 +210,38 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        """`info` or `INFO`; anything else fails here, not as a traceback from logging at start."""
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("grpc_address", "metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str, info: ValidationInfo) -> str:
+        address = value.strip()
+        if info.field_name == "metrics_address" and not address:
+            return ""  # /metrics off
+        if split_host_port(address) is None:
+            example = ADDRESS_EXAMPLES[str(info.field_name)]
+            off = ", or empty to turn /metrics off" if info.field_name == "metrics_address" else ""
+            raise ValueError(
+                f"must be host:port with a port from 0 to 65535 (IPv6 in brackets), e.g. {example}{off}"
+            )
+        return address
+
+    @field_validator(*URL_SCHEMES)
+    @classmethod
+    def _url_of_known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        schemes, example = URL_SCHEMES[str(info.field_name)]
+        if value is not None and _url_problem(value.strip(), schemes):
+            named = [f"{scheme}://" for scheme in schemes]
+            raise ValueError(f"must be a URL starting {', '.join(named[:-1])} or {named[-1]}, e.g. {example}")
+        return value.strip() if value is not None else None
 
     @field_validator("key_prefix")
     @classmethod

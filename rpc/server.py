@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,7 +22,7 @@ from ragcord.jobs import JobWatcher
 from ragcord.jobs.watcher import settle_reads
 from ragcord.metrics import serve_metrics
 from ragcord.redisconn import async_redis_client
-from ragcord.settings import Settings
+from ragcord.settings import Settings, split_host_port
 from rpc.auth import BearerTokenInterceptor
 from rpc.metrics import MetricsInterceptor
 from rpc.servicer import AdminServicer
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+# grpc sets SO_REUSEPORT by default: a second server on a taken port would listen beside the first and
+# take a share of its calls. Off, the second one fails to bind.
+SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 
 
 def is_loopback(host: str) -> bool:
@@ -47,6 +52,46 @@ def check_exposure(settings: Settings) -> None:
         raise RagcordError(
             f"refusing to serve the admin API on {settings.grpc_address} without a token: "
             "set RAGCORD_ADMIN_TOKEN, or bind to 127.0.0.1"
+        )
+
+
+def address_taken(address: str) -> str:
+    return (
+        f"the admin API's address {address} is taken (another ragcord?): "
+        "set RAGCORD_GRPC_ADDRESS to a free one"
+    )
+
+
+def check_admin_address(settings: Settings) -> None:
+    """Fail before anything starts when the admin API could not listen on its address.
+
+    A plain socket bound the way grpc binds (SO_REUSEADDR, not SO_REUSEPORT) tells a taken port from one
+    this machine lacks; grpc's own bind error says neither and logs a line of its own.
+    """
+    host, port = split_host_port(settings.grpc_address) or ("", 0)
+    if not port:
+        return  # a free port chosen by the system
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise RagcordError(
+            f"the admin API cannot listen on {settings.grpc_address} ({exc.strerror}): "
+            "set RAGCORD_GRPC_ADDRESS to host:port of this machine"
+        ) from None
+    problems = []
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise RagcordError(address_taken(settings.grpc_address)) from None
+                problems.append(exc.strerror)
+    if len(problems) == len(addresses):  # grpc listens if it can bind one of them (localhost: v4 or v6)
+        raise RagcordError(
+            f"the admin API cannot listen on {settings.grpc_address} ({problems[0]}): "
+            "set RAGCORD_GRPC_ADDRESS to an address of this machine and a port you may use"
         )
 
 
@@ -71,7 +116,7 @@ async def build_server(
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # first: it sees denied calls too
     if settings.admin_token is not None:
         interceptors.append(BearerTokenInterceptor(settings.admin_token.get_secret_value()))
-    server = grpc.aio.server(interceptors=interceptors)
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(
             settings,
@@ -89,9 +134,13 @@ async def build_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(settings.grpc_address)
+    try:
+        port = server.add_insecure_port(settings.grpc_address)
+    except RuntimeError:  # grpc says only "Failed to bind"; taken is the likely cause (check_admin_address)
+        port = 0
     if port == 0:
-        raise RagcordError(f"cannot listen on {settings.grpc_address}")
+        await server.stop(None)
+        raise RagcordError(address_taken(settings.grpc_address))
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     return server, port

@@ -236,7 +236,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.SourceDetail:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
-        detail = await self._io(self.store.get_source, self._kb(request.knowledge_base), request.url)
+        kb = await self._io(self._existing_kb, request.knowledge_base)
+        detail = await self._io(self.store.get_source, kb, request.url)
         return convert.source_detail_to_pb(detail)
 
     @_unary
@@ -247,7 +248,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteSourceResponse:
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
-        deleted = await self._io(self.store.delete_source, self._kb(request.knowledge_base), request.url)
+        kb = await self._io(self._existing_kb, request.knowledge_base)
+        deleted = await self._io(self.store.delete_source, kb, request.url)
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
 
     @_unary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -47,9 +48,20 @@ def test_the_quickstart_reaches_a_cited_answer_and_a_second_demo_adds_no_copies(
 
     demo = ragcord(plain_server, "demo")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "SUCCEEDED" in demo.stdout
+    [job_id] = re.findall(r"^job (\w+) SUCCEEDED: ", demo.stdout, re.MULTILINE)
     assert 'ragcord ask "How do I rotate the secret key?" --kb demo' in demo.stdout
     assert "ragcord chat --kb demo" in demo.stdout
+    # Into a pipe (`make demo | cat`): progress as whole plain lines, no bar cut at 80 columns.
+    assert "━" not in demo.stdout
+    assert any(line.startswith("running: ") for line in demo.stdout.splitlines()), demo.stdout
+    # The job was the demo server's own: said, and true of the server of `make serve`.
+    assert (
+        f"Job {job_id} belonged to the demo's own server, which has stopped: `ragcord jobs` and "
+        "`ragcord watch` on the server of `make serve` do not know it. Knowledge base demo is shared: "
+        "that server answers from it."
+    ) in demo.stdout.splitlines()
+    jobs = ragcord(plain_server, "jobs")
+    assert jobs.returncode == 0 and job_id not in jobs.stdout
 
     answer = ragcord(plain_server, "ask", "How do I rotate the secret key?", "--kb", "demo")
     assert answer.returncode == 0, answer.stdout + answer.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 
 import grpc
 import pytest
@@ -13,7 +14,7 @@ from ragcord.bootstrap import bootstrap
 from ragcord.errors import RagcordError
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores import StoredChunk
-from rpc.server import check_exposure
+from rpc.server import build_server, check_exposure
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import admin_api
 
@@ -141,6 +142,21 @@ def test_refuses_to_serve_off_loopback_without_a_token(make_settings):
     check_exposure(make_settings(grpc_address="[::1]:50051"))
 
 
+async def test_a_server_on_an_address_another_server_listens_on_is_refused_naming_the_setting(make_settings):
+    # A listener as grpc makes one: with SO_REUSEPORT, which would let a second grpc server bind beside it.
+    with socket.socket() as first:
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        address = f"127.0.0.1:{first.getsockname()[1]}"
+        with pytest.raises(RagcordError) as refused:
+            await build_server(make_settings(grpc_address=address))
+    assert str(refused.value) == (
+        f"the admin API's address {address} is taken (another ragcord?): "
+        "set RAGCORD_GRPC_ADDRESS to a free one"
+    )
+
+
 async def test_metrics_count_calls_by_method_and_status_and_show_jobs(make_settings):
     import httpx
     from prometheus_client import REGISTRY
@@ -256,6 +272,8 @@ async def test_asking_a_knowledge_base_that_does_not_exist_names_the_ones_that_d
             stub.ListSources(pb.ListSourcesRequest(knowledge_base="nokb")),
             stub.ListSources(pb.ListSourcesRequest()),  # the default knowledge base, never crawled
             stub.AskStream(pb.AskRequest(question="How do I install it?", knowledge_base="nokb")).read(),
+            stub.GetSource(pb.GetSourceRequest(knowledge_base="nokb", url="http://x/a")),
+            stub.DeleteSource(pb.DeleteSourceRequest(knowledge_base="nokb", url="http://x/a")),
         ):
             code, details = await code_of(call)
             assert code == grpc.StatusCode.NOT_FOUND
@@ -263,5 +281,9 @@ async def test_asking_a_knowledge_base_that_does_not_exist_names_the_ones_that_d
         assert (
             "RAGCORD_DEFAULT_KNOWLEDGE_BASE" in (await code_of(stub.ListSources(pb.ListSourcesRequest())))[1]
         )
+        code, details = await code_of(
+            stub.GetSource(pb.GetSourceRequest(knowledge_base="docs", url="http://x/b"))
+        )
+        assert code == grpc.StatusCode.NOT_FOUND and "http://x/b is not in knowledge base 'docs'" in details
         answer = await stub.Ask(pb.AskRequest(question="What is the text of it?", knowledge_base="docs"))
         assert answer.citations[0].url == "http://x/a"

@@ -99,6 +99,9 @@ async def test_the_summary_gives_the_pace_the_max_pages_cut_and_why_pages_were_s
         small = capsys.readouterr().out
 
     assert "pages/s)" in brief
+    # Into a pipe no bar is drawn (its redraws and its cut line are for a terminal): plain lines instead.
+    assert "━" not in brief
+    assert any(line.startswith("running: ") and " discovered" in line for line in brief.splitlines()), brief
     assert "disallowed by robots.txt (1)" in brief  # /docs/private/secret.html
     assert "/docs/private/secret.html" not in brief and "/docs/private/secret.html" in verbose
     failed = next(line for line in brief.splitlines() if line.startswith("failed: "))
