@@ -155,6 +155,9 @@ async def serve(
     aio.install(services.executors)
     # Before health says SERVING: the first Ask is not slow (once per process: loading twice is a no-op).
     await aio.run_in(services.executors.io, services.embedder.load)
+    # Jobs an older ragcord ended without an expiry get one, counted from when they ended (once per start).
+    if migrated := await aio.run_in(services.executors.io, services.jobs.expire_unexpiring):
+        log.info("%d ended jobs from before job retention now expire after the retention period", migrated)
     server, port = await build_server(settings, services)
     await server.start()
     serve_metrics(settings.metrics_address, services.jobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import itertools
 import json
 import threading
 import time
@@ -180,6 +181,46 @@ class JobStore:
             for offset, job in enumerate(jobs):
                 yield start + offset, job
             start += len(jobs)
+
+    def expire_unexpiring(self, *, batch: int = 500) -> int:
+        """Ended jobs that have no expiry (they ended before retention existed) get it now, counted from when
+        they ended; returns how many. Idempotent and cheap when there are none: the API runs it at start.
+
+        An ended job's record never changes again, so this needs no script: nothing races it.
+        """
+        k = self.keys
+        migrated = 0
+        for start in itertools.count(0, batch):
+            members = cast("builtins.list[bytes]", self.redis.zrange(k.index, start, start + batch - 1))
+            ids = [raw.decode() for raw in members]
+            if not ids:
+                return migrated
+            read = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                read.zscore(k.expiring, job_id)
+                read.pttl(k.job(job_id))
+                read.hmget(k.job(job_id), "state", "finished_at")
+            found = read.execute()
+            now = time.time()
+            fix = self.redis.pipeline(transaction=False)
+            for i, job_id in enumerate(ids):
+                expiring, ttl, (state, finished) = found[3 * i : 3 * i + 3]
+                if (
+                    expiring is not None
+                    or ttl != -1
+                    or state is None
+                    or not JobState(state.decode()).terminal
+                ):
+                    continue  # already expiring, gone (ListJobs trims it), or still running
+                ends = (float(finished) if finished else now) + self.keep_ms / 1000
+                left_ms = max(1, round((ends - now) * 1000))
+                for key in k.retained(job_id):
+                    fix.pexpire(key, left_ms)
+                fix.zadd(k.expiring, {job_id: ends})
+                fix.delete(*k.scratch(job_id))
+                migrated += 1
+            fix.execute()
+        return migrated
 
     def cancel(self, job_id: str) -> JobRecord:
         outcome = self._cancel(

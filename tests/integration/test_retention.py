@@ -4,6 +4,8 @@ is kept, and the Prometheus counters never go down."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import grpc
@@ -18,8 +20,9 @@ from ragcord.knowledge.copies import CopyIndex
 from ragcord.metrics import JobsCollector
 from ragcord.settings import Settings
 from ragcord.threads import OwnedThreads
+from rpc.server import serve
 from rpc.v1 import admin_pb2 as pb
-from tests.harness import admin_api
+from tests.harness import admin_api, free_port
 
 SEED = "http://docs.example.com/docs/"
 KEEP_SECONDS = 1.0
@@ -98,6 +101,54 @@ def test_new_jobs_trim_the_index_of_expired_jobs_even_when_nobody_lists(jobs, re
     assert [m.decode() for m in redis_client.zrange(jobs.keys.index, 0, -1)] == [fresh.id]
     assert redis_client.zcard(jobs.keys.expiring) == 0
     assert [m.decode() for m in redis_client.zrange(jobs.keys.active, 0, -1)] == [fresh.id]
+
+
+def test_jobs_that_ended_before_retention_existed_get_their_expiry_from_when_they_ended(
+    jobs, redis_client, key_prefix
+):
+    k = jobs.keys
+    old, recent = (run_to_the_end(jobs, redis_client, key_prefix) for _ in range(2))
+    running = jobs.create(knowledge_base="docs", url=SEED, max_pages=5, max_depth=3)
+    jobs.start_page(running.id, SEED)
+    # As an older ragcord left them: ended, no expiry, not in the expiring index, a scratch key kept.
+    for job_id, ended_ago in ((old, 3600.0), (recent, 0.0)):
+        for key in k.retained(job_id):
+            redis_client.persist(key)
+        redis_client.zrem(k.expiring, job_id)
+        redis_client.hset(k.job(job_id), "finished_at", time.time() - ended_ago)
+        redis_client.hset(k.seen(job_id), SEED, "")
+
+    assert jobs.expire_unexpiring() == 2
+    assert jobs.expire_unexpiring() == 0  # idempotent: the API runs it at every start
+    # The one that ended an hour ago (retention 1 s here) expires at once; the other about a second later.
+    assert all(not redis_client.exists(key) or redis_client.pttl(key) <= 1 for key in k.retained(old))
+    assert all(0 < redis_client.pttl(key) <= KEEP_SECONDS * 1000 for key in k.retained(recent))
+    assert [key for job_id in (old, recent) for key in k.scratch(job_id) if redis_client.exists(key)] == []
+    assert {m.decode() for m in redis_client.zrange(k.expiring, 0, -1)} == {old, recent}
+    # The running job is left alone.
+    assert [redis_client.ttl(key) for key in k.retained(running.id)] == [-1, -1]
+    wait_until(lambda: not any(redis_client.exists(key) for j in (old, recent) for key in k.all_of(j)))
+    assert [j.id for j in jobs.list()[0]] == [running.id]
+
+
+async def test_the_admin_api_gives_old_ended_jobs_their_expiry_when_it_starts(make_settings):
+    settings: Settings = make_settings(grpc_address=f"127.0.0.1:{free_port()}", metrics_address="")
+    services = bootstrap(settings)
+    ended = run_to_the_end(services.jobs, services.redis, settings.key_prefix)
+    for key in services.jobs.keys.retained(ended):
+        services.redis.persist(key)
+    services.redis.zrem(services.jobs.keys.expiring, ended)
+    ready = asyncio.Event()
+    server = asyncio.create_task(serve(settings, ready=ready, services=services))
+    try:
+        await asyncio.wait_for(ready.wait(), 120)
+        assert all(services.redis.pttl(key) > 0 for key in services.jobs.keys.retained(ended))
+        assert services.redis.zscore(services.jobs.keys.expiring, ended) is not None
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+        services.close()
 
 
 def test_a_cancelled_queued_job_and_a_failed_one_expire_too(jobs, redis_client):
