@@ -45,10 +45,11 @@ def running_worker(settings: Settings, services: Services | None = None, threads
 
 
 def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
-    """Every key a test's own prefix wrote: ours (`prefix:`) and Dramatiq's (`prefix-dramatiq`)."""
+    """Every key a test's own prefix wrote: ours (`prefix:`), Dramatiq's (`prefix-dramatiq`) and those of a
+    server the test's own started under a prefix of its own (the demo's `prefix-demo:`)."""
     client = redis.Redis.from_url(redis_url)
     try:
-        for pattern in (f"{prefix}:*", f"{prefix}-dramatiq*"):
+        for pattern in (f"{prefix}:*", f"{prefix}-*"):
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)
