@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import mimetypes
+import os
 import select
 import socket
 import sys
@@ -212,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_file(self, path: str, write_body: bool) -> None:
         root = self.site.root
-        target = (root / path.lstrip("/")).resolve()
+        # `..` is folded away first; a symlink inside the root is followed (the fixture site's docs/ is the
+        # demo site's, linked rather than copied).
+        target = Path(os.path.normpath(root / path.lstrip("/")))
         if not target.is_relative_to(root):
             return self._not_found(write_body)
         if target.is_dir():

@@ -90,11 +90,13 @@ def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_h
     from workers.pipeline import PageCrawler
 
     embedder = LocalEmbedder()
-    root = Path(__file__).resolve().parents[1] / "fixtures" / "extraction"
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     crawler = PageCrawler.__new__(PageCrawler)  # only the chunking half: no Redis, store or fetcher
     crawler.settings, crawler.embedder = Settings(_env_file=None), embedder
     measured = 0
-    for path in sorted(root.rglob("*.html")):
+    for path in sorted(
+        [*(fixtures / "extraction").rglob("*.html"), *(fixtures / "generators").rglob("*.html")]
+    ):
         page = extract_html(path.read_bytes(), f"http://d.example/{path.name}")
         for chunk in crawler._chunks(page):
             tokens = embedder.count_tokens(PageCrawler.embedded_text(page.title, chunk)) + 2  # [CLS], [SEP]
