@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from ragcord.answering.text import fenced_blocks
 from ragcord.answering.types import Answer
 
 LIMIT = 2000
@@ -92,33 +93,6 @@ def format_answer(answer: Answer) -> str:
     return f"{text}\n\n{heading}\n{sources}"
 
 
-def _blocks(text: str) -> list[str]:
-    """Paragraphs, with each fenced code block kept as one block."""
-    blocks: list[str] = []
-    current: list[str] = []
-    in_code = False
-    for line in text.split("\n"):
-        if line.strip().startswith(_FENCE):
-            if not in_code and current and any(c.strip() for c in current):
-                blocks.append("\n".join(current))
-                current = []
-            in_code = not in_code
-            current.append(line)
-            if not in_code:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        if not in_code and not line.strip():
-            if current:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        current.append(line)
-    if current:
-        blocks.append("\n".join(current))
-    return blocks
-
-
 def _split_code(block: str, limit: int) -> list[str]:
     lines = block.split("\n")
     opener = lines[0].strip() if lines[0].strip().startswith(_FENCE) else _FENCE
@@ -165,7 +139,7 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     if len(text) <= limit:
         return [text]
     pieces: list[str] = []
-    for block in _blocks(text):
+    for block in fenced_blocks(text):
         if len(block) <= limit:
             pieces.append(block)
         elif block.lstrip().startswith(_FENCE):

@@ -117,12 +117,15 @@ def _is_prose_start(text: str) -> bool:
     return not first or not first.islower()
 
 
-def _paragraphs(passage: str) -> list[str]:
-    """Blank-line separated blocks (fenced code whole), with a sentence cut by a chunk boundary rejoined."""
+def fenced_blocks(text: str, *, close_open_fence: bool = False) -> list[str]:
+    """Blank-line separated blocks, each fenced code block one block of its own (blank lines and all).
+
+    `close_open_fence`: a fence the text leaves open is closed (a chunk can end inside a code block).
+    """
     blocks: list[str] = []
     current: list[str] = []
     fence = False
-    for line in passage.split("\n"):
+    for line in text.split("\n"):
         if line.strip().startswith("```"):
             if not fence and current:
                 blocks.append("\n".join(current))
@@ -140,7 +143,13 @@ def _paragraphs(passage: str) -> list[str]:
             continue
         current.append(line)
     if current:
-        blocks.append("\n".join(current) + ("\n```" if fence else ""))
+        blocks.append("\n".join(current) + ("\n```" if fence and close_open_fence else ""))
+    return blocks
+
+
+def _paragraphs(passage: str) -> list[str]:
+    """`fenced_blocks`, with a sentence cut by a chunk boundary rejoined."""
+    blocks = fenced_blocks(passage, close_open_fence=True)
     joined: list[str] = []
     for block in blocks:
         previous = joined[-1] if joined else ""
