@@ -26,6 +26,7 @@ _HOW_TO = re.compile(
 )
 _TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
 MAX_CODE_LINES = 30
+MIN_QUOTE_WORDS = 4  # fewer, with no code or table: not worth quoting
 OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
 CODE_BONUS = 1.6  # a unit with code in it more often holds the command or function asked for
 RANK_DECAY = 0.25  # the retriever's order counts: the 2nd passage weighs 1/1.25, the 3rd 1/1.5
@@ -339,6 +340,8 @@ class ExtractiveAnswerer:
         if not any(u.prose or u.kind in ("item", "table") for u in chosen):
             if not (chosen and chosen[0].kind == "code" and head):
                 return []  # a signature or code alone says too little
+        if _words(chosen) < MIN_QUOTE_WORDS and not any(u.kind in ("code", "table") for u in chosen):
+            return []  # a lone list item (`- CMakeLists.txt` under "Files to Edit") answers nothing
         return [*head, *chosen]
 
     def _not_found(self, hits: list[Hit]) -> Answer:

@@ -252,3 +252,21 @@ def test_an_option_entry_is_quoted_under_its_option_name():
     passage = hit(fresh, heading="cmake")
     answer = ExtractiveAnswerer().answer("start over and recreate the cmake cache", [passage])
     assert "`--fresh`\nThis removes any existing `CMakeCache.txt` file" in answer.text
+
+
+def test_a_lone_list_item_of_a_few_words_is_not_a_quote():
+    # CMake's tutorial: "Files to Edit" lists only `CMakeLists.txt`: the question's words, and nothing said.
+    files = hit("- `CMakeLists.txt`", url="http://d/step1", title="Step 1", heading="Step 1 > Files to Edit")
+    subdirectory = hit(
+        "Here, we can add a new `CMakeLists.txt` file. In the top level `CMakeLists.txt` file, we will use "
+        "the `add_subdirectory()` command to add the subdirectory to the build.",
+        url="http://d/step2",
+        title="Step 2",
+        heading="Step 2 > Creating a Library",
+    )
+    answer = ExtractiveAnswerer().answer(
+        "my lib folder has its own CMakeLists.txt, how do i pull it in", [files, subdirectory]
+    )
+    assert answer.found
+    assert "add_subdirectory()" in answer.text
+    assert "Files to Edit" not in answer.text
