@@ -101,14 +101,21 @@ def is_public_address(address: str) -> bool:
     )
 
 
+def addresses(host: str, port: int) -> list[str]:
+    """`host`'s addresses in the resolver's order of preference; socket.gaierror when it has none."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 def resolve(host: str, port: int) -> list[str]:
+    """`host`'s addresses, sorted, for the address guard; InvalidArgument when it has none."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        found = addresses(host, port)
     except socket.gaierror as exc:
         raise InvalidArgument(f"host {host[:80]!r} does not resolve: {exc.strerror}") from None
     except UnicodeError as exc:  # the IDNA codec refuses it: an empty label, or one over 63 characters
         raise InvalidArgument(f"host {host[:80]!r} is not a valid host name ({exc})") from None
-    return sorted({str(info[4][0]) for info in infos})
+    return sorted(found)
 
 
 Resolver = Callable[[str, int], Iterable[str]]  # (host, port) -> its addresses

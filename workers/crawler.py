@@ -12,7 +12,6 @@ import concurrent.futures
 import contextvars
 import email.utils
 import logging
-import socket
 import threading
 import time
 import zlib
@@ -28,7 +27,15 @@ from protego import Protego
 
 from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
 from ragcord.settings import Settings
-from ragcord.urls import Resolver, Scope, guard_fetch, is_public_address, normalize_url, resolve
+from ragcord.urls import (
+    Resolver,
+    Scope,
+    addresses,
+    guard_fetch,
+    is_public_address,
+    normalize_url,
+    resolve,
+)
 from workers.extraction import ExtractedPage, extract_html, sniff_encoding
 
 __all__ = [
@@ -93,12 +100,6 @@ def _within_deadline(lookup: Callable[[], _T], host: str) -> _T:
         ) from None
 
 
-def _addresses(host: str, port: int) -> list[str]:
-    """`host`'s addresses in the resolver's order of preference."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 class _LookupFirstBackend(httpcore.SyncBackend):
     """httpcore's own backend, with the name looked up first within the page's deadline, then each address
     tried in turn (as `socket.create_connection` does, which would look the name up with no bound)."""
@@ -112,11 +113,11 @@ class _LookupFirstBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            addresses = _within_deadline(lambda: _addresses(host, port), host)
+            found = _within_deadline(lambda: addresses(host, port), host)
         except OSError as exc:  # gaierror: the name does not resolve
             raise httpcore.ConnectError(f"{host[:80]}: {exc}") from None
         error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
-        for address in addresses:
+        for address in found:
             try:
                 return super().connect_tcp(address, port, _bounded(timeout), local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
