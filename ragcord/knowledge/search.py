@@ -8,7 +8,8 @@ alpha = 1 is vector only, 0 keyword only; with the `none` embedder search is key
 
 Rankings are deterministic: every list is ordered by score, then chunk id, and a candidate pool is never cut
 inside a tie (the stores break ties arbitrarily). Pages are then ranked by their chunks' evidence together
-(`page_scores`): a page several of whose chunks match beats a page with one stray hit.
+(`page_scores`): a page several of whose chunks match beats a page with one stray hit. A query's
+abbreviations are spelled out first (`abbreviations`): manuals write the words users abbreviate.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ragcord.knowledge.abbreviations import spelled_out
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import ScoredChunk, Store, StoredChunk
 
@@ -161,6 +163,7 @@ class Retriever:
         expand: bool = True,
     ) -> list[Hit]:
         alpha = self.alpha if alpha is None else alpha
+        query = spelled_out(query)  # "repl" also searches "interactive interpreter"
         if self.embedder.dim is None:
             alpha = 0.0
         pool = max(self.candidates, k * 4)

@@ -1,9 +1,14 @@
-"""Ranking that does not depend on the store's order of ties, and pages ranked by all their evidence."""
+"""Ranking that does not depend on the store's order of ties, pages ranked by all their evidence, and
+abbreviations spelled out for search."""
 
 from __future__ import annotations
 
 import random
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ragcord.knowledge.abbreviations import spelled_out
 from ragcord.knowledge.search import Retriever, by_page, page_scores, stable
 from ragcord.knowledge.stores import ScoredChunk, StoredChunk
 
@@ -68,3 +73,35 @@ def test_the_same_question_gets_the_same_hits_every_time():
     retriever = Retriever(_TiedStore(), _NoVectors())  # type: ignore[arg-type]
     answers = {tuple(h.chunk.id for h in retriever.search("kb", "tied words", k=5)) for _ in range(5)}
     assert len(answers) == 1
+
+
+class _RecordingStore(_TiedStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        self.queries.append(query)
+        return super().keyword_search(kb, query, k, source=source)
+
+
+def test_abbreviations_are_spelled_out_for_the_search_and_the_words_stay():
+    store = _RecordingStore()
+    Retriever(store, _NoVectors()).search("kb", "how do I start the REPL?")  # type: ignore[arg-type]
+    assert store.queries == ["how do I start the REPL? (interactive interpreter)"]
+
+
+def test_each_meaning_is_added_once_and_not_when_the_question_already_says_it():
+    assert spelled_out("regex or Regexp? see the cfg and config") == (
+        "regex or Regexp? see the cfg and config (regular expression, configuration)"
+    )
+    assert spelled_out("a regular expression, not a regex") == "a regular expression, not a regex"
+    assert spelled_out("copy a folder") == "copy a folder"  # a synonym, not an abbreviation: left alone
+    assert spelled_out("libfoo and os.path.join") == "libfoo and os.path.join"  # only whole words
+
+
+@given(st.text(max_size=80))
+def test_the_question_is_always_searched_whole_and_spelling_out_twice_adds_nothing(query):
+    once = spelled_out(query)
+    assert once.startswith(query)
+    assert spelled_out(once) == once
