@@ -1,0 +1,100 @@
+"""The Discord bot on documentation none of us wrote: Python's tutorial (Debian's python3-doc) served on
+loopback, crawled by a real worker into Redis and LanceDB, and asked through the real discord.py client on
+the loopback Discord (tests/discord_fake.py). A follow-up in the answer's thread only makes sense with the
+first question; the bot answers it from the thread's memory, and the same words in a new thread do not.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from ragcord.bootstrap import bootstrap
+from ragcord.settings import Settings
+from tests.conftest import CI
+from tests.harness import crawl, delete_prefixed_keys
+from tests.integration.test_bot import ask_command, running_bot, say_in
+from tests.realsites.catalog import SITES
+from tests.realsites.install import CannotInstall, install
+from tests.realsites.server import DocSite
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PYTHON = SITES.by_name("sphinx-python")
+# The tutorial and the two library pages its conversations end on: ~20 pages, under a minute to index.
+SCOPE = [r"^/tutorial/", r"^/library/(venv|json)\.html$"]
+
+
+@pytest.fixture(scope="module")
+def python_docs(redis_url, tmp_path_factory):
+    """Services over Python's tutorial crawled into knowledge base `docs`."""
+    try:
+        install([PYTHON])
+    except CannotInstall as exc:
+        if CI:
+            raise
+        pytest.skip(f"python3-doc is not installed: {exc}")
+    root = PYTHON.root()
+    assert root is not None
+    prefix = f"botreal{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        key_prefix=prefix,
+        allow_private_networks=True,
+        data_dir=tmp_path_factory.mktemp("python-docs"),
+        embedder="local",
+    )
+    services = bootstrap(settings)
+    try:
+        with DocSite(root) as site:
+            job = crawl(
+                settings,
+                services,
+                site.url("/tutorial/index.html"),
+                "docs",
+                include_patterns=SCOPE,
+                max_pages=60,
+            )
+        assert job.state.value == "SUCCEEDED", job
+        assert job.pages_done >= 15, job
+        yield services
+    finally:
+        services.close()
+        delete_prefixed_keys(redis_url, prefix)
+
+
+@pytest.mark.parametrize(
+    ("first", "follow_up", "page", "term"),
+    [
+        ("What is a virtual environment?", "how do I make one?", "venv.html", "-m venv"),
+        (
+            "how do i parse json in python",
+            "ok and how do i write it back out to a file",
+            "json",  # library/json.html or the tutorial's section on saving JSON
+            "json.dump(",
+        ),
+    ],
+    ids=["venv", "json"],
+)
+async def test_a_follow_up_in_the_thread_is_answered_from_the_threads_memory(
+    python_docs, first, follow_up, page, term
+):
+    async with running_bot(python_docs) as world:
+        fake = world.fake
+        answer = await ask_command(fake, fake.alice, first)
+        assert "**Sources**" in answer["content"], answer["content"]
+        thread_id = answer["id"]
+
+        follow = await say_in(fake, fake.alice, thread_id, follow_up)
+        content = follow["content"]
+        assert term in content, content
+        sources = content.split("**Sources**")[-1]
+        assert page in sources, content
+        turns = world.services.ask.memory.load(thread_id).turns
+        assert [t.text for t in turns if t.role == "user"] == [first, follow_up]
+
+        # The same words with no conversation behind them: nothing to go on, so not that answer.
+        alone = await ask_command(fake, fake.alice, follow_up)
+        assert term not in alone["content"], alone["content"]
