@@ -286,8 +286,9 @@ class ExtractiveAnswerer:
             if _words(units[start - 1 : anchor + 1]) > budget // 2:
                 break
             start -= 1
-        if unit.kind in ("code", "item", "table") and start > 0 and units[start - 1].leads_in:
-            start -= 1
+        lead = _caption_skipped(units, start - 1, backwards=True) if unit.kind == "code" else start - 1
+        if unit.kind in ("code", "item", "table") and start > 0 and units[lead].leads_in:
+            start = lead
             while start > 0 and units[start - 1].kind == "item" and unit.kind == "item":
                 start -= 1
         # An API entry's signature names what the section is about.
@@ -299,11 +300,14 @@ class ExtractiveAnswerer:
             start -= 1
         if units[start].kind == "continuation":
             return []
-        chosen = list(units[start : anchor + 1])
+        chosen = [u for u in units[start : anchor + 1] if u.kind != "label"]
         end = anchor + 1
         while end < len(units):
             nxt = units[end]
             last = chosen[-1]
+            if nxt.kind == "label" and last.leads_in and units[_caption_skipped(units, end)].kind == "code":
+                end = _caption_skipped(units, end)  # a code block's caption ("TODO 7: CMakeLists.txt")
+                nxt = units[end]
             if nxt.kind in ("label", "signature"):
                 break
             needed = (
@@ -421,6 +425,15 @@ def _missing_names(question: str, hits: list[Hit]) -> set[str]:
         return set()
     seen = " ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in hits).lower()
     return {name for name in names if name.lower() not in seen}
+
+
+def _caption_skipped(units: list[Unit], index: int, *, backwards: bool = False) -> int:
+    """`index` moved past up to two labels: the captions a page puts between a lead-in and its code."""
+    step = -1 if backwards else 1
+    moved = index
+    while 0 <= moved + step < len(units) and units[moved].kind == "label" and abs(moved - index) < 2:
+        moved += step
+    return moved if units[moved].kind != "label" else index
 
 
 def _leads_to_code(units: list[Unit], start: int) -> bool:

@@ -99,6 +99,29 @@ def test_a_lead_in_that_ends_in_a_full_stop_brings_its_code():
     assert count_fragments(answer.text) == 0
 
 
+CAPTIONED = """Then we used `configure_file()` to copy the input file with the CMake variables replaced:
+
+TODO 5: Click to show/hide answer
+
+TODO 5: CMakeLists.txt
+
+```cmake
+configure_file(TutorialConfig.h.in TutorialConfig.h)
+```
+
+Since the configured file is written into the binary directory, we add that directory to the includes."""
+
+
+def test_a_code_blocks_caption_between_its_lead_in_and_it_is_skipped_not_a_wall():
+    # CMake's tutorial puts a show/hide toggle and the file name between a sentence and its code.
+    passage = hit(CAPTIONED, title="Step 1 — CMake", heading="Step 1 > Exercise 3 > Solution")
+    question = "how do i generate a header from a template with configure_file"
+    answer = ExtractiveAnswerer().answer(question, [passage])
+    assert "replaced:\n```cmake\nconfigure_file(TutorialConfig.h.in TutorialConfig.h)\n```" in answer.text
+    assert "TODO 5" not in answer.text
+    assert count_fragments(answer.text) == 0
+
+
 def test_an_api_entry_is_quoted_with_its_signature_and_whole_sentences():
     passage = hit(CACHE, title="functools — Python docs", heading="functools > lru_cache")
     question = "how can i make python remember the result of an expensive function"
