@@ -24,7 +24,7 @@ from tests.realsites.install import CannotInstall, install
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # figure -> (floor, higher is better). Reached on 2026-12-01 (docs/quality.md): hit@1 0.73, hit@5 0.92,
-# MRR 0.80, key term 0.66, follow-up hit@5 0.91, follow-up key term 0.71, off-topic refused 1.00, in-domain
+# MRR 0.80, key term 0.66, follow-up hit@5 0.95, follow-up key term 0.71, off-topic refused 1.00, in-domain
 # refused 0.025, fragments 0.00. Ranking is deterministic; the margin (about three questions, one follow-up)
 # covers which of two identical pages a crawl indexes first.
 FLOORS: dict[str, tuple[float, bool]] = {
@@ -32,7 +32,7 @@ FLOORS: dict[str, tuple[float, bool]] = {
     "hit5": (0.89, True),
     "mrr": (0.76, True),
     "key_term": (0.62, True),
-    "followup_hit5": (0.85, True),
+    "followup_hit5": (0.90, True),
     "followup_key_term": (0.66, True),
     "off_topic_refused": (1.00, True),
     "wrongly_refused": (0.05, False),
