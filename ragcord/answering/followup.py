@@ -1,18 +1,22 @@
 """Follow-up questions: turning "and how do I activate it?" into a query search can answer on its own.
 
-A heuristic, no model: a short question, one that starts like a follow-up ("and", "what about", ...) or one
-that points back ("it", "those", ...) is prefixed with the conversation's last user questions.
+A heuristic, no model: a question that starts like a follow-up ("and", "what about", ...), one that points
+back ("it", "those", ...) or a short one that names almost nothing ("show me an example", "on Windows?") is
+prefixed with the conversation's last user questions. A short question that names its own subject ("write a
+class with a constructor") is a new topic in the same thread, and is searched alone.
 """
 
 from __future__ import annotations
 
 import re
 
+from ragcord.answering.text import terms
 from ragcord.memory import Conversation
 
 __all__ = ["standalone_query"]
 
 _SHORT_QUESTION_WORDS = 8
+_OWN_SUBJECT_TERMS = 3  # content words a short question needs to stand alone
 _FOLLOW_UP_START = re.compile(r"(?:and|also|what about|how about|then|so)\b", re.IGNORECASE)
 _ANAPHORA = re.compile(r"\b(?:it|its|this|that|they|them|those|these|there|one)\b", re.IGNORECASE)
 
@@ -20,7 +24,7 @@ _ANAPHORA = re.compile(r"\b(?:it|its|this|that|they|them|those|these|there|one)\
 def _looks_like_follow_up(question: str) -> bool:
     stripped = question.strip()
     return (
-        len(stripped.split()) < _SHORT_QUESTION_WORDS
+        (len(stripped.split()) < _SHORT_QUESTION_WORDS and len(set(terms(stripped))) < _OWN_SUBJECT_TERMS)
         or bool(_FOLLOW_UP_START.match(stripped))
         or bool(_ANAPHORA.search(stripped))
     )

@@ -82,3 +82,18 @@ def test_the_query_is_capped_by_dropping_the_oldest_words():
 def test_a_question_longer_than_the_cap_is_never_cut():
     question = "Why does it fail " + "again " * 70
     assert standalone_query(VENV, question) == question
+
+
+@pytest.mark.parametrize(
+    ("question", "follow_up"),
+    [
+        ("write a class with a constructor", False),  # short, but it names its own subject: a new topic
+        ("change the system timezone", False),
+        ("show me an example", True),  # short and names nothing of its own
+        ("with pip?", True),
+        ("how do I make one?", True),  # points back
+    ],
+)
+def test_a_short_question_that_names_its_own_subject_is_a_new_topic(question, follow_up):
+    expected = f"How do I create a virtual environment? {question}" if follow_up else question
+    assert standalone_query(VENV, question) == expected
