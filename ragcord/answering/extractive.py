@@ -268,7 +268,7 @@ class ExtractiveAnswerer:
         for _, rank, chosen in extra:  # one quote per section: more of it joins the first, in page order
             same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
             seen = {u.text for u in same[0].units}
-            chosen = [u for u in chosen if u.text not in seen]
+            chosen = _whole([u for u in chosen if u.text not in seen])
             size = _words(chosen)
             if not chosen or words + size > self.max_words * TOTAL_WORDS:
                 continue
@@ -291,6 +291,16 @@ class ExtractiveAnswerer:
             start = lead
             while start > 0 and units[start - 1].kind == "item" and unit.kind == "item":
                 start -= 1
+        lead_in: list[Unit] = []
+        if unit.kind == "item" and start == anchor:  # an item further down a list: what are the items?
+            first = anchor
+            while first > 0 and units[first - 1].kind == "item" and units[first - 1].block == unit.block:
+                first -= 1
+            if first > 0 and units[first - 1].leads_in:
+                if _words(units[first - 1 : anchor + 1]) <= budget // 2:
+                    start = first - 1  # the list from its lead-in
+                else:
+                    lead_in = [units[first - 1]]  # the lead-in, then the item that answers
         # An API entry's signature names what the section is about.
         signatures = [u for u in units[:start] if u.kind == "signature"]
         head = signatures[-1:]
@@ -300,7 +310,7 @@ class ExtractiveAnswerer:
             start -= 1
         if units[start].kind == "continuation":
             return []
-        chosen = [u for u in units[start : anchor + 1] if u.kind != "label"]
+        chosen = [*lead_in, *(u for u in units[start : anchor + 1] if u.kind != "label")]
         end = anchor + 1
         while end < len(units):
             nxt = units[end]
@@ -425,6 +435,24 @@ def _missing_names(question: str, hits: list[Hit]) -> set[str]:
         return set()
     seen = " ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in hits).lower()
     return {name for name in names if name.lower() not in seen}
+
+
+def _whole(units: list[Unit]) -> list[Unit]:
+    """What reads whole of units left after some were taken out (they were quoted already).
+
+    A sentence that goes on after a code block needs that block before it, and a lead-in its code or
+    list after it: without them each is a fragment ("creates a new instance of the class and ...").
+    """
+    kept: list[Unit] = []
+    for unit in units:
+        if unit.kind == "continuation" and not (kept and kept[-1].kind == "code"):
+            continue
+        if kept and kept[-1].leads_in and unit.kind not in ("code", "item", "table"):
+            kept.pop()
+        kept.append(unit)
+    while kept and not kept[-1].complete:
+        kept.pop()
+    return kept
 
 
 def _caption_skipped(units: list[Unit], index: int, *, backwards: bool = False) -> int:

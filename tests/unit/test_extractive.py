@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from bench.quality import count_fragments
-from ragcord.answering.extractive import ExtractiveAnswerer, section_label
+from ragcord.answering.extractive import ExtractiveAnswerer, _whole, section_label
 from ragcord.answering.text import passage_units
 from ragcord.knowledge.search import Hit
 from ragcord.knowledge.stores import StoredChunk
@@ -120,6 +120,47 @@ def test_a_code_blocks_caption_between_its_lead_in_and_it_is_skipped_not_a_wall(
     assert "replaced:\n```cmake\nconfigure_file(TutorialConfig.h.in TutorialConfig.h)\n```" in answer.text
     assert "TODO 5" not in answer.text
     assert count_fragments(answer.text) == 0
+
+
+ATTRIBUTES_LEAD_IN = "The returned context object is a namespace with the following attributes:"
+CONTEXT_ATTRIBUTES = (
+    ATTRIBUTES_LEAD_IN
+    + "\n\n"
+    + "\n".join(
+        f"- `{name}` - the {what}, which the builder sets before it calls the hooks of the subclass in turn."
+        for name, what in [
+            ("env_dir", "location of the virtual environment"),
+            ("env_name", "name of the virtual environment"),
+            ("prompt", "prompt to be used by the activation scripts"),
+            ("executable", "underlying Python executable used by the environment"),
+            ("inc_path", "include path for the virtual environment"),
+            ("lib_path", "purelib path for the virtual environment"),
+            ("bin_path", "script path for the virtual environment"),
+        ]
+    )
+)
+
+
+def test_an_item_far_down_a_list_comes_with_the_lead_in_that_says_what_the_items_are():
+    passage = hit(CONTEXT_ATTRIBUTES, title="venv — Docs", heading="venv > API > ensure_directories")
+    answer = ExtractiveAnswerer().answer("where is the purelib path of the env kept", [passage])
+    assert answer.text.split("\n")[1] == ATTRIBUTES_LEAD_IN
+    assert "- `lib_path` - the purelib path" in answer.text
+    assert count_fragments(answer.text) == 0
+
+
+def test_what_is_left_of_a_quote_after_its_repeats_go_reads_whole():
+    # The same `x = MyClass()` block twice in a section: dropping the repeat must not leave the sentence
+    # that went on after it ("creates a new instance ...") nor the lead-in that pointed at it.
+    units = passage_units(
+        "For example (assuming the above class):\n\n```python3\nx = MyClass()\n```\n\n"
+        "creates a new instance of the class.\n\nThe instantiation operation creates an empty object."
+    )
+    kinds = [u.kind for u in units]
+    assert kinds == ["sentence", "code", "continuation", "sentence"]
+    left = _whole([u for u in units if u.kind != "code"])
+    assert [u.text for u in left] == ["The instantiation operation creates an empty object."]
+    assert _whole(units) == units
 
 
 def test_an_api_entry_is_quoted_with_its_signature_and_whole_sentences():
