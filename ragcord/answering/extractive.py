@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ragcord.answering.followup import is_follow_up
 from ragcord.answering.text import Unit, coverage, passage_units, terms
 from ragcord.answering.types import Answer, Citation, cited_url
 from ragcord.knowledge.embedders import Embedder
@@ -109,6 +110,8 @@ class ExtractiveAnswerer:
         if not self.is_answered(question, hits):
             return self._not_found(hits)
         earlier = [t.text for t in (conversation.turns if conversation else []) if t.role == "user"]
+        if not is_follow_up(question):
+            earlier = []  # a new topic in the same conversation: the earlier question's words are not wanted
         quotes = self._quotes(question, hits, earlier[-1] if earlier else "")
         if not quotes:
             return self._not_found(hits)

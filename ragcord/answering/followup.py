@@ -13,7 +13,7 @@ import re
 from ragcord.answering.text import terms
 from ragcord.memory import Conversation
 
-__all__ = ["standalone_query"]
+__all__ = ["is_follow_up", "standalone_query"]
 
 _SHORT_QUESTION_WORDS = 8
 _OWN_SUBJECT_TERMS = 3  # content words a short question needs to stand alone
@@ -21,7 +21,8 @@ _FOLLOW_UP_START = re.compile(r"(?:and|also|what about|how about|then|so)\b", re
 _ANAPHORA = re.compile(r"\b(?:it|its|this|that|they|them|those|these|there|one)\b", re.IGNORECASE)
 
 
-def _looks_like_follow_up(question: str) -> bool:
+def is_follow_up(question: str) -> bool:
+    """Whether `question` leans on what was asked before it in the conversation (see the module)."""
     stripped = question.strip()
     return (
         (len(stripped.split()) < _SHORT_QUESTION_WORDS and len(set(terms(stripped))) < _OWN_SUBJECT_TERMS)
@@ -33,7 +34,7 @@ def _looks_like_follow_up(question: str) -> bool:
 def standalone_query(conversation: Conversation, question: str, *, max_words: int = 60) -> str:
     """A follow-up prefixed with the last user question(s), so search sees what "it" is (no model)."""
     words = question.split()
-    if not words or not _looks_like_follow_up(question):
+    if not words or not is_follow_up(question):
         return question
     previous = [turn.text for turn in conversation.turns if turn.role == "user"][-2:]
     room = max_words - len(words)  # the question itself is never cut; older context words go first

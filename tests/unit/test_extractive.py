@@ -255,6 +255,25 @@ def test_a_follow_up_is_answered_with_the_earlier_question_in_mind():
     assert answer.found and "deactivate" in answer.text
 
 
+def test_a_new_topic_in_the_same_conversation_is_answered_without_the_earlier_question():
+    builder = hit(
+        "EnvBuilder creates the virtual environment in a directory, with the options it was given.",
+        url="http://d/venv",
+        heading="venv > API",
+    )
+    classes = hit(
+        "A class constructor is the method named __init__, called when the class creates an instance.",
+        url="http://d/classes",
+        heading="Classes > Class Objects",
+    )
+    conversation = Conversation(
+        id="c", turns=[Turn(role="user", text="how do I create a virtual environment in a directory")]
+    )
+    answer = ExtractiveAnswerer().answer("write a class with a constructor", [classes, builder], conversation)
+    assert answer.text.startswith("**Input and Output › Classes › Class Objects**"), answer.text
+    assert "EnvBuilder" not in answer.text
+
+
 def test_the_intro_names_the_page_then_the_sections():
     assert section_label(
         hit("x", title="Quickstart — Flask Documentation", heading="Quickstart > Debug Mode")
