@@ -14,15 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from cli.admin import Admin
+from cli.answers import check_knowledge_base
 from cli.console import console, err
+from ragcord.errors import InvalidArgument
 from ragcord.evaluation import Reply, Report, evaluate, golden_from_feedback, load_golden
 from ragcord.settings import Settings
 
 ANSWER_TIMEOUT_SECONDS = 300
 FEEDBACK_PAGE_SIZE = 500
+EXIT_BELOW = 1  # also: a failed call (unknown knowledge base, no server), nothing to export
+EXIT_BAD_INPUT = 2  # the golden set itself or the arguments: fix the file, not the docs
+EXIT_CODES = """\
+exit codes:
+  0  scored (at or above --min-hit-at-5 when given), or the voted answers exported
+  1  hit@5 below --min-hit-at-5; the admin API failed (unknown --kb, no server); nothing to export
+  2  the golden file is unreadable, not YAML, or has a wrong shape, field or key; or bad arguments"""
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,8 +42,12 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         return _export_feedback(admin, kb, args.file)
     if args.file is None:
         err.print("[red]error[/]: name the golden set: ragcord eval --kb KB questions.yaml")
-        return 2
-    golden = load_golden(Path(args.file))
+        return EXIT_BAD_INPUT
+    try:
+        golden = load_golden(Path(args.file))
+    except InvalidArgument as exc:  # before any question is asked, and apart from a regression (exit 1)
+        err.print(f"[red]error[/]: {escape(str(exc))}")
+        return EXIT_BAD_INPUT
 
     def ask(question: str, conversation_id: str) -> Reply:
         request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
@@ -44,7 +58,38 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     with console.status(f"asking {len(golden)} questions of {kb!r}…"):
         report = evaluate(golden, ask, new_conversation=lambda: f"eval-{uuid.uuid4().hex}")
     _print_report(report, kb, show=args.show_misses)
-    return 0 if args.min_hit_at_5 is None or report.hit_at(5) >= args.min_hit_at_5 else 1
+    return _check_floor(report.hit_at(5), args.min_hit_at_5)
+
+
+def _check_floor(hit_at_5: float, floor: float | None) -> int:
+    """CI reads the exit code; whoever opens its log reads this line to learn why it failed."""
+    if floor is None or hit_at_5 >= floor:
+        return 0
+    shown, wanted = _apart(hit_at_5, floor)
+    err.print(f"hit@5 {shown} is below --min-hit-at-5 {wanted}", markup=False)
+    return EXIT_BELOW
+
+
+def _apart(value: float, floor: float) -> tuple[str, str]:
+    """Both figures with 2 decimals, or more when 2 would print 0.90 below 0.90."""
+    for decimals in range(2, 7):
+        shown, wanted = f"{value:.{decimals}f}", f"{floor:.{decimals}f}"
+        if shown != wanted:
+            break
+    return shown, wanted
+
+
+def fraction(text: str) -> float:
+    """argparse type of --min-hit-at-5: hit@5 is a share of the questions, so 1.5 could never pass."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number from 0 to 1: give a share of the questions, such as 0.9"
+        )
+    return value
 
 
 def _print_report(report: Report, kb: str, *, show: int) -> None:
@@ -83,6 +128,30 @@ def _print_report(report: Report, kb: str, *, show: int) -> None:
 
 
 def _export_feedback(admin: Admin, kb: str, path: str | None) -> int:
+    check_knowledge_base(admin, kb)  # ListFeedback answers an unknown one with an empty list
+    entries = _feedback(admin, kb)
+    rows: list[dict[str, Any]] = golden_from_feedback(entries)
+    if not rows:  # `questions: []` is a file eval rejects: better no file and a reason
+        err.print(_nothing_to_export(kb, entries), markup=False)
+        return EXIT_BELOW
+    text = yaml.safe_dump({"questions": rows}, sort_keys=False, allow_unicode=True, width=110)
+    if path is None or path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+        err.print(f"wrote {len(rows)} questions voted up in {kb!r} to {path}; check each expected page")
+    return 0
+
+
+def _nothing_to_export(kb: str, entries: list[tuple[str, list[str], int, int]]) -> str:
+    """Why no question came of the votes: none voted up, or none more up than down with a citation."""
+    if not any(up for _, _, up, _ in entries):
+        return f"no answers in {kb!r} have been voted 👍 yet: nothing to export"
+    return f"no answer in {kb!r} has more 👍 than 👎 votes and a citation: nothing to export"
+
+
+def _feedback(admin: Admin, kb: str) -> list[tuple[str, list[str], int, int]]:
+    """Every voted answer in `kb`, page by page: (question, cited urls, up, down)."""
     entries: list[tuple[str, list[str], int, int]] = []
     token = ""
     while True:
@@ -93,24 +162,21 @@ def _export_feedback(admin: Admin, kb: str, path: str | None) -> int:
         entries += [(e.question, list(e.cited_urls), e.up, e.down) for e in page.entries]
         token = page.next_page_token
         if not token:
-            break
-    rows: list[dict[str, Any]] = golden_from_feedback(entries)
-    text = yaml.safe_dump({"questions": rows}, sort_keys=False, allow_unicode=True, width=110)
-    if path is None or path == "-":
-        sys.stdout.write(text)
-    else:
-        Path(path).write_text(text, encoding="utf-8")
-        err.print(f"wrote {len(rows)} questions voted up in {kb!r} to {path}; check each expected page")
-    return 0
+            return entries
 
 
 def add_eval_command(sub: Any, client: Callable[[Any, str, str], argparse.ArgumentParser]) -> None:
     """Register `eval` (`client` adds a subcommand that takes --address)."""
     p = client(sub, "eval", "score a golden set of questions (hit@1, hit@5, MRR) through the admin API")
+    p.description = "Score a golden set of questions (hit@1, hit@5, MRR) through the admin API."
+    p.epilog = EXIT_CODES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # the exit codes, one a line
     p.add_argument("file", nargs="?", help="YAML: a list of {question, expected, key_terms?, follow_up?}")
     p.add_argument("--kb", help="knowledge base (default: RAGCORD_DEFAULT_KNOWLEDGE_BASE)")
     p.add_argument("--show-misses", type=int, default=20, metavar="N", help="list at most N misses")
-    p.add_argument("--min-hit-at-5", type=float, metavar="X", help="exit 1 when hit@5 is below X (for CI)")
+    p.add_argument(
+        "--min-hit-at-5", type=fraction, metavar="X", help="exit 1 when hit@5 is below X, 0 to 1 (for CI)"
+    )
     p.add_argument(
         "--export-feedback",
         action="store_true",

@@ -146,10 +146,17 @@ def parse_golden(data: Any, *, source: str = "the golden set") -> list[Golden]:
     return [_golden(entry, f"{source}, question {n}") for n, entry in enumerate(data, start=1)]
 
 
-def _golden(entry: Any, where: str) -> Golden:
+QUESTION_KEYS = ("question", "expected", "key_terms", "follow_up")
+FOLLOW_UP_KEYS = QUESTION_KEYS[:-1]  # one follow-up is asked per question, so it has none of its own
+QUOTED_QUESTION_CHARS = 40
+
+
+def _golden(entry: Any, where: str, allowed: tuple[str, ...] = QUESTION_KEYS) -> Golden:
     if not isinstance(entry, dict):
         raise InvalidArgument(f"{where}: expected a mapping with `question` and `expected`")
     question = entry.get("question")
+    where = _named(where, question)
+    _check_keys(entry, where, allowed)
     if not isinstance(question, str) or not question.strip():
         raise InvalidArgument(f"{where}: `question` must be a non-empty string")
     expected = _strings(entry.get("expected"), f"{where}: `expected`")
@@ -160,8 +167,26 @@ def _golden(entry: Any, where: str) -> Golden:
         question=question.strip(),
         expected=expected,
         key_terms=_strings(entry.get("key_terms", ()), f"{where}: `key_terms`"),
-        follow_up=_golden(follow_up, f"{where}, follow-up") if follow_up is not None else None,
+        follow_up=None if follow_up is None else _golden(follow_up, f"{where}, follow-up", FOLLOW_UP_KEYS),
     )
+
+
+def _named(where: str, question: Any) -> str:
+    """`question 37` is hard to find in a long file; its opening words are not."""
+    if not isinstance(question, str) or not question.strip():
+        return where
+    text = " ".join(question.split())
+    if len(text) > QUOTED_QUESTION_CHARS:
+        cut = text[: QUOTED_QUESTION_CHARS - 3]
+        text = (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."  # at a word's end
+    return f'{where} ("{text}")'
+
+
+def _check_keys(entry: dict[Any, Any], where: str, allowed: tuple[str, ...]) -> None:
+    """A misspelt key (`expectd`) would otherwise be dropped and the question scored without it."""
+    for key in entry:
+        if key not in allowed:
+            raise InvalidArgument(f"{where}: unknown key {str(key)!r} (allowed: {', '.join(allowed)})")
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -173,13 +198,25 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 
 def load_golden(path: Path) -> list[Golden]:
+    """Questions from a YAML file; every problem with the file itself is an InvalidArgument of one line."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path} is not valid YAML: {exc}") from exc
+        raise InvalidArgument(yaml_error(path, exc)) from exc
     return parse_golden(data, source=str(path))
+
+
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines and quotes the file; where and what fit on one."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    if mark is None:
+        return f"{path} is not valid YAML: {problem}"
+    return f"{path} line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def golden_from_feedback(entries: Iterable[tuple[str, Sequence[str], int, int]]) -> list[dict[str, Any]]:

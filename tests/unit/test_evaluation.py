@@ -7,7 +7,16 @@ import itertools
 import pytest
 
 from ragcord.errors import InvalidArgument
-from ragcord.evaluation import Golden, Reply, evaluate, golden_from_feedback, matches, parse_golden, rank
+from ragcord.evaluation import (
+    Golden,
+    Reply,
+    evaluate,
+    golden_from_feedback,
+    load_golden,
+    matches,
+    parse_golden,
+    rank,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,12 +98,85 @@ def test_follow_ups_are_asked_in_the_same_conversation_and_scored_apart():
         ([{"question": "", "expected": "a.html"}], "question 1: `question`"),
         ([{"question": "q"}], "`expected` must be a string or a list"),
         ([{"question": "q", "expected": []}], "at least one URL"),
-        ([{"question": "q", "expected": "a", "follow_up": {"question": "f"}}], "question 1, follow-up"),
+        (
+            [{"question": "q", "expected": "a", "follow_up": {"question": "f"}}],
+            r'question 1 \("q"\), follow-up \("f"\): `expected`',
+        ),
     ],
 )
 def test_a_bad_golden_set_names_the_question_and_what_to_fix(data, message):
     with pytest.raises(InvalidArgument, match=message):
         parse_golden(data, source="golden.yaml")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            [
+                {"question": "q", "expected": "a.html"},
+                {"question": "how do i log in", "expectd": "auth.html"},
+            ],
+            """golden.yaml, question 2 ("how do i log in"): unknown key 'expectd' """
+            "(allowed: question, expected, key_terms, follow_up)",
+        ),
+        (
+            [
+                {
+                    "question": "q",
+                    "expected": "a",
+                    "follow_up": {"question": "f", "expected": "b", "keyterms": "x"},
+                }
+            ],
+            """golden.yaml, question 1 ("q"), follow-up ("f"): unknown key 'keyterms' """
+            "(allowed: question, expected, key_terms)",
+        ),
+        (  # only one follow-up is asked: a second, nested one would be dropped unasked
+            [
+                {
+                    "question": "q",
+                    "expected": "a",
+                    "follow_up": {"question": "f", "expected": "b", "follow_up": {}},
+                }
+            ],
+            """golden.yaml, question 1 ("q"), follow-up ("f"): unknown key 'follow_up' """
+            "(allowed: question, expected, key_terms)",
+        ),
+        (
+            [{"question": "What does " + "very " * 20 + "long mean?", "expected": "a", "note": "x"}],
+            """golden.yaml, question 1 ("What does very very very very very..."): unknown key 'note' """,
+        ),
+    ],
+)
+def test_a_misspelt_key_is_an_error_naming_the_question_the_key_and_the_allowed_ones(data, message):
+    with pytest.raises(InvalidArgument) as raised:
+        parse_golden(data, source="golden.yaml")
+    assert str(raised.value).startswith(message)
+
+
+def test_malformed_yaml_is_one_line_with_the_file_line_and_column(tmp_path):
+    golden = tmp_path / "golden.yaml"
+    golden.write_text("questions:\n  - question: how do i log in\n    expected: auth.html: x\n")
+    with pytest.raises(InvalidArgument) as raised:
+        load_golden(golden)
+    assert str(raised.value) == f"{golden} line 3, column 24: mapping values are not allowed here"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read {path}: No such file or directory"),
+        (b"questions:\n  - question: caf\xe9\n", "cannot read {path}: not UTF-8 text (byte 28)"),
+    ],
+    ids=["missing", "not UTF-8"],
+)
+def test_a_golden_file_that_cannot_be_read_says_why_in_one_line(tmp_path, content, message):
+    golden = tmp_path / "golden.yaml"
+    if content is not None:
+        golden.write_bytes(content)
+    with pytest.raises(InvalidArgument) as raised:
+        load_golden(golden)
+    assert str(raised.value) == message.format(path=golden)
 
 
 def test_answers_voted_up_become_a_starting_golden_set():
