@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from rich.live import Live
 from rich.markdown import Markdown
@@ -11,6 +12,9 @@ from rich.markup import escape
 from cli.admin import Admin
 from cli.console import console, err
 from ragcord.settings import Settings
+
+if TYPE_CHECKING:
+    from rpc.v1.admin_pb2 import Answer
 
 ANSWER_TIMEOUT_SECONDS = 300
 CLEAR_COMMAND = "/clear"
@@ -25,8 +29,14 @@ CHAT_HELP = (
 
 def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> str:
     """Print the answer as it is written, then its sources; returns the conversation id."""
+    answer = print_answer(admin, question, kb, conversation_id)
+    return answer.conversation_id if answer is not None else conversation_id
+
+
+def print_answer(admin: Admin, question: str, kb: str, conversation_id: str = "") -> Answer | None:
+    """Print the answer as it is written, then its sources; returns the Answer (None if none came)."""
     request = admin.pb.AskRequest(question=question, knowledge_base=kb, conversation_id=conversation_id)
-    answer = None
+    answer: Answer | None = None
     events = admin.stub.AskStream(request, metadata=admin.metadata, timeout=ANSWER_TIMEOUT_SECONDS)
     if console.is_terminal:
         # Rendered as it is written: headings, bold section titles, code blocks, links.
@@ -49,13 +59,22 @@ def stream_answer(admin: Admin, question: str, kb: str, conversation_id: str = "
         console.print("[dim]Sources:[/]")
         for citation in answer.citations:
             console.print(f"  [{citation.number}] {citation.title} — {citation.url}", markup=False)
-    return answer.conversation_id if answer is not None else conversation_id
+    return answer
 
 
 def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
     admin = Admin(settings, args.address)
-    stream_answer(admin, args.question, args.kb or settings.default_knowledge_base, args.conversation or "")
+    kb = args.kb or settings.default_knowledge_base
+    answer = print_answer(admin, args.question, kb, args.conversation or "")
+    if answer is not None and answer.conversation_id:
+        show_conversation(answer.conversation_id)
     return 0
+
+
+def show_conversation(conversation_id: str) -> None:
+    """The id the server chose is the only way to a follow-up; on stderr, so stdout stays the answer."""
+    cid = escape(conversation_id)
+    err.print(f"[dim]conversation {cid}: ask a follow-up with --conversation {cid}[/]", soft_wrap=True)
 
 
 def check_knowledge_base(admin: Admin, kb: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import select
 import struct
 import subprocess
@@ -23,6 +24,7 @@ from tests.integration.test_admin_api import chunk
 RAGCORD = str(Path(sys.executable).parent / "ragcord")
 # Longer than any terminal's 80 columns, with the section anchor a citation carries.
 URL = "http://docs.example/manual/operations/logging-and-metrics/configuration.html#logging-to-standard-error"
+CONVERSATION = re.compile(r"conversation (\S+): ask a follow-up with --conversation (\S+)")
 NOT_FOUND = "error: NOT_FOUND: knowledge base 'nokb' does not exist; existing: docs"
 # A child of a new session takes the pseudo-terminal as its controlling terminal, so that Ctrl-C typed
 # there is a SIGINT, then becomes the command (no preexec_fn: the test process runs threads).
@@ -80,6 +82,20 @@ async def test_into_a_pipe_each_source_stays_on_one_line_with_its_url(server):
 
     assert result.returncode == 0, result.stderr
     assert f"  [1] T — {URL}" in result.stdout.splitlines()
+
+
+async def test_ask_names_its_conversation_on_stderr_so_a_follow_up_can_continue_it(server):
+    first = await ragcord(server, "ask", "What is the text of it?", "--kb", "docs")
+
+    assert first.returncode == 0, first.stderr
+    said = CONVERSATION.fullmatch(first.stderr.strip())
+    assert said is not None and said[1] == said[2], first.stderr
+    assert "conversation" not in first.stdout  # a pipe gets the answer and its sources only
+
+    follow_up = await ragcord(server, "ask", "and what else?", "--kb", "docs", "--conversation", said[1])
+
+    assert follow_up.returncode == 0, follow_up.stderr
+    assert follow_up.stderr.strip() == first.stderr.strip()  # the same conversation, continued
 
 
 async def test_chat_lists_its_commands_and_quits_on_end_of_input_with_a_newline(server):
