@@ -17,6 +17,8 @@ from tests.harness import admin_api
 from tests.integration.conftest import QUESTIONS, canonical
 from tests.openai_fake import FakeOpenAI
 
+VENV_QUESTION = "How do I make a separate Python environment for my Quillstack project?"
+
 
 @pytest.fixture
 def ask(indexed):
@@ -167,6 +169,38 @@ def test_the_openai_answerer_streams_a_grounded_answer(indexed):
     assert "".join(items[:-1]) == "Run the venv module, then activate it [1]."
     assert canonical(final.citations[0].url) == "/docs/virtualenv.html"
     assert "[1] " in requests[-1]["messages"][-1]["content"]
+
+
+def _rewrites_or_answers(body: dict) -> str:
+    """The loopback model: a search query for the rewriter's prompt, a cited answer for the answerer's."""
+    if "standalone search query" in body["messages"][0]["content"]:
+        return '"how to activate a Quillstack virtual environment"'
+    return "Activate it with the script the venv module made [1]."
+
+
+@pytest.mark.parametrize("rewriter_fails", [False, True], ids=["rewritten", "rewriter-down"])
+def test_an_openai_follow_up_searches_what_the_conversation_means(indexed, rewriter_fails):
+    settings = indexed.settings.model_copy(update={"answerer": "openai"})
+    with FakeOpenAI(reply=_rewrites_or_answers) as fake:
+        settings = settings.model_copy(update={"openai_base_url": fake.base_url, "openai_max_retries": 0})
+        ask = build_ask_service(dataclasses.replace(indexed, settings=settings))
+        first = ask.ask(VENV_QUESTION, knowledge_base="docs")
+        if rewriter_fails:
+            fake.fail_next(500)  # the follow-up's first model call is the rewrite
+        follow = ask.ask(
+            "and how do I activate it?", knowledge_base="docs", conversation_id=first.conversation_id
+        )
+        answer_messages = [m["content"] for m in fake.chat_requests()[-1]["messages"]]
+    # The model's query, or without it the same deterministic one the extractive answerer's search uses.
+    expected = (
+        f"{VENV_QUESTION} and how do I activate it?"
+        if rewriter_fails
+        else "how to activate a Quillstack virtual environment"
+    )
+    assert follow.query == expected
+    assert canonical(follow.citations[0].url) == "/docs/virtualenv.html"
+    assert VENV_QUESTION in answer_messages  # the answer's prompt carries the conversation too
+    assert [t.role for t in ask.memory.load(first.conversation_id).turns] == ["user", "assistant"] * 2
 
 
 async def test_ask_through_the_admin_api(indexed):
