@@ -193,7 +193,11 @@ def merge_small_subsections(
             inside = depth > 0 and section.heading_path[:depth] == parent.heading_path
             if inside and len(section.heading_path) > depth:
                 label = " › ".join(section.heading_path[depth:])
-                joined = f"{parent.text}\n\n{label}\n\n{section.text}"
+                first_line = section.text.lstrip().split("\n", 1)[0]
+                if re.search(rf"\b{re.escape(section.heading_path[-1])}\b", first_line):
+                    joined = f"{parent.text}\n\n{section.text}"  # an API entry's signature names it already
+                else:
+                    joined = f"{parent.text}\n\n{label}\n\n{section.text}"
                 if count_tokens(section.text) * 2 < limit and count_tokens(joined) <= limit:
                     out[-1] = Section(parent.heading_path, parent.anchor, joined)
                     continue

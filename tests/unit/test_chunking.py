@@ -64,6 +64,23 @@ def test_an_api_entry_and_its_parts_are_one_chunk_with_the_entry_anchor():
     assert "Returns\n\na random number" in chunks[0].text
 
 
+def test_an_api_entry_whose_signature_names_it_joins_without_its_name_on_a_line_of_its_own():
+    # Sphinx: the entry "today" under "date Objects" is `classmethod date.today()`; a line "today" above
+    # the signature said it twice and was quoted glued to it.
+    sections = [
+        Section(("date Objects",), "date-objects", "Other constructors, all class methods:"),
+        Section(
+            ("date Objects", "today"), "datetime.date.today", "classmethod date.today()\n\nReturn the date."
+        ),
+        Section(("date Objects", "Notes"), "notes", "Dates are naive."),
+    ]
+    [chunk] = chunk_sections(sections, max_tokens=100)
+    assert chunk.text == (
+        "Other constructors, all class methods:\n\nclassmethod date.today()\n\nReturn the date."
+        "\n\nNotes\n\nDates are naive."
+    )
+
+
 def test_a_large_subsection_keeps_its_own_chunk_and_anchor():
     long_text = " ".join(["word"] * 60)
     sections = [
