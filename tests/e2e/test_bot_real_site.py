@@ -14,7 +14,7 @@ from ragcord.bootstrap import bootstrap
 from ragcord.settings import Settings
 from tests.conftest import CI
 from tests.harness import crawl, delete_prefixed_keys
-from tests.integration.test_bot import ask_command, running_bot, say_in
+from tests.integration.test_bot import ask_command, bot_messages, running_bot, say_in
 from tests.realsites.catalog import SITES
 from tests.realsites.install import CannotInstall, install
 from tests.realsites.server import DocSite
@@ -65,6 +65,25 @@ def python_docs(redis_url, tmp_path_factory):
         delete_prefixed_keys(redis_url, prefix)
 
 
+async def asked(fake, question: str) -> str:
+    """/ask, then the id of its thread once the whole answer is there (a long one ends in the thread)."""
+    answer = await ask_command(fake, fake.alice, question)
+    thread_id = answer["id"]
+    if "**Sources**" not in answer["content"]:
+        await fake.wait_for(
+            lambda: any("**Sources**" in m["content"] for m in bot_messages(fake, thread_id)), timeout=30
+        )
+    return thread_id
+
+
+async def reply_in(fake, thread_id: str, text: str) -> str:
+    """The bot's whole reply to `text` in the thread: every part of an answer split over messages."""
+    before = len(bot_messages(fake, thread_id))
+    await say_in(fake, fake.alice, thread_id, text)
+    await fake.wait_for(lambda: "**Sources**" in bot_messages(fake, thread_id)[-1]["content"], timeout=30)
+    return "\n".join(m["content"] for m in bot_messages(fake, thread_id)[before:])
+
+
 @pytest.mark.parametrize(
     ("first", "follow_up", "page", "term"),
     [
@@ -83,12 +102,9 @@ async def test_a_follow_up_in_the_thread_is_answered_from_the_threads_memory(
 ):
     async with running_bot(python_docs) as world:
         fake = world.fake
-        answer = await ask_command(fake, fake.alice, first)
-        assert "**Sources**" in answer["content"], answer["content"]
-        thread_id = answer["id"]
+        thread_id = await asked(fake, first)
 
-        follow = await say_in(fake, fake.alice, thread_id, follow_up)
-        content = follow["content"]
+        content = await reply_in(fake, thread_id, follow_up)
         assert term in content, content
         sources = content.split("**Sources**")[-1]
         assert page in sources, content
@@ -98,3 +114,12 @@ async def test_a_follow_up_in_the_thread_is_answered_from_the_threads_memory(
         # The same words with no conversation behind them: nothing to go on, so not that answer.
         alone = await ask_command(fake, fake.alice, follow_up)
         assert term not in alone["content"], alone["content"]
+
+
+async def test_a_new_topic_in_the_thread_is_answered_on_its_own(python_docs):
+    async with running_bot(python_docs) as world:
+        fake = world.fake
+        thread_id = await asked(fake, "What is a virtual environment?")
+        content = await reply_in(fake, thread_id, "write a class with a constructor")
+        assert "__init__" in content, content
+        assert "classes.html" in content.split("**Sources**")[-1], content
