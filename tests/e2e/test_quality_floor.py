@@ -24,24 +24,24 @@ from tests.realsites.install import CannotInstall, install
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # figure -> (floor, higher is better). Reached on 2026-12-01 (docs/quality.md): hit@1 0.73, hit@5 0.92,
-# MRR 0.80, key term 0.66, follow-up hit@5 0.95, follow-up key term 0.71, off-topic refused 1.00, in-domain
-# refused 0.025, fragments 0.00. Ranking is deterministic; the margin (about three questions, one follow-up)
-# covers which of two identical pages a crawl indexes first.
+# MRR 0.80, key term 0.66, follow-up hit@5 0.96, follow-up key term 0.73-0.77 (26 conversations, two
+# crawls), off-topic refused 1.00, in-domain refused 0.02, fragments 0.00. Ranking is deterministic; the
+# margin (about three questions, one follow-up) covers which of two identical pages a crawl indexes first.
 FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.69, True),
     "hit5": (0.89, True),
     "mrr": (0.76, True),
     "key_term": (0.62, True),
     "followup_hit5": (0.90, True),
-    "followup_key_term": (0.66, True),
+    "followup_key_term": (0.69, True),
     "off_topic_refused": (1.00, True),
     "wrongly_refused": (0.05, False),
     "fragment_answers": (0.02, False),
 }
 # The held-out set (tests/quality/heldout.yaml, docs/heldout/quality.md), asked over the same crawl: hit@1
-# 0.82-0.83 (two crawls), hit@5 0.96, MRR 0.88-0.89, key term 0.58, follow-up hit@5 1.00, follow-up key term
-# 0.75, in-domain refused 0.01, fragments 0.00. Its floors keep a change tuned on the suite from costing
-# questions nobody tuned on.
+# 0.82-0.83 (crawls differ), hit@5 0.96, MRR 0.88-0.89, key term 0.58-0.59, follow-up hit@5 1.00, follow-up
+# key term 0.75, in-domain refused 0.01, fragments 0.00. Its floors keep a change tuned on the suite from
+# costing questions nobody tuned on.
 HELD_OUT_FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.80, True),
     "hit5": (0.93, True),
