@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
 import grpc
@@ -42,6 +45,27 @@ def running_worker(settings: Settings, services: Services | None = None, threads
         worker.stop(timeout=10_000)
         broker.close()
         crawler[0].fetcher.close()
+
+
+@contextlib.contextmanager
+def local_services(redis_url: str, data_dir: Path, *, name: str) -> Iterator[Services]:
+    """Services with the local embedder under a key prefix of their own (`name` and a random suffix), that
+    may crawl loopback sites; closed, and every key they wrote deleted, afterwards."""
+    prefix = f"{name}{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        key_prefix=prefix,
+        allow_private_networks=True,
+        data_dir=data_dir,
+        embedder="local",
+    )
+    services = bootstrap(settings)
+    try:
+        yield services
+    finally:
+        services.close()
+        delete_prefixed_keys(redis_url, prefix)
 
 
 def delete_prefixed_keys(redis_url: str, prefix: str) -> None:

@@ -6,14 +6,10 @@ first question; the bot answers it from the thread's memory, and the same words 
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from ragcord.bootstrap import bootstrap
-from ragcord.settings import Settings
 from tests.conftest import CI
-from tests.harness import crawl, delete_prefixed_keys
+from tests.harness import crawl, local_services
 from tests.integration.test_bot import ask_command, bot_messages, running_bot, say_in
 from tests.realsites.catalog import SITES
 from tests.realsites.install import CannotInstall, install
@@ -37,20 +33,10 @@ def python_docs(redis_url, tmp_path_factory):
         pytest.skip(f"python3-doc is not installed: {exc}")
     root = PYTHON.root()
     assert root is not None
-    prefix = f"botreal{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        _env_file=None,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        allow_private_networks=True,
-        data_dir=tmp_path_factory.mktemp("python-docs"),
-        embedder="local",
-    )
-    services = bootstrap(settings)
-    try:
+    with local_services(redis_url, tmp_path_factory.mktemp("python-docs"), name="botreal") as services:
         with DocSite(root) as site:
             job = crawl(
-                settings,
+                services.settings,
                 services,
                 site.url("/tutorial/index.html"),
                 "docs",
@@ -60,9 +46,6 @@ def python_docs(redis_url, tmp_path_factory):
         assert job.state.value == "SUCCEEDED", job
         assert job.pages_done >= 15, job
         yield services
-    finally:
-        services.close()
-        delete_prefixed_keys(redis_url, prefix)
 
 
 async def asked(fake, question: str) -> str:

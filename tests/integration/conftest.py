@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import redis
 
-from ragcord.bootstrap import bootstrap
-from ragcord.settings import Settings
-from tests.harness import crawl
+from tests.harness import crawl, local_services
 from tests.sitekit import FixtureSite
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "site"
@@ -29,20 +25,9 @@ def canonical(url: str) -> str:
 @pytest.fixture(scope="session")
 def indexed(redis_url, tmp_path_factory):
     """Services over the fixture site crawled into knowledge base `docs` (vectors + BM25)."""
-    prefix = f"test{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        _env_file=None,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        allow_private_networks=True,
-        data_dir=tmp_path_factory.mktemp("indexed"),
-        embedder="local",
-    )
-    services = bootstrap(settings)
-    with FixtureSite(root=SITE) as site:
-        job = crawl(settings, services, site.url("/docs/"), "docs", exclude_patterns=["/special/"])
-    assert job.state.value == "SUCCEEDED"
-    yield services
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
+    with local_services(redis_url, tmp_path_factory.mktemp("indexed"), name="test") as services:
+        with FixtureSite(root=SITE) as site:
+            seed = site.url("/docs/")
+            job = crawl(services.settings, services, seed, "docs", exclude_patterns=["/special/"])
+        assert job.state.value == "SUCCEEDED"
+        yield services
