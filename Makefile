@@ -5,32 +5,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PIP := $(BIN)/python -m pip --disable-pip-version-check
+DEV_STAMP := $(VENV)/.dev-installed
 REQ := requirements
 # The lock tool (uv, pinned with hashes in requirements/tools.lock) lives in its own venv, so locking works
 # even when .venv cannot be installed from a stale lock.
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-# Where the CPU torch wheel (torch==2.13.0+cpu, pinned with its hash in the locks) comes from: a directory of
-# wheels (these machines keep it in /opt/wheels and their pip config reads it), else PyTorch's CPU index.
-# The hashes decide which file is accepted, so the extra index cannot substitute any other package or build.
-TORCH_FIND_LINKS ?= /opt/wheels
-TORCH_INDEX_URL ?= $(if $(wildcard $(TORCH_FIND_LINKS)/torch-2.13.0+cpu-*.whl),,https://download.pytorch.org/whl/cpu)
 COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes --python-version 3.11
 
-.PHONY: install lock serve demo test unit typecheck bench proto lint clean
+.PHONY: install install-dev lock serve demo test unit typecheck bench proto lint clean
 
+# What ragcord needs to run (`make serve`): the runtime lock. Tests, linters and benchmarks add the dev lock.
 install: $(STAMP)
+install-dev: $(DEV_STAMP)
 
-# Every package comes from the lock, exactly, hash-checked and without resolving (--no-deps); pip check then
-# proves the set (and the project's own requirements) consistent. Only the project itself is installed unhashed.
-$(STAMP): $(REQ)/dev.lock pyproject.toml
+# Every package comes from the lock, exactly, hash-checked and without resolving; `uv pip sync` also removes
+# what the lock no longer lists (an old .venv sheds torch). uv installs in seconds where pip took minutes.
+# Only the project itself is installed unhashed (editable); `uv pip check` proves the whole set consistent.
+SYNC = $(UV) pip sync --quiet --python $(BIN)/python --require-hashes
+EDITABLE = $(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+$(STAMP): $(UV) $(REQ)/runtime.lock pyproject.toml
+	@echo "installing ragcord's runtime into $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --require-hashes --no-deps --find-links $(TORCH_FIND_LINKS) \
-	  $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL)) -r $(REQ)/dev.lock
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
-	$(PIP) check
+	$(SYNC) $(REQ)/runtime.lock
+	$(EDITABLE)
+	$(UV) pip check --quiet --python $(BIN)/python
+	rm -f $(DEV_STAMP)
 	touch $(STAMP)
+
+# The dev lock holds the runtime's exact versions plus the tools (compiled with -c runtime.lock).
+$(DEV_STAMP): $(STAMP) $(REQ)/dev.lock
+	@echo "installing the test and benchmark tools into $(VENV)"
+	$(SYNC) $(REQ)/dev.lock
+	$(EDITABLE)
+	$(UV) pip check --quiet --python $(BIN)/python
+	touch $(DEV_STAMP)
 
 $(UV): $(REQ)/tools.lock
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -41,8 +50,8 @@ $(UV): $(REQ)/tools.lock
 # Runtime first; dev is compiled against it (-c runtime.lock in dev.in) so shared packages keep one version.
 # Existing pins are kept unless a requirement forces a change; `make lock UPGRADE=--upgrade` moves everything.
 lock: $(UV)
-	$(COMPILE) $(UPGRADE) --find-links $(TORCH_FIND_LINKS) pyproject.toml $(REQ)/runtime.in -o $(REQ)/runtime.lock
-	$(COMPILE) $(UPGRADE) --find-links $(TORCH_FIND_LINKS) pyproject.toml $(REQ)/runtime.in $(REQ)/dev.in \
+	$(COMPILE) $(UPGRADE) pyproject.toml $(REQ)/runtime.in -o $(REQ)/runtime.lock
+	$(COMPILE) $(UPGRADE) pyproject.toml $(REQ)/runtime.in $(REQ)/dev.in \
 	  -o $(REQ)/dev.lock
 	$(COMPILE) $(UPGRADE) --universal $(REQ)/tools.in -o $(REQ)/tools.lock
 
@@ -54,26 +63,26 @@ serve: install
 demo: install
 	$(BIN)/ragcord demo
 
-test: install
+test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-unit: install
+unit: install-dev
 	$(BIN)/python -m pytest -ra tests/unit
 
 # mypy --strict over our packages (pyproject [tool.mypy]); also part of `test`.
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
-bench: install
+bench: install-dev
 	$(BIN)/python -m bench
 
-proto: install
+proto: install-dev
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. proto/rpc/v1/admin.proto
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 

@@ -128,6 +128,6 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "lance", "lancedb"):
+    for noisy in ("httpx", "httpcore", "urllib3", "lance", "lancedb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _redacting_excepthook

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     weaviate_collection: str = Field("RagcordChunk", pattern=r"^[A-Z][_0-9A-Za-z]{0,230}$")
     embedder: Literal["local", "openai", "none"] = "local"
     embed_batch_size: int = Field(32, ge=1, le=2048)
+    # Threads of one local embedding call (0: onnxruntime's choice, one per core). Worker threads share them.
+    embed_threads: int = Field(0, ge=0, le=256)
+    # Another ONNX export of all-MiniLM-L6-v2 (same inputs and output) instead of the packaged int8 file.
+    local_model_path: Path | None = None
 
     # Answering.
     answerer: Literal["extractive", "openai"] = "extractive"

