@@ -211,7 +211,9 @@ async def _serve_services(
 ) -> int:
     from rpc.server import serve
 
-    api = asyncio.create_task(serve(settings, services=services))
+    api_ready = asyncio.Event()
+    api = asyncio.create_task(serve(settings, services=services, ready=api_ready))
+    announce = asyncio.create_task(_announce_ready(settings, api_ready))
     watch_workers = asyncio.create_task(_exited(workers))
     stopped = asyncio.create_task(stop.wait())
     tasks: set[asyncio.Task[Any]] = {api, watch_workers, stopped}
@@ -225,6 +227,7 @@ async def _serve_services(
     else:
         log.info("DISCORD_TOKEN is not set: running without the Discord bot")
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    announce.cancel()
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -235,6 +238,20 @@ async def _serve_services(
         if service is not None and service in done and (error := service.exception()) is not None:
             raise error
     return 0
+
+
+async def _announce_ready(settings: Settings, api_ready: asyncio.Event) -> None:
+    """One line when the admin API answers: that ragcord is ready, where, and what to type next."""
+    await api_ready.wait()
+    log.info(
+        "ready: admin API on %s (auth %s), %s worker processes x %s threads, data in %s; "
+        "next: ragcord crawl <docs URL> --kb <name> --watch",
+        settings.grpc_address,
+        "on" if settings.admin_token is not None else "off: loopback only",
+        settings.worker_processes,
+        settings.worker_threads,
+        settings.data_dir.resolve(),
+    )
 
 
 async def _exited(process: subprocess.Popen[bytes]) -> None:

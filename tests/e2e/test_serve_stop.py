@@ -12,7 +12,7 @@ import redis
 from ragcord.jobs.records import EventKind, JobState
 from ragcord.jobs.store import JobStore
 from tests.e2e.conftest import SITE, TOKEN
-from tests.e2e.procs import Grpcurl, Service, wait_healthy
+from tests.e2e.procs import Grpcurl, Service, wait_for_log, wait_healthy
 from tests.harness import free_port
 from tests.sitekit import FixtureSite
 
@@ -81,6 +81,18 @@ def test_ctrl_c_mid_page_lets_the_page_finish(serve, redis_url, e2e_prefix):
     assert [e.page_url for e in indexed] == [site.url("/docs/")]
     assert store.get(job["id"]).state is JobState.SUCCEEDED
     client.close()
+
+
+def test_a_started_serve_says_in_one_line_that_it_is_ready_and_where(serve):
+    grpcurl, service = serve()
+    wait_for_log(service, "ready: admin API on")
+
+    ready = [
+        line for line in service.log.read_text(errors="replace").splitlines() if "ready: admin API" in line
+    ]
+    assert len(ready) == 1
+    assert grpcurl.address in ready[0] and "auth on" in ready[0]
+    assert "1 worker processes x 2 threads" in ready[0] and "ragcord crawl" in ready[0]
 
 
 def test_an_idle_serve_stops_without_killing_workers(serve):
