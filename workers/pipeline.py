@@ -165,7 +165,7 @@ class PageCrawler:
 
         redirected = f" (redirected to {page.url})" if page.url != url else ""
         try:
-            extracted = extract(page)
+            extracted = extract(page, self.settings)
         except ExtractionFailed as exc:
             self._follow(job, scope, url, exc.links, depth)
             return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
@@ -282,6 +282,8 @@ class PageCrawler:
         kb = job.knowledge_base
         chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
+        if page.notes:  # what a capped reader left out (a PDF's pages past max_pdf_pages)
+            detail += f" ({'; '.join(page.notes)})"
         verdict = None
         if self.copies is not None and chunks:
             verdict = self.copies.claim(job.id, url, [c.text for c in chunks], [c.index for c in chunks])
