@@ -239,10 +239,10 @@ def test_hostile_markdown_stays_bounded():
 
 
 def test_markdown_past_the_time_budget_keeps_the_rest_as_raw_text():
-    source = "\n\n".join(f"Paragraph {n} with a [link](p{n}.md)." for n in range(2000))
+    source = "\n\n".join(f"Paragraph {n} with a [link](p{n}.md)." for n in range(1000))  # one piece
     page = read(source, "http://d.test/a.md", "text/markdown", ReadLimits(max_seconds=1e-9))
     assert page.notes == ("reading stopped after 1e-09s: the rest is kept as raw text",)
-    assert "Paragraph 1999 with a [link](p1999.md)." in page.text
+    assert "Paragraph 999 with a [link](p999.md)." in page.text
 
 
 # -- reStructuredText
@@ -335,3 +335,13 @@ def test_text_files_that_cannot_be_read_say_why():
         read(b"\x00\x01\x02" * 100, "http://d.test/a.txt", "text/plain")
     page = read("x" * 50_000, "http://d.test/a.txt", "text/plain", ReadLimits(max_text_chars=1000))
     assert len(page.text) == 1000 and page.notes == ("only the first 1000 characters of text are kept",)
+
+
+def test_long_markdown_is_parsed_in_pieces_that_keep_fences_and_references_whole():
+    filler = "\n\n".join(f"Paragraph {n} of the changelog, long enough to fill a piece." for n in range(3000))
+    code = "```python\n" + "\n\n".join(f"step_{n}()" for n in range(3000)) + "\n```"
+    source = f"# Changes\n\nSee [the guide][guide].\n\n{filler}\n\n{code}\n\n[guide]: docs/guide.md\n"
+    page = read(source, "http://d.test/CHANGES.md", "text/markdown")
+    assert page.links == ["http://d.test/docs/guide.md"]
+    (section,) = page.sections
+    assert section.text.count("```") == 2 and "step_2999()\n```" in section.text

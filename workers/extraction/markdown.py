@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import lxml.html
@@ -33,6 +33,10 @@ from workers.extraction.reading import (
 
 log = logging.getLogger(__name__)
 
+# Block parsing runs on pieces of about this size, cut at blank lines outside code fences, so the time
+# budget is checked between them (a 600 KB table alone takes markdown-it-py 15 s).
+_PIECE_CHARS = 64_000
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _MAX_INLINE_CHARS = 8_000  # a longer paragraph is kept as its raw text: inline parsing is superlinear
 _MAX_HTML_CHARS = 20_000  # an HTML block larger than this is left out
 _NO_LANGUAGE = frozenset(("", "text", "plain", "plaintext", "none", "nohighlight", "console-output"))
@@ -63,6 +67,7 @@ class _Reader:
     md: MarkdownIt
     url: str
     budget: Budget
+    env: dict[str, object]
     sections: list[Section] = field(default_factory=list)
     links: dict[str, None] = field(default_factory=dict)
     path: list[tuple[int, str, str]] = field(default_factory=list)  # (level, title, anchor)
@@ -148,7 +153,7 @@ class _Reader:
             self.budget.note(f"reading stopped after {seconds:g}s: the rest is kept as raw text")
             return " ".join(content.split())
         children: list[Token] = []
-        self.md.inline.parse(content, self.md, {}, children)
+        self.md.inline.parse(content, self.md, self.env, children)
         return self.render_inline(children)
 
     def render_inline(self, children: Sequence[Token]) -> str:
@@ -240,11 +245,17 @@ def read_markdown(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
     budget = Budget(limits)
     text = within_bytes(text, limits.max_markup_bytes, budget)
     md = _parser()
+    env: dict[str, object] = {}  # link reference definitions, shared by every piece
+    tokens: list[Token] = []
     try:
-        tokens = md.parse(text)
+        for piece in _pieces(text, _PIECE_CHARS):
+            if tokens and budget.expired():
+                budget.note(f"reading stopped after {limits.max_seconds:g}s: the rest is left out")
+                break
+            tokens.extend(md.parse(piece, env))
     except RecursionError:
         raise ExtractionFailed("the Markdown is nested too deeply to read") from None
-    reader = _Reader(md, url, budget)
+    reader = _Reader(md, url, budget, env)
     reader.read(tokens)
     if not reader.sections:
         raise ExtractionFailed("the Markdown file has no text", links=list(reader.links))
@@ -257,3 +268,24 @@ def read_markdown(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
         sections=reader.sections,
         notes=tuple(budget.notes),
     )
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    """`text` in pieces of about `size` characters, each ending at a blank line outside a code fence; a
+    piece with no such line is cut at a line when four times as long (only hostile files have none)."""
+    piece: list[str] = []
+    length = 0
+    fence: str | None = None
+    for line in text.split("\n"):
+        piece.append(line)
+        length += len(line) + 1
+        if match := _FENCE_LINE.match(line):
+            if fence is None:
+                fence = match.group(1)[0] * 3
+            elif match.group(1).startswith(fence):
+                fence = None
+        if length >= size and ((fence is None and not line.strip()) or length >= 4 * size):
+            yield "\n".join(piece)
+            piece, length, fence = [], 0, None
+    if piece:
+        yield "\n".join(piece)

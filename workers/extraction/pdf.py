@@ -34,7 +34,10 @@ _PYPDF_LIMITS: dict[str, Any] = {
     "array_based_stream_maximum_output_length": 20_000_000,
     "stream_decoding_work_maximum_length": 60_000_000,
     "page_tree_maximum_entries": 50_000,
-    "xform_maximum_invocations_per_extraction": 500,
+    "xform_maximum_invocations_per_extraction": 200,
+    # Operations parsed per content stream (default 2M): extracting 100k takes ~6 s; a page of dense
+    # text has some thousands.
+    "stream_parsing_work_maximum_count": 200_000,
     "jbig2dec_binary": None,  # images are never read, and no external program runs on a crawled file
 }
 _MAGIC = b"%PDF-"
