@@ -222,9 +222,7 @@ class _Reader:
             elif kind == "list_item_open":
                 self.item_started.append(False)
             elif kind == "list_item_close":
-                if self.item_started and not self.item_started[-1]:
-                    self.text_block("")  # an empty item still shows its marker
-                self.item_started.pop()
+                self.item_started.pop()  # an item with no text leaves no line
             elif kind in ("th_open", "td_open"):
                 self.cells.append(self.inline(tokens[index + 1]) if index + 1 < len(tokens) else "")
                 index += 3

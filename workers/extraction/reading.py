@@ -95,9 +95,10 @@ def file_title(url: str) -> str:
 
 
 def short_line(text: str, limit: int = 150) -> str | None:
-    """`text` whitespace-collapsed when it is one short line that can serve as a title, else None."""
-    line = " ".join(text.split())
-    return line if line and len(line) <= limit else None
+    """`text` whitespace-collapsed when it is one short line that can serve as a title, else None (a list
+    item's marker is dropped; a line of punctuation is no title)."""
+    line = " ".join(text.split()).removeprefix("- ").strip()
+    return line if len(line) <= limit and any(c.isalnum() for c in line) else None
 
 
 def within_bytes(text: str, limit: int, budget: Budget) -> str:
