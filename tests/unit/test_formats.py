@@ -121,8 +121,8 @@ def test_a_page_tree_too_large_for_its_limit_is_refused():
 
 def test_a_deflate_bomb_inside_a_pdf_stops_at_its_limit():
     started = time.monotonic()
-    with pytest.raises(ExtractionFailed, match="Limit reached while decompressing"):
-        read(stream_bomb(200_000_000), "http://d.test/bomb.pdf", "application/pdf")
+    page = read(stream_bomb(200_000_000), "http://d.test/bomb.pdf", "application/pdf")
+    assert page.sections == [] and "Limit reached while decompressing" in page.notes[0]
     assert time.monotonic() - started < 30  # not a timing assertion of speed: it did not inflate 200 MB+
 
 
@@ -134,8 +134,10 @@ def test_pdfs_that_cannot_be_read_say_why():
         read(text_pdf([["some text"]])[:300], "http://d.test/cut.pdf", "application/pdf")
     with pytest.raises(ExtractionFailed, match="cannot be read|nested too deeply"):
         read(nested_pdf(100_000), "http://d.test/deep.pdf", "application/pdf")
-    with pytest.raises(ExtractionFailed, match="has no text to read"):
-        read(text_pdf([[]]), "http://d.test/blank.pdf", "application/pdf")
+    blank = read(text_pdf([[]]), "http://d.test/blank.pdf", "application/pdf")
+    assert blank.sections == [] and blank.notes == (
+        "the PDF has no text (1 page read: scanned images or drawings?)",
+    )
 
 
 def test_an_encrypted_pdf_is_read_when_it_needs_no_password_and_refused_when_it_does():

@@ -11,7 +11,7 @@ import enum
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from ragcord.errors import ExtractionFailed, NotHtml
+from ragcord.errors import NotHtml, UnreadableFile
 from workers.extraction import extract_html
 from workers.extraction.document import ExtractedPage
 from workers.extraction.markdown import read_markdown
@@ -82,7 +82,7 @@ def read_page(
     try:
         found = page_format(content_type, url)
     except NotHtml as exc:
-        raise ExtractionFailed(str(exc)) from None
+        raise UnreadableFile(str(exc)) from None
     if found is Format.HTML:
         return extract_html(body, url, charset=charset)
     if found is Format.PDF:

@@ -19,7 +19,7 @@ from lxml import etree
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from ragcord.errors import ExtractionFailed
+from ragcord.errors import UnreadableFile
 from ragcord.knowledge.chunking import Section
 from workers.extraction.document import ExtractedPage
 from workers.extraction.reading import (
@@ -252,11 +252,11 @@ def read_markdown(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
                 break
             tokens.extend(md.parse(piece, env))
     except RecursionError:
-        raise ExtractionFailed("the Markdown is nested too deeply to read") from None
+        raise UnreadableFile("the Markdown is nested too deeply to read") from None
     reader = _Reader(md, url, budget, env)
     reader.read(tokens)
     if not reader.sections:
-        raise ExtractionFailed("the Markdown file has no text", links=list(reader.links))
+        raise UnreadableFile("the Markdown file has no text", links=list(reader.links))
     title = reader.title or next((s.heading_path[0] for s in reader.sections if s.heading_path), None)
     first_line = short_line(reader.sections[0].text.split("\n", 1)[0], 120)
     return ExtractedPage(

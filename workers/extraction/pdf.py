@@ -18,7 +18,7 @@ from typing import Any
 from pypdf import PdfReader, apply_configuration
 from pypdf.errors import FileNotDecryptedError, PdfReadError, PyPdfError
 
-from ragcord.errors import ExtractionFailed
+from ragcord.errors import UnreadableFile
 from ragcord.knowledge.chunking import Section
 from workers.extraction.document import ExtractedPage
 from workers.extraction.reading import Budget, ReadLimits, absolute_link, file_title, short_line
@@ -54,19 +54,19 @@ def read_pdf(body: bytes, url: str, limits: ReadLimits) -> ExtractedPage:
     """Sections of a PDF's text, one per page; raises ExtractionFailed with the reason a PDF is unreadable."""
     if _MAGIC not in body[:1024]:
         start = body[:16].decode("ascii", "replace").strip() or "nothing"
-        raise ExtractionFailed(f"served as a PDF but is not one (it starts with {start!r})")
+        raise UnreadableFile(f"served as a PDF but is not one (it starts with {start!r})")
     budget = Budget(limits)
     try:
         with apply_configuration(**_PYPDF_LIMITS):
             return _read(body, url, budget)
-    except ExtractionFailed:
+    except UnreadableFile:
         raise
     except RecursionError:
-        raise ExtractionFailed("the PDF's objects are nested too deeply to read") from None
+        raise UnreadableFile("the PDF's objects are nested too deeply to read") from None
     except FileNotDecryptedError:
-        raise ExtractionFailed("the PDF is encrypted with a password: it cannot be read") from None
+        raise UnreadableFile("the PDF is encrypted with a password: it cannot be read") from None
     except _BROKEN as exc:
-        raise ExtractionFailed(f"the PDF cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise UnreadableFile(f"the PDF cannot be read: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _read(body: bytes, url: str, budget: Budget) -> ExtractedPage:
@@ -77,10 +77,10 @@ def _read(body: bytes, url: str, budget: Budget) -> ExtractedPage:
             if not reader.decrypt(""):
                 raise FileNotDecryptedError("a password is needed")
         except NotImplementedError as exc:  # an encryption pypdf cannot undo without an extra package
-            raise ExtractionFailed(f"the PDF is encrypted in a way that cannot be read ({exc})") from None
+            raise UnreadableFile(f"the PDF is encrypted in a way that cannot be read ({exc})") from None
     total = len(reader.pages)
     if total == 0:
-        raise ExtractionFailed("the PDF has no pages")
+        raise UnreadableFile("the PDF has no pages")
     limit = min(total, budget.limits.max_pdf_pages)
     pages: list[list[str]] = []
     links: dict[str, None] = {}
@@ -119,12 +119,9 @@ def _read(body: bytes, url: str, budget: Budget) -> ExtractedPage:
         text = budget.take("\n\n".join(_paragraphs(kept)))
         if text.strip():
             sections.append(Section((f"Page {number}",), f"page={number}", text))
-    if not sections:
-        why = "; ".join(budget.notes) or "scanned images or drawings?"
-        raise ExtractionFailed(
-            f"the PDF has no text to read ({len(pages)} page{'s' if len(pages) != 1 else ''} read: {why})",
-            links=list(links),
-        )
+    if not sections and not failed:  # skipped like an HTML page without text, the notes saying why
+        read = f"{len(pages)} page{'s' if len(pages) != 1 else ''} read"
+        budget.note(f"the PDF has no text ({read}: scanned images or drawings?)")
     return ExtractedPage(
         title=title, canonical=None, links=list(links), sections=sections, notes=tuple(budget.notes)
     )

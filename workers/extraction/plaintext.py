@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ragcord.errors import ExtractionFailed
+from ragcord.errors import UnreadableFile
 from ragcord.knowledge.chunking import Section
 from workers.extraction.document import ExtractedPage
 from workers.extraction.reading import Budget, ReadLimits, file_title, short_line
@@ -23,7 +23,7 @@ def read_plaintext(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
     body = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
     body = budget.take(body)
     if not body.strip():
-        raise ExtractionFailed("the text file is empty")
+        raise UnreadableFile("the text file is empty")
     first = next(line for line in body.split("\n") if line.strip())
     title = short_line(first, 100) or file_title(url)
     return ExtractedPage(

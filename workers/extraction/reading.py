@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urljoin, urlsplit
 
-from ragcord.errors import ExtractionFailed
+from ragcord.errors import UnreadableFile
 from ragcord.settings import Settings
 from ragcord.urls import normalize_url
 from workers.extraction.decode import sniff_encoding
@@ -68,9 +68,9 @@ class Budget:
 def decode_text(body: bytes, charset: str | None) -> str:
     """A text file's bytes as text (BOM, HTTP charset, detection), newlines made `\\n`."""
     if not body.strip():
-        raise ExtractionFailed("empty file: the response has no content")
+        raise UnreadableFile("empty file: the response has no content")
     if b"\x00" in body[:8192] and not body.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ExtractionFailed("binary content served as text")
+        raise UnreadableFile("binary content served as text")
     text = body.decode(sniff_encoding(body, charset), errors="replace").removeprefix("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ragcord.errors import ExtractionFailed
+from ragcord.errors import UnreadableFile
 from ragcord.knowledge.chunking import Section
 from workers.extraction.document import ExtractedPage
 from workers.extraction.reading import (
@@ -266,7 +266,7 @@ def read_rst(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
     reader = _Reader(url, budget)
     reader.read(text.expandtabs(8).split("\n"))
     if not reader.sections:
-        raise ExtractionFailed("the reStructuredText file has no text", links=list(reader.links))
+        raise UnreadableFile("the reStructuredText file has no text", links=list(reader.links))
     first_line = short_line(reader.sections[0].text.split("\n", 1)[0], 120)
     return ExtractedPage(
         title=reader.title or first_line or file_title(url),
