@@ -347,3 +347,14 @@ def test_long_markdown_is_parsed_in_pieces_that_keep_fences_and_references_whole
     assert page.links == ["http://d.test/docs/guide.md"]
     (section,) = page.sections
     assert section.text.count("```") == 2 and "step_2999()\n```" in section.text
+
+
+def test_markdown_front_matter_gives_the_title_and_is_not_read_as_text():
+    front = '---\ntitle: "Deploying Quillstack"\nweight: 3\n---\n'
+    source = front + "\nRun two workers per host.\n\n## Proxies\n\nTrust them.\n"
+    page = read(source, "http://d.test/deploy.md", "text/markdown")
+    assert page.title == "Deploying Quillstack"
+    assert [(s.heading_path, s.text) for s in page.sections] == [
+        ((), "Run two workers per host."),
+        (("Proxies",), "Trust them."),
+    ]

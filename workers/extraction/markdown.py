@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # budget is checked between them (a 600 KB table alone takes markdown-it-py 15 s).
 _PIECE_CHARS = 64_000
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _MAX_INLINE_CHARS = 8_000  # a longer paragraph is kept as its raw text: inline parsing is superlinear
 _MAX_HTML_CHARS = 20_000  # an HTML block larger than this is left out
 _NO_LANGUAGE = frozenset(("", "text", "plain", "plaintext", "none", "nohighlight", "console-output"))
@@ -242,6 +244,7 @@ def read_markdown(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
     """Sections of a Markdown file: one per heading, anchored as GitHub anchors it."""
     budget = Budget(limits)
     text = within_bytes(text, limits.max_markup_bytes, budget)
+    declared, text = _front_matter(text)
     md = _parser()
     env: dict[str, object] = {}  # link reference definitions, shared by every piece
     tokens: list[Token] = []
@@ -257,7 +260,9 @@ def read_markdown(text: str, url: str, limits: ReadLimits) -> ExtractedPage:
     reader.read(tokens)
     if not reader.sections:
         raise UnreadableFile("the Markdown file has no text", links=list(reader.links))
-    title = reader.title or next((s.heading_path[0] for s in reader.sections if s.heading_path), None)
+    title = (
+        declared or reader.title or next((s.heading_path[0] for s in reader.sections if s.heading_path), None)
+    )
     first_line = short_line(reader.sections[0].text.split("\n", 1)[0], 120)
     return ExtractedPage(
         title=title or first_line or file_title(url),
@@ -287,3 +292,14 @@ def _pieces(text: str, size: int) -> Iterator[str]:
             piece, length, fence = [], 0, None
     if piece:
         yield "\n".join(piece)
+
+
+def _front_matter(text: str) -> tuple[str | None, str]:
+    """The title a Jekyll/Hugo/MkDocs front matter block declares, and the text without the block (read
+    as Markdown, its closing `---` would make its last line a heading)."""
+    match = _FRONT_MATTER.match(text[:20_000])
+    if match is None:
+        return None, text
+    title = _FRONT_TITLE.search(match.group(1))
+    declared = short_line(title.group(1).strip("\"'")) if title else None
+    return declared, text[match.end() :]
