@@ -59,6 +59,10 @@ class ExtractionFailed(CrawlError):
         self.links = links or []
 
 
+class UnreadableFile(ExtractionFailed):
+    """A PDF, Markdown, RST or text file that cannot be read (broken, encrypted, empty): skipped."""
+
+
 class TransientFetchError(CrawlError):
     """A timeout, connection error, 429 or 5xx: worth retrying."""
 

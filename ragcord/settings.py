@@ -124,6 +124,19 @@ class Settings(BaseSettings):
     # A page's whole fetch (redirects included) ends by then, however slowly the server trickles its bytes.
     page_deadline_seconds: float = Field(60.0, gt=0)
     max_links_per_page: int = Field(10_000, ge=1, description="links of one page considered for the crawl")
+    # Other formats a docs site links to (workers/extraction/formats.py): PDFs are often larger than pages,
+    # and reading them, or Markdown (markdown-it-py reads ~130 KB/s), costs CPU time a page's bytes do not.
+    max_pdf_bytes: int = Field(20_000_000, ge=1024, description="a larger PDF is skipped unread")
+    max_pdf_pages: int = Field(500, ge=1, description="pages of a PDF read; the rest are left out")
+    max_markup_bytes: int = Field(
+        1_000_000, ge=1024, description="Markdown/RST read; the rest of a longer file is left out"
+    )
+    max_text_chars: int = Field(
+        2_000_000, ge=1000, description="text kept from one PDF, Markdown, RST or text file"
+    )
+    max_extract_seconds: float = Field(
+        20.0, gt=0, description="reading a PDF or Markdown file stops then; what was read is kept"
+    )
     # Politeness, shared by every worker process on every host through Redis (workers/politeness.py).
     max_concurrent_requests: int = Field(
         2, ge=1, le=32, description="requests in flight to one site at once (StartCrawl's default)"

@@ -36,7 +36,8 @@ from ragcord.urls import (
     normalize_url,
     resolve,
 )
-from workers.extraction import ExtractedPage, extract_html, sniff_encoding
+from workers.extraction import ExtractedPage, sniff_encoding
+from workers.extraction.formats import Format, ReadLimits, page_format, read_page
 
 __all__ = [
     "DeadlineExceeded",
@@ -51,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REDIRECTS = (301, 302, 303, 307, 308)
 # Decoded here, each with its output bounded by the size cap (httpx's own decoders inflate a whole read at
 # once: one 64 KiB read of a gzip bomb is 64 MiB). Brotli is not asked for: no bounded decoder is installed.
@@ -459,8 +459,10 @@ class Fetcher:
             raise TransientFetchError(f"HTTP {status}")
         if status >= 400:
             raise FetchFailed(f"HTTP {status}")
-        if html_only and content_type not in _HTML_TYPES:
-            raise NotHtml(f"not HTML ({content_type or 'no content type'})")
+        # `html_only`: only the types ragcord reads (HTML, PDF, Markdown, RST, text); NotHtml names others.
+        kind = page_format(content_type, str(response.url)) if html_only else None
+        if kind is Format.PDF and not max_bytes:
+            cap = self.settings.max_pdf_bytes
         encoding = response.headers.get("content-encoding", "")
         decoders = _decoders(encoding)
         declared = response.headers.get("content-length")
@@ -488,8 +490,8 @@ class Fetcher:
             body += data
             if sent > cap and not truncate:
                 raise TooLarge(f"too large (over {cap} bytes sent)")
-        if html_only and b"\x00" in body[:8192]:
-            raise NotHtml(f"not HTML (binary content served as {content_type})")
+        if kind in (Format.HTML, Format.MARKDOWN, Format.RST, Format.TEXT) and b"\x00" in body[:8192]:
+            raise NotHtml(f"not {kind.value} (binary content served as {content_type})")
         return self._Response(status, content_type, response.charset_encoding, None, bytes(body), truncated)
 
 
@@ -581,6 +583,8 @@ class RobotsCache:
             return Protego.parse("")
 
 
-def extract(page: FetchedPage) -> ExtractedPage:
-    """Title, canonical URL, every link and the main content's sections; raises ExtractionFailed."""
-    return extract_html(page.body, page.url, charset=page.charset)
+def extract(page: FetchedPage, settings: Settings | None = None) -> ExtractedPage:
+    """Title, canonical URL, every link and the content's sections, whatever the page's type (HTML, PDF,
+    Markdown, RST, text); `settings` bound what a PDF or markup file may cost. Raises ExtractionFailed."""
+    limits = ReadLimits.from_settings(settings) if settings is not None else ReadLimits()
+    return read_page(page.body, page.url, content_type=page.content_type, charset=page.charset, limits=limits)

@@ -28,6 +28,7 @@ from ragcord.errors import (
     NotHtml,
     TooLarge,
     TransientFetchError,
+    UnreadableFile,
 )
 from ragcord.jobs import JobRecord, JobStore, PageOutcome
 from ragcord.knowledge.chunking import Chunk, Section, chunk_id, chunk_sections, content_hash
@@ -165,10 +166,12 @@ class PageCrawler:
 
         redirected = f" (redirected to {page.url})" if page.url != url else ""
         try:
-            extracted = extract(page)
+            extracted = extract(page, self.settings)
         except ExtractionFailed as exc:
             self._follow(job, scope, url, exc.links, depth)
-            return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
+            # A broken or encrypted PDF (an empty text file...) is the site's, like a page of another type.
+            outcome = PageOutcome.SKIPPED if isinstance(exc, UnreadableFile) else PageOutcome.FAILED
+            return PageResult(outcome, f"{exc}{redirected}")
 
         canonical = extracted.canonical
         cited = page.url
@@ -182,7 +185,8 @@ class PageCrawler:
             cited = canonical
         text = extracted.text
         if not text:
-            result = PageResult(PageOutcome.SKIPPED, f"no text could be extracted{redirected}")
+            notes = f" ({'; '.join(extracted.notes)})" if extracted.notes else ""
+            result = PageResult(PageOutcome.SKIPPED, f"no text could be extracted{redirected}{notes}")
         else:
             owner = self.jobs.claim_content(job.id, cited, content_hash(text))
             if owner != cited:
@@ -282,6 +286,8 @@ class PageCrawler:
         kb = job.knowledge_base
         chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
+        if page.notes:  # what a capped reader left out (a PDF's pages past max_pdf_pages)
+            detail += f" ({'; '.join(page.notes)})"
         verdict = None
         if self.copies is not None and chunks:
             verdict = self.copies.claim(job.id, url, [c.text for c in chunks], [c.index for c in chunks])

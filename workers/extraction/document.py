@@ -13,6 +13,8 @@ class ExtractedPage:
     canonical: str | None  # <link rel="canonical">, absolute and normalised
     links: list[str]  # absolute, normalised, in document order, unique; from the whole page
     sections: list[Section]
+    # What a capped reader left out ("only the first 500 of 1200 pages are read"): said in the page's event.
+    notes: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
