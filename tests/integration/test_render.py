@@ -1,0 +1,268 @@
+"""Pages rendered by JavaScript, end to end through the admin API: a Docsify site served on loopback (the npm
+package's own script, markdown pages written here) is crawled whole with RENDER_AUTO, its `#/page` routes
+followed, and the request its page makes to another host never arrives; a static site never starts a
+browser; without Chromium the crawl goes on and says so once (RENDER_AUTO) or fails its pages (ALWAYS).
+
+Chromium is Debian's `chromium`, installed here when missing; docsify is fetched with `npm pack` into a
+temporary folder. Either may skip the tests where it cannot be had, never under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dramatiq
+import pytest
+
+from ragcord.bootstrap import bootstrap
+from ragcord.jobs.records import EventKind
+from rpc.v1 import admin_pb2 as pb
+from tests.harness import admin_api
+from tests.realsites.install import CannotInstall, _sudo
+from tests.sitekit import FixtureSite
+from workers.actors import declare_actors
+from workers.broker import build_broker
+from workers.pipeline import PageCrawler, build_page_crawler
+from workers.render import find_chromium
+
+CI = bool(os.environ.get("CI"))
+DOCSIFY_VERSION = "4.13.1"
+SITE = Path(__file__).resolve().parents[1] / "fixtures" / "site"
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; under CI a missing prerequisite is a failure."""
+    if CI:
+        pytest.fail(f"{reason} (CI is set: this test must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, apt-get installed when missing (as tests/realsites/install.py installs)."""
+    found = find_chromium()
+    if found is None:
+        try:
+            sudo = _sudo()
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for args in (
+                [*sudo, "apt-get", "update", "-qq"],
+                [*sudo, "apt-get", "install", "-y", "-qq", "chromium"],
+            ):
+                done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+                if done.returncode != 0:
+                    raise CannotInstall(f"{' '.join(args)} exited {done.returncode}: {done.stderr[-500:]}")
+        except (CannotInstall, OSError, subprocess.TimeoutExpired) as exc:
+            unavailable(f"Debian's chromium is not installed and cannot be installed here: {exc}")
+        found = find_chromium()
+        if found is None:
+            unavailable("apt-get installed chromium but no chromium is on PATH")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def docsify_js(tmp_path_factory) -> bytes:
+    """docsify's lib/docsify.min.js, from `npm pack docsify@4.13.1` (nothing of it is committed)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("npm is not installed: docsify cannot be fetched")
+    folder = tmp_path_factory.mktemp("docsify")
+    done = subprocess.run(
+        [npm, "pack", f"docsify@{DOCSIFY_VERSION}", "--silent"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    tarball = folder / f"docsify-{DOCSIFY_VERSION}.tgz"
+    if done.returncode != 0 or not tarball.is_file():
+        unavailable(f"npm pack docsify@{DOCSIFY_VERSION} failed: {done.stderr[-500:]}")
+    with tarfile.open(tarball) as archive:
+        member = archive.extractfile("package/lib/docsify.min.js")
+        assert member is not None
+        return member.read()
+
+
+PAGES = {
+    "README.md": """# Quillstack
+
+Quillstack is a task queue for Python services. This home page explains what it is and where to start.
+
+Read the [installation guide](install.md) first, then the [configuration reference](config.md).
+""",
+    "install.md": """# Installation
+
+Install Quillstack with `pip install quillstack`, then start a worker with quillworker --concurrency 4.
+
+## Requirements
+
+Quillstack needs Python 3.11 and a Redis server that every worker process can reach.
+
+Next: [the scheduler](scheduler.md).
+""",
+    "config.md": """# Configuration
+
+The file quill.toml sets the broker URL, the result backend and the retry policy of every task.
+""",
+    "scheduler.md": """# Scheduler
+
+The periodic scheduler runs in its own process, quillbeat, so two workers never run a job twice.
+""",
+    "_sidebar.md": """- [Home](/)
+- [Installation](install.md)
+- [Configuration](config.md)
+""",
+}
+# Each page's words, as the crawl must index them (the scheduler page is only linked from a page's text).
+WORDS = {
+    "": "task queue for Python services",
+    "#/install": "pip install quillstack",
+    "#/config": "quill.toml sets the broker URL",
+    "#/scheduler": "quillbeat",
+}
+
+
+def docsify_site(root: Path, script: bytes, other: str) -> Path:
+    """A Docsify site: an empty shell page, the library, markdown pages; it also asks `other` for a script."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "docsify.min.js").write_bytes(script)
+    for name, text in PAGES.items():
+        (root / name).write_text(text)
+    (root / "index.html").write_text(
+        f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Quillstack documentation</title>
+<script src="{other}/analytics.js"></script></head>
+<body><div id="app">Loading…</div>
+<script>window.$docsify = {{ name: "Quillstack", loadSidebar: true }};</script>
+<script src="docsify.min.js"></script>
+</body></html>
+"""
+    )
+    return root
+
+
+@contextlib.contextmanager
+def worker(settings) -> Iterator[PageCrawler]:
+    """A real Dramatiq worker in this process; yields its PageCrawler (and so its browser)."""
+    services = bootstrap(settings)
+    broker = build_broker(settings)
+    crawler: list[PageCrawler] = []
+    actors = declare_actors(broker, settings, lambda: crawler[0])
+    crawler.append(build_page_crawler(services, actors.enqueue_page))
+    running = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    running.start()
+    try:
+        yield crawler[0]
+    finally:
+        running.stop(timeout=10_000)
+        broker.close()
+        crawler[0].fetcher.close()
+        if crawler[0].rendering is not None:
+            crawler[0].rendering.close()
+        services.close()
+
+
+def crawl_through_api(settings, crawler: PageCrawler, url: str, kb: str, **request) -> tuple[pb.Job, dict]:
+    """StartCrawl through the admin API, then the job once it ended and its page events by URL."""
+
+    async def run() -> pb.Job:
+        async with admin_api(settings, None) as (stub, _):
+            job = await stub.StartCrawl(pb.StartCrawlRequest(url=url, knowledge_base=kb, **request))
+            deadline = time.monotonic() + 180
+            while job.state not in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED):
+                assert time.monotonic() < deadline, f"crawl of {url} never ended: {job}"
+                await asyncio.sleep(0.1)
+                job = await stub.GetJob(pb.GetJobRequest(job_id=job.id))
+            return job
+
+    job = asyncio.run(run())
+    pages = {
+        e.page_url: (e.kind.value.removeprefix("PAGE_"), e.detail)
+        for e in crawler.jobs.events(job.id, count=10_000)
+        if e.kind in (EventKind.PAGE_INDEXED, EventKind.PAGE_SKIPPED, EventKind.PAGE_FAILED)
+    }
+    return job, pages
+
+
+def text_of(crawler: PageCrawler, kb: str, url: str) -> str:
+    return " ".join(c.text for c in crawler.store.get_source(kb, url).chunks)
+
+
+def test_a_docsify_site_is_crawled_whole_with_render_auto(
+    chromium, docsify_js, make_settings, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="workers.render")
+    (tmp_path / "elsewhere").mkdir()
+    with FixtureSite(root=tmp_path / "elsewhere") as other:
+        root = docsify_site(tmp_path / "site", docsify_js, other.base_url)
+        with FixtureSite(root=root) as site, worker(make_settings()) as crawler:
+            job, pages = crawl_through_api(make_settings(), crawler, site.url("/"), "docsify")
+            assert job.state == pb.JOB_STATE_SUCCEEDED and job.render == pb.RENDER_AUTO, job
+            for route, words in WORDS.items():
+                url = site.url("/") + route
+                kind, detail = pages[url]
+                assert kind == "INDEXED" and "(rendered)" in detail, (url, kind, detail)
+                assert words in text_of(crawler, "docsify", url), url
+            assert crawler.rendering is not None and crawler.rendering.browser.launches == 1
+            # The page asked another host for a script: the browser was refused it before any request left.
+            assert other.requests == [], other.requests
+            assert f"{other.base_url}/analytics.js: another host" in caplog.text
+            assert site.hits("/install.md") >= 1 and site.hits("/scheduler.md") >= 1
+
+
+def test_a_static_site_never_starts_a_browser(chromium, make_settings):
+    with FixtureSite(root=SITE) as site, worker(make_settings()) as crawler:
+        job, pages = crawl_through_api(make_settings(), crawler, site.url("/docs/"), "static", max_pages=8)
+        assert job.state == pb.JOB_STATE_SUCCEEDED and job.pages_done >= 4, (job, pages)
+        assert any(kind == "INDEXED" for kind, _ in pages.values())
+        assert not any("rendered" in detail for _, detail in pages.values()), pages
+        assert crawler.rendering is not None and crawler.rendering.browser.launches == 0
+        assert not crawler.rendering.browser.running
+
+
+def test_without_chromium_auto_goes_on_and_says_so_once(docsify_js, make_settings, tmp_path):
+    settings = make_settings(chromium_path=str(tmp_path / "no-such-chromium"))
+    (tmp_path / "other").mkdir()
+    with FixtureSite(root=tmp_path / "other") as other:
+        root = docsify_site(tmp_path / "site", docsify_js, other.base_url)
+        shutil.copy(root / "index.html", root / "shell.html")
+        (root / "plain.html").write_text(
+            "<html><head><title>Plain</title></head><body><main><h1>Plain page</h1><p>"
+            + "Quillstack's plain page is static HTML and needs no browser at all. " * 8
+            + '</p><p><a href="index.html">home</a> <a href="shell.html">shell</a></p></main></body></html>'
+        )
+        with FixtureSite(root=root) as site, worker(settings) as crawler:
+            job, pages = crawl_through_api(
+                settings, crawler, site.url("/plain.html"), "nochrome", max_pages=5
+            )
+            assert job.state == pb.JOB_STATE_SUCCEEDED, job
+            assert set(pages) == {site.url(p) for p in ("/plain.html", "/", "/shell.html")}, pages
+            told = [detail for _, detail in pages.values() if "Chromium is not installed" in detail]
+            assert len(told) == 1, pages
+            assert "install Debian's `chromium` package" in told[0]
+            shells = [pages[site.url("/")][1], pages[site.url("/shell.html")][1]]
+            assert all("unavailable" in detail for detail in shells), shells
+            assert "unavailable" not in pages[site.url("/plain.html")][1]
+            assert crawler.rendering is not None and crawler.rendering.browser.launches == 0
+
+            job, pages = crawl_through_api(
+                settings, crawler, site.url("/"), "nochrome2", render=pb.RENDER_ALWAYS, max_pages=1
+            )
+            ((kind, detail),) = pages.values()
+            assert kind == "FAILED" and "Chromium is not installed" in detail, (kind, detail)
+
+            job, pages = crawl_through_api(
+                settings, crawler, site.url("/plain.html"), "nochrome3", render=pb.RENDER_NEVER, max_pages=1
+            )
+            ((kind, detail),) = pages.values()
+            assert kind == "INDEXED" and "Chromium" not in detail, (kind, detail)
