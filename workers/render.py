@@ -108,25 +108,52 @@ def find_chromium(configured: str = "") -> str | None:
 # -- when a page is rendered -------------------------------------------------------------------------------
 
 
-def _loads_scripts(body: bytes) -> bool:
-    """The static HTML loads or runs a script (JSON data blocks do not count)."""
+# Where client-side apps mount their rendering (React, Vue, Next, Nuxt, Docusaurus, Svelte, Docsify, ...).
+_MOUNT_IDS = frozenset(
+    ("app", "root", "__next", "__nuxt", "__docusaurus", "svelte", "main", "docs", "content")
+)
+_MOUNT_PLACEHOLDER_CHARS = 40  # "Loading…" and the like
+_VISIBLE_TEXT = (
+    ".//text()[not(ancestor::script or ancestor::style or ancestor::noscript or ancestor::template)]"
+)
+
+
+def _visible_text(el: lxml.html.HtmlElement) -> int:
+    """Characters of text a reader without JavaScript sees in `el` (scripts, styles, noscript aside)."""
+    texts = el.xpath(_VISIBLE_TEXT)
+    return sum(len(str(text).strip()) for text in texts)
+
+
+def _shell(body: bytes, min_text_chars: int) -> bool:
+    """The static HTML is an empty shell that scripts fill: it loads or runs a script, and either its whole
+    body shows less than `min_text_chars` of text or it has an empty mount point (`<div id="app">`)."""
     try:
         tree = lxml.html.document_fromstring(body)
     except (ValueError, lxml.etree.ParserError):
         return False
+    scripted = False
     for script in tree.iter("script"):
         kind = (script.get("type") or "").strip().lower()
         if kind and kind not in ("module", "text/javascript", "application/javascript"):
-            continue
+            continue  # JSON data blocks, templates
         if script.get("src") or (script.text or "").strip():
-            return True
-    return False
+            scripted = True
+            break
+    if not scripted:
+        return False
+    page = tree.find("body")
+    if page is None or _visible_text(page) < min_text_chars:
+        return True
+    return any(
+        (el.get("id") or "") in _MOUNT_IDS and _visible_text(el) <= _MOUNT_PLACEHOLDER_CHARS
+        for el in page.iter("div", "main", "section", "app-root")
+    )
 
 
 def needs_render(body: bytes, extracted: ExtractedPage | None, min_text_chars: int) -> bool:
-    """RENDER_AUTO's rule: the static HTML has (next to) no main content, and loads scripts."""
+    """RENDER_AUTO's rule: the main content has (next to) no text, and the page is a shell scripts fill."""
     text = extracted.text if extracted is not None else ""
-    return len(text.strip()) < min_text_chars and _loads_scripts(body)
+    return len(text.strip()) < min_text_chars and _shell(body, min_text_chars)
 
 
 # -- hash routes (`#/page`): pages of client-side routers such as Docsify ---------------------------------
@@ -488,8 +515,8 @@ class Browser:
 
     async def _render(self, page: FetchedPage) -> bytes:
         settings = self.settings
-        devtools = await self._browser()  # a launch has its own bound: the page's deadline starts after it
-        started = time.monotonic()
+        devtools, context = await self._context()
+        started = time.monotonic()  # a launch has its own bound: the page's deadline starts after it
         hard = started + settings.render_deadline_seconds
         settle = started + settings.render_deadline_seconds * 0.75  # then the DOM is taken as it is
         parts = urlsplit(page.url)
@@ -500,7 +527,6 @@ class Browser:
             settings.render_max_requests,
             settings.render_max_bytes,
         )
-        context = (await devtools.send("Target.createBrowserContext", timeout=10))["browserContextId"]
         session = ""
         try:
             target = await devtools.send(
@@ -558,6 +584,19 @@ class Browser:
             state.bytes,
         )
         return html
+
+    async def _context(self) -> tuple[_Devtools, str]:
+        """A fresh browser context for a page; a browser found dead on the way is started again, once."""
+        for attempt in (1, 2):
+            devtools = await self._browser()
+            try:
+                reply = await devtools.send("Target.createBrowserContext", timeout=10)
+                return devtools, reply["browserContextId"]
+            except (_Broken, TimeoutError) as exc:
+                await self._kill()
+                if attempt == 2:
+                    raise FetchFailed(f"the browser does not answer: {exc!r}") from None
+        raise AssertionError("unreachable")
 
     async def _settle(self, devtools: _Devtools, session: str, state: _Page, settle: float) -> None:
         """Until the load event, then no request in flight for `_IDLE_SECONDS` and some text on the page

@@ -4,6 +4,9 @@ address guard, popups and navigation away) and the same browser renders an ordin
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +149,32 @@ def test_the_address_guard_holds_for_the_pages_requests(chromium, make_settings,
     finally:
         browser.close()
         fetcher.close()
+
+
+def test_a_browser_that_dies_is_started_again_and_close_ends_it(browser, site):
+    still_renders(browser, site)
+    first = browser._process
+    assert first is not None and browser.launches == 1
+    os.killpg(first.proc.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    deadline = time.monotonic() + 10
+    while browser.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    still_renders(browser, site)
+    assert browser.launches == 2
+    second = browser._process
+    assert second is not None
+    browser.close()
+    assert not group_alive(second.proc.pid), "a process of the browser outlived close()"
+
+
+def group_alive(pgid: int, within: float = 10.0) -> bool:
+    """Whether a process of the group is still there after `within` seconds (killed ones take a moment to
+    be reaped by init)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True

@@ -3,6 +3,8 @@ no browser can render (no Chromium here: the Browser is real, its executable abs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ragcord.crawls import parse_render
@@ -10,7 +12,15 @@ from ragcord.errors import InvalidArgument
 from ragcord.jobs import JobRecord, JobState, RenderMode
 from ragcord.settings import Settings
 from workers.crawler import FetchedPage, Fetcher, extract
-from workers.render import Browser, Rendering, RenderUnavailable, find_chromium, hash_route, hash_route_links
+from workers.render import (
+    Browser,
+    Rendering,
+    RenderUnavailable,
+    find_chromium,
+    hash_route,
+    hash_route_links,
+    needs_render,
+)
 
 SHELL = b"""<!DOCTYPE html><html><head><title>Docs</title></head><body><div id="app">Loading...</div>
 <script src="docsify.min.js"></script></body></html>"""
@@ -19,6 +29,25 @@ STATIC = (
     + b"<body><main><h1>Install</h1><p>"
     + b"Install the package with pip and start a worker process for every core. " * 6
     + b"</p></main></body></html>"
+)
+# A short page of a real reference (CMake's property pages are ~150 characters) inside its navigation.
+SHORT_WITH_NAV = (
+    b"<html><head><title>PREFIX</title><script src='searchtools.js'></script></head><body>"
+    b"<div class='related'><ul><li>index</li><li>next</li><li>previous</li>"
+    b"<li>CMake 3.25 Documentation</li><li>cmake-properties(7)</li></ul></div>"
+    b"<div class='body'><h1>PREFIX</h1><p>What comes before the library name.</p></div>"
+    b"<div class='sphinxsidebar'><h4>Previous topic</h4><p>POST_INSTALL_SCRIPT</p>"
+    b"<h4>Next topic</h4><p>PRE_INSTALL_SCRIPT</p><h3>This Page</h3><ul><li>Show Source</li></ul>"
+    b"<h3>Quick search</h3></div><div class='footer'>Copyright 2000-2022 Kitware, Inc. and Contributors. "
+    b"Created using Sphinx 5.3.0.</div></body></html>"
+)
+# A single-page app whose server renders its header and footer, and the rest into <div id="root">.
+SPA_WITH_CHROME = (
+    b"<html><head><title>API</title></head><body><header><nav>Home Guides API reference Changelog Blog "
+    b"Community Support Status Pricing Sign in Get started for free today with our hosted plan</nav></header>"
+    b"<div id='root'></div><footer>Copyright 2026 Example Corp. All rights reserved. Privacy Terms Cookies "
+    b"Security Contact Careers Press Brand Partners Investors</footer><script src='/app.js'></script>"
+    b"</body></html>"
 )
 NO_SCRIPT = b"<html><head><title>Empty</title></head><body><p>Soon.</p></body></html>"
 
@@ -89,6 +118,14 @@ def test_auto_reads_a_static_page_as_served(rendering):
     assert read.page is fetched and read.note == ""
 
 
+@pytest.mark.parametrize(
+    ("body", "rendered"), [(SHELL, True), (SPA_WITH_CHROME, True), (SHORT_WITH_NAV, False), (STATIC, False)]
+)
+def test_auto_renders_shells_not_short_pages(body, rendered):
+    fetched = page(body)
+    assert needs_render(body, extract(fetched), 200) is rendered
+
+
 def test_auto_leaves_a_page_without_scripts_alone(rendering):
     fetched = page(NO_SCRIPT)
     assert rendering.read(job(RenderMode.AUTO), fetched, extract(fetched)).note == ""
@@ -124,3 +161,17 @@ def test_render_modes_from_requests():
 
 def test_a_configured_chromium_that_is_not_there_is_none(tmp_path):
     assert find_chromium(str(tmp_path / "chromium")) is None
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_no_page_of_the_static_generators_is_rendered():
+    """Real pages of Sphinx, DocBook, Doxygen, gtk-doc, Go and Texinfo sites (2769 pages of Debian's doc
+    packages gave none either): a static site never starts a browser."""
+    pages = sorted(FIXTURES.rglob("*.html"))
+    assert len(pages) >= 20
+    for path in pages:
+        body = path.read_bytes()
+        fetched = page(body, "http://h/" + path.name)
+        assert not needs_render(body, extract(fetched), 200), path
