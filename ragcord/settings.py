@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # Pages rendered by JavaScript (workers/render.py): a headless Chromium, one per worker process, started
     # on the first page that needs it. Its requests go through the crawler's fetcher, guard and caps.
     chromium_path: str = Field("", description="Chromium's executable; empty: `chromium` (Debian) on PATH")
+    # Chromium refuses its sandbox as root, and containers without user namespaces cannot give it one; the
+    # interception of every request still holds without it, but a renderer exploit would not be contained.
+    chromium_no_sandbox: bool = Field(False, description="run Chromium without its sandbox (always as root)")
     render_deadline_seconds: float = Field(
         30.0, gt=0, description="a page's whole render; its DOM is taken at 3/4 of it if still loading"
     )

@@ -451,7 +451,7 @@ class Browser:
             "--js-flags=--max-old-space-size=512",
             "about:blank",
         ]
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 or self.settings.chromium_no_sandbox:
             args.insert(0, "--no-sandbox")  # Chromium's sandbox refuses to run as root
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dramatiq
+import pytest
 
+from cli.main import main
 from ragcord.bootstrap import bootstrap
 from ragcord.jobs.records import EventKind
 from rpc.v1 import admin_pb2 as pb
@@ -204,3 +206,35 @@ def test_without_chromium_auto_goes_on_and_says_so_once(docsify_js, make_setting
             )
             ((kind, detail),) = pages.values()
             assert kind == "INDEXED" and "Chromium" not in detail, (kind, detail)
+
+
+async def test_the_cli_asks_for_a_render_mode(make_settings, monkeypatch, capsys):
+    settings = make_settings()
+    for name, value in {
+        "RAGCORD_REDIS_URL": settings.redis_url,
+        "RAGCORD_KEY_PREFIX": settings.key_prefix,
+        "RAGCORD_DATA_DIR": str(settings.data_dir),
+        "RAGCORD_EMBEDDER": "none",
+        "RAGCORD_ADMIN_TOKEN": "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    services = bootstrap(settings)
+    try:
+        async with admin_api(settings, services) as (stub, address):
+            for mode, expected in (
+                ("never", pb.RENDER_NEVER),
+                ("always", pb.RENDER_ALWAYS),
+                (None, pb.RENDER_AUTO),
+            ):
+                flags = ["--render", mode] if mode else []
+                command = ["crawl", "http://127.0.0.1:9/docs/", *flags, "--address", address]
+                assert await asyncio.to_thread(main, command) == 0, capsys.readouterr()
+                job_id = capsys.readouterr().out.split()[2].rstrip(":")
+                job = await stub.GetJob(pb.GetJobRequest(job_id=job_id))
+                assert job.render == expected, (mode, job)
+                await stub.CancelJob(pb.CancelJobRequest(job_id=job_id))
+            with pytest.raises(SystemExit):
+                main(["crawl", "http://127.0.0.1:9/docs/", "--render", "sometimes", "--address", address])
+            assert "invalid choice: 'sometimes'" in capsys.readouterr().err
+    finally:
+        services.close()
