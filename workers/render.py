@@ -570,7 +570,7 @@ class Browser:
                 task.cancel()
             await self._dispose(devtools, context)
         if state.refused:
-            log.info(
+            log.debug(
                 "%s: refused %d of the page's requests (%s)",
                 page.url,
                 len(state.refused),
@@ -729,8 +729,8 @@ class Browser:
         url = urldefrag(request["url"]).url
         kind = params.get("resourceType", "Other")
         if kind == "Document":
-            if not state.document_served and url == urldefrag(state.page.url).url:
-                return None  # the page itself, answered from its static fetch
+            if not state.document_served:
+                return None  # the navigation to the page itself (the context's first), from its static fetch
             return "the page tried to load another document (navigating away, or a frame)"
         if request.get("method", "GET") != "GET":
             return f"{request.get('method')} requests are not made"

@@ -141,7 +141,7 @@ def text_of(crawler: PageCrawler, kb: str, url: str) -> str:
 def test_a_docsify_site_is_crawled_whole_with_render_auto(
     chromium, docsify_js, make_settings, tmp_path, caplog
 ):
-    caplog.set_level(logging.INFO, logger="workers.render")
+    caplog.set_level(logging.DEBUG, logger="workers.render")
     (tmp_path / "elsewhere").mkdir()
     with FixtureSite(root=tmp_path / "elsewhere") as other:
         root = docsify_site(tmp_path / "site", docsify_js, other.base_url)

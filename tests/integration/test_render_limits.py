@@ -135,7 +135,7 @@ def test_a_dialog_does_not_stop_the_page(browser, site):
 def test_the_address_guard_holds_for_the_pages_requests(chromium, make_settings, site, caplog):
     """A crawl that may not reach private addresses: the page's own request to its (loopback) host is refused
     by the crawler's guard, though the page itself came in (here: handed over as if fetched)."""
-    caplog.set_level(logging.INFO, logger="workers.render")
+    caplog.set_level(logging.DEBUG, logger="workers.render")
     settings = make_settings(allow_private_networks=False, render_deadline_seconds=6.0)
     fetcher = Fetcher(settings)
     browser = Browser(settings, fetcher)
