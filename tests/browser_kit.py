@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -48,13 +49,15 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def docsify_js(tmp_path_factory) -> bytes:
-    """docsify's lib/docsify.min.js, from `npm pack docsify@4.13.1` (nothing of it is committed)."""
+class NoDocsify(Exception):
+    """docsify could not be fetched (no npm, or the registry refused)."""
+
+
+def pack_docsify(folder: Path) -> bytes:
+    """docsify's lib/docsify.min.js, from `npm pack docsify@4.13.1` into `folder` (nothing is committed)."""
     npm = shutil.which("npm")
     if npm is None:
-        unavailable("npm is not installed: docsify cannot be fetched")
-    folder = tmp_path_factory.mktemp("docsify")
+        raise NoDocsify("npm is not installed: docsify cannot be fetched")
     done = subprocess.run(
         [npm, "pack", f"docsify@{DOCSIFY_VERSION}", "--silent"],
         cwd=folder,
@@ -64,8 +67,76 @@ def docsify_js(tmp_path_factory) -> bytes:
     )
     tarball = folder / f"docsify-{DOCSIFY_VERSION}.tgz"
     if done.returncode != 0 or not tarball.is_file():
-        unavailable(f"npm pack docsify@{DOCSIFY_VERSION} failed: {done.stderr[-500:]}")
+        raise NoDocsify(f"npm pack docsify@{DOCSIFY_VERSION} failed: {done.stderr[-500:]}")
     with tarfile.open(tarball) as archive:
         member = archive.extractfile("package/lib/docsify.min.js")
-        assert member is not None
+        if member is None:
+            raise NoDocsify(f"docsify@{DOCSIFY_VERSION} has no lib/docsify.min.js")
         return member.read()
+
+
+@pytest.fixture(scope="session")
+def docsify_js(tmp_path_factory) -> bytes:
+    try:
+        return pack_docsify(tmp_path_factory.mktemp("docsify"))
+    except (NoDocsify, OSError, subprocess.TimeoutExpired) as exc:
+        unavailable(str(exc))
+        raise
+
+
+PAGES = {
+    "README.md": """# Quillstack
+
+Quillstack is a task queue for Python services. This home page explains what it is and where to start.
+
+Read the [installation guide](install.md) first, then the [configuration reference](config.md).
+""",
+    "install.md": """# Installation
+
+Install Quillstack with `pip install quillstack`, then start a worker with quillworker --concurrency 4.
+
+## Requirements
+
+Quillstack needs Python 3.11 and a Redis server that every worker process can reach.
+
+Next: [the scheduler](scheduler.md).
+""",
+    "config.md": """# Configuration
+
+The file quill.toml sets the broker URL, the result backend and the retry policy of every task.
+""",
+    "scheduler.md": """# Scheduler
+
+The periodic scheduler runs in its own process, quillbeat, so two workers never run a job twice.
+""",
+    "_sidebar.md": """- [Home](/)
+- [Installation](install.md)
+- [Configuration](config.md)
+""",
+}
+# Each page's words, as the crawl must index them (the scheduler page is only linked from a page's text).
+WORDS = {
+    "": "task queue for Python services",
+    "#/install": "pip install quillstack",
+    "#/config": "quill.toml sets the broker URL",
+    "#/scheduler": "quillbeat",
+}
+
+
+def docsify_site(root: Path, script: bytes, other: str) -> Path:
+    """A Docsify site: an empty shell page, the library, markdown pages; it also asks `other` for a script."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "docsify.min.js").write_bytes(script)
+    for name, text in PAGES.items():
+        (root / name).write_text(text)
+    (root / "index.html").write_text(
+        f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Quillstack documentation</title>
+<script src="{other}/analytics.js"></script></head>
+<body><div id="app">Loading…</div>
+<script>window.$docsify = {{ name: "Quillstack", loadSidebar: true }};</script>
+<script src="docsify.min.js"></script>
+</body></html>
+"""
+    )
+    return root

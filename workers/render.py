@@ -599,13 +599,22 @@ class Browser:
         raise AssertionError("unreachable")
 
     async def _settle(self, devtools: _Devtools, session: str, state: _Page, settle: float) -> None:
-        """Until the load event, then no request in flight for `_IDLE_SECONDS` and some text on the page
-        (or `_QUIET_SECONDS` without a request: a slow script may start its requests late); at most until
-        `settle`."""
+        """Until the load event, then no request in flight for `_IDLE_SECONDS` and text on the page: plenty,
+        or more than a placeholder and unchanged for `_IDLE_SECONDS` (or `_QUIET_SECONDS` without a request
+        at all: a slow script may start its requests late); at most until `settle`."""
+        seen, since = -1, time.monotonic()
         while time.monotonic() < settle:
-            quiet = time.monotonic() - state.last_activity
+            now = time.monotonic()
+            quiet = now - state.last_activity
             if state.loaded and state.in_flight == 0 and quiet >= _IDLE_SECONDS:
-                if quiet >= _QUIET_SECONDS or await self._text_chars(devtools, session) >= self._enough_text:
+                if quiet >= _QUIET_SECONDS:
+                    return
+                chars = await self._text_chars(devtools, session)
+                if chars >= self._enough_text:
+                    return
+                if chars != seen:
+                    seen, since = chars, now
+                elif chars > _MOUNT_PLACEHOLDER_CHARS and now - since >= _IDLE_SECONDS:
                     return
             await asyncio.sleep(_POLL_SECONDS)
 

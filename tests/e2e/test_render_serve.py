@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.browser_kit import WORDS, docsify_site
 from tests.e2e.procs import Grpcurl, Service, wait_healthy
 from tests.harness import free_port
-from tests.integration.test_render import WORDS, docsify_site
 from tests.sitekit import FixtureSite
 
 

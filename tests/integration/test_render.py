@@ -24,6 +24,7 @@ from cli.main import main
 from ragcord.bootstrap import bootstrap
 from ragcord.jobs.records import EventKind
 from rpc.v1 import admin_pb2 as pb
+from tests.browser_kit import WORDS, docsify_site
 from tests.harness import admin_api
 from tests.sitekit import FixtureSite
 from workers.actors import declare_actors
@@ -31,64 +32,6 @@ from workers.broker import build_broker
 from workers.pipeline import PageCrawler, build_page_crawler
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "site"
-
-
-PAGES = {
-    "README.md": """# Quillstack
-
-Quillstack is a task queue for Python services. This home page explains what it is and where to start.
-
-Read the [installation guide](install.md) first, then the [configuration reference](config.md).
-""",
-    "install.md": """# Installation
-
-Install Quillstack with `pip install quillstack`, then start a worker with quillworker --concurrency 4.
-
-## Requirements
-
-Quillstack needs Python 3.11 and a Redis server that every worker process can reach.
-
-Next: [the scheduler](scheduler.md).
-""",
-    "config.md": """# Configuration
-
-The file quill.toml sets the broker URL, the result backend and the retry policy of every task.
-""",
-    "scheduler.md": """# Scheduler
-
-The periodic scheduler runs in its own process, quillbeat, so two workers never run a job twice.
-""",
-    "_sidebar.md": """- [Home](/)
-- [Installation](install.md)
-- [Configuration](config.md)
-""",
-}
-# Each page's words, as the crawl must index them (the scheduler page is only linked from a page's text).
-WORDS = {
-    "": "task queue for Python services",
-    "#/install": "pip install quillstack",
-    "#/config": "quill.toml sets the broker URL",
-    "#/scheduler": "quillbeat",
-}
-
-
-def docsify_site(root: Path, script: bytes, other: str) -> Path:
-    """A Docsify site: an empty shell page, the library, markdown pages; it also asks `other` for a script."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "docsify.min.js").write_bytes(script)
-    for name, text in PAGES.items():
-        (root / name).write_text(text)
-    (root / "index.html").write_text(
-        f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Quillstack documentation</title>
-<script src="{other}/analytics.js"></script></head>
-<body><div id="app">Loading…</div>
-<script>window.$docsify = {{ name: "Quillstack", loadSidebar: true }};</script>
-<script src="docsify.min.js"></script>
-</body></html>
-"""
-    )
-    return root
 
 
 @contextlib.contextmanager
