@@ -294,6 +294,7 @@ def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
             max_pages=args.max_pages,
             max_depth=args.max_depth,
             max_concurrent_requests=args.max_concurrent,
+            render=admin.pb.RenderMode.Value(f"RENDER_{args.render.upper()}"),
             include_patterns=args.include,
             exclude_patterns=args.exclude,
         ),

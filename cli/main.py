@@ -69,6 +69,13 @@ def _add_job_commands(sub: Subcommands) -> None:
     p.add_argument("--max-pages", type=int, default=0, help="default 100")
     p.add_argument("--max-depth", type=int, default=0, help="default 10")
     p.add_argument("--max-concurrent", type=int, default=0, help="requests to the site at once (default 2)")
+    p.add_argument(
+        "--render",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="render pages in a headless Chromium on the workers: auto (pages with no text in their HTML "
+        "that load scripts, e.g. Docsify), always, never (default auto)",
+    )
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
     p.add_argument("--watch", action="store_true", help="show progress until the crawl ends")

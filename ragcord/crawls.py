@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
 
 from ragcord.errors import InvalidArgument
-from ragcord.jobs import JobRecord, JobStore
+from ragcord.jobs import JobRecord, JobStore, RenderMode
 from ragcord.settings import Settings
 from ragcord.urls import Resolver, Scope, check_address_allowed, parse_seed, validate_kb_name
 
@@ -35,6 +35,7 @@ class CrawlRequest(TypedDict, total=False):
     include_patterns: Sequence[str]
     exclude_patterns: Sequence[str]
     max_concurrent_requests: int
+    render: RenderMode | str
     resolver: Resolver | None
 
 
@@ -47,6 +48,18 @@ class CrawlSpec:
     include_patterns: tuple[str, ...]
     exclude_patterns: tuple[str, ...]
     max_concurrent_requests: int = 0
+    render: RenderMode = RenderMode.AUTO
+
+
+def parse_render(render: RenderMode | str) -> RenderMode:
+    """`auto`, `always` or `never` (empty: auto); InvalidArgument otherwise."""
+    try:
+        return RenderMode(render or RenderMode.AUTO)
+    except ValueError:
+        raise InvalidArgument(
+            f"render {render!r} is not one of auto (render pages whose static HTML has no text but loads "
+            "scripts), always, never"
+        ) from None
 
 
 def validate_crawl(
@@ -59,6 +72,7 @@ def validate_crawl(
     include_patterns: Sequence[str] = (),
     exclude_patterns: Sequence[str] = (),
     max_concurrent_requests: int = 0,
+    render: RenderMode | str = RenderMode.AUTO,
     resolver: Resolver | None = None,
 ) -> CrawlSpec:
     """Raises InvalidArgument (malformed input) or PermissionDenied (a private address)."""
@@ -73,6 +87,7 @@ def validate_crawl(
             f"max_concurrent_requests must be between 1 and {MAX_CONCURRENT_LIMIT} requests in flight to the "
             f"site at once (0 = the server's default, {settings.max_concurrent_requests})"
         )
+    mode = parse_render(render)
     scope = Scope(seed, tuple(include_patterns), tuple(exclude_patterns))  # compiles the patterns
     kwargs = {"resolver": resolver} if resolver else {}
     check_address_allowed(seed, allow_private=settings.allow_private_networks, **kwargs)
@@ -84,6 +99,7 @@ def validate_crawl(
         include_patterns=scope.include,
         exclude_patterns=scope.exclude,
         max_concurrent_requests=max_concurrent_requests or settings.max_concurrent_requests,
+        render=mode,
     )
 
 
@@ -99,6 +115,7 @@ def start_crawl(
         max_depth=spec.max_depth,
         include_patterns=spec.include_patterns,
         exclude_patterns=spec.exclude_patterns,
+        render=spec.render,
     )
     try:
         jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)

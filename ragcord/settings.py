@@ -146,6 +146,22 @@ class Settings(BaseSettings):
     # A worker waits up to this long for a site's gate to open (Crawl-delay, Retry-After); longer, or when
     # every slot of the site is busy, it puts the page back with a delay and takes another message.
     site_wait_seconds: float = Field(1.0, ge=0)
+    # Pages rendered by JavaScript (workers/render.py): a headless Chromium, one per worker process, started
+    # on the first page that needs it. Its requests go through the crawler's fetcher, guard and caps.
+    chromium_path: str = Field("", description="Chromium's executable; empty: `chromium` (Debian) on PATH")
+    # Chromium refuses its sandbox as root, and containers without user namespaces cannot give it one; the
+    # interception of every request still holds without it, but a renderer exploit would not be contained.
+    chromium_no_sandbox: bool = Field(False, description="run Chromium without its sandbox (always as root)")
+    render_deadline_seconds: float = Field(
+        30.0, gt=0, description="a page's whole render; its DOM is taken at 3/4 of it if still loading"
+    )
+    render_max_requests: int = Field(200, ge=1, description="requests one rendered page may make")
+    render_max_bytes: int = Field(
+        20_000_000, ge=1024, description="bytes one rendered page's requests may bring, all together"
+    )
+    render_min_text_chars: int = Field(
+        200, ge=0, description="RENDER_AUTO renders a page with less main text that loads scripts"
+    )
 
     # Workers.
     worker_processes: int = Field(2, ge=1)

@@ -7,8 +7,9 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ragcord.answering.types import Answer
+from ragcord.errors import InvalidArgument
 from ragcord.feedback import FeedbackRecord
-from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState
+from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState, RenderMode
 from ragcord.knowledge.bases import KnowledgeBaseInfo
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
 from rpc.v1 import admin_pb2 as pb
@@ -38,6 +39,26 @@ def event_kind_to_pb(kind: EventKind) -> pb.JobEventKind:
     return cast(pb.JobEventKind, pb.JobEventKind.Value(f"JOB_EVENT_KIND_{kind.value}"))
 
 
+_RENDER_TO_PB = {
+    RenderMode.AUTO: pb.RENDER_AUTO,
+    RenderMode.ALWAYS: pb.RENDER_ALWAYS,
+    RenderMode.NEVER: pb.RENDER_NEVER,
+}
+_RENDER_FROM_PB = {value: mode for mode, value in _RENDER_TO_PB.items()}
+
+
+def render_to_pb(mode: RenderMode) -> pb.RenderMode:
+    return _RENDER_TO_PB[mode]
+
+
+def render_from_pb(value: int) -> RenderMode:
+    """The request's RenderMode; InvalidArgument for a number this server does not know."""
+    try:
+        return _RENDER_FROM_PB[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument(f"render {value} is not RENDER_AUTO, RENDER_ALWAYS or RENDER_NEVER") from None
+
+
 def job_to_pb(job: JobRecord) -> pb.Job:
     return pb.Job(
         id=job.id,
@@ -61,6 +82,7 @@ def job_to_pb(job: JobRecord) -> pb.Job:
         cancel_requested=job.cancel_requested,
         pages_beyond_max_pages=job.pages_beyond_max_pages,
         waiting_for=job.waiting_for,
+        render=render_to_pb(job.render),
     )
 
 

@@ -162,6 +162,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             include_patterns=list(request.include_patterns),
             exclude_patterns=list(request.exclude_patterns),
             max_concurrent_requests=request.max_concurrent_requests,
+            render=convert.render_from_pb(request.render),
         )
         log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
         return convert.job_to_pb(job)

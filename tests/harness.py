@@ -45,6 +45,8 @@ def running_worker(settings: Settings, services: Services | None = None, threads
         worker.stop(timeout=10_000)
         broker.close()
         crawler[0].fetcher.close()
+        if crawler[0].rendering is not None:
+            crawler[0].rendering.close()  # a headless browser, if a page started one
 
 
 @contextlib.contextmanager

@@ -51,6 +51,10 @@ class LoadAtBoot(dramatiq.Middleware):
         with crawler.jobs.loading_model(f"{socket.gethostname()}-{os.getpid()}"):
             crawler.embedder.load()
 
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if _crawler is not None and _crawler.rendering is not None:
+            _crawler.rendering.close()  # the worker's headless browser, when one was started
+
 
 broker.add_middleware(LoadAtBoot())
 actors = declare_actors(broker, settings, _get_crawler)

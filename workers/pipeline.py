@@ -8,6 +8,7 @@ the same children again (reservations are per parent) and counts itself at most 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -38,8 +39,9 @@ from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
 from workers.actors import CrawlActors
-from workers.crawler import ExtractedPage, Fetcher, RetryLater, RobotsCache, extract
+from workers.crawler import ExtractedPage, FetchedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
+from workers.render import Browser, Rendering
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,10 @@ class PageCrawler:
         copies: CopyIndex | None = None,
         limiter: SiteLimiter | None = None,
         defer: Defer | None = None,
+        rendering: Rendering | None = None,
     ) -> None:
         self.settings = settings
+        self.rendering = rendering  # None: pages are read as served (no JavaScript rendering)
         # None: no politeness across workers (tests of other parts); no `defer`: a busy site is waited for.
         self.limiter = limiter
         self.defer = defer
@@ -172,7 +176,28 @@ class PageCrawler:
             # A broken or encrypted PDF (an empty text file...) is the site's, like a page of another type.
             outcome = PageOutcome.SKIPPED if isinstance(exc, UnreadableFile) else PageOutcome.FAILED
             return PageResult(outcome, f"{exc}{redirected}")
+        note = ""
+        if self.rendering is not None:
+            try:
+                rendered = self.rendering.read(job, page, extracted)
+            except (Blocked, TooLarge) as exc:
+                return PageResult(PageOutcome.SKIPPED, f"{exc}{redirected}")
+            except (FetchFailed, ExtractionFailed) as exc:
+                return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
+            page, extracted, note = rendered.page, rendered.extracted, rendered.note
+        result = self._read(job, scope, url, depth, page, extracted, redirected)
+        return dataclasses.replace(result, detail=result.detail + note) if note else result
 
+    def _read(
+        self,
+        job: JobRecord,
+        scope: Scope,
+        url: str,
+        depth: int,
+        page: FetchedPage,
+        extracted: ExtractedPage,
+        redirected: str,
+    ) -> PageResult:
         canonical = extracted.canonical
         cited = page.url
         if canonical and canonical not in (url, page.url) and _same_origin(canonical, page.url):
@@ -397,4 +422,14 @@ def build_page_crawler(services: Services, enqueue: Enqueue, defer: Defer | None
         copies=CopyIndex(services.redis, prefix=settings.key_prefix),
         limiter=SiteLimiter(services.redis, prefix=settings.key_prefix),
         defer=defer,
+        rendering=Rendering(settings, Browser(settings, fetcher), first_warning=_first_warning(services)),
     )
+
+
+def _first_warning(services: Services) -> Callable[[str], bool]:
+    """True for the first page of a job told that rendering is unavailable (one event per job says so)."""
+
+    def first(job_id: str) -> bool:
+        return bool(services.jobs.redis.hsetnx(services.jobs.keys.job(job_id), "render_warned", 1))
+
+    return first

@@ -20,8 +20,8 @@ def cited_url(hit: Hit) -> str:
     Browsers match a percent-encoded fragment against the decoded element id, so encoding keeps the link
     intact in Discord markdown without missing the section.
     """
-    if not hit.chunk.anchor:
-        return hit.url
+    if not hit.chunk.anchor or urldefrag(hit.url).fragment.startswith("/"):
+        return hit.url  # a hash-routed page (`#/guide`, Docsify): its own fragment is the page
     return f"{urldefrag(hit.url).url}#{quote(hit.chunk.anchor, safe=_FRAGMENT_SAFE)}"
 
 

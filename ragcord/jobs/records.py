@@ -18,6 +18,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "PageOutcome",
+    "RenderMode",
     "StreamEntry",
     "check_retained",
     "new_job_id",
@@ -51,6 +52,14 @@ class PageOutcome(StrEnum):
     INDEXED = "indexed"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+class RenderMode(StrEnum):
+    """When a crawl's pages are rendered in a headless browser (pages whose text JavaScript writes)."""
+
+    AUTO = "auto"  # when the static HTML has no main content but loads scripts
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 # One event as XRANGE and XREAD return it: ragcord's Redis clients never set decode_responses.
@@ -89,6 +98,7 @@ class JobRecord:
     last_progress_at: float | None = None
     error: str = ""
     cancel_requested: bool = False
+    render: RenderMode = RenderMode.AUTO
     # Not stored: what a job with no page done yet waits for, when known (JobStore.get fills it).
     waiting_for: str = ""
 
@@ -135,6 +145,7 @@ class JobRecord:
             last_progress_at=_f(s("last_progress_at")),
             error=s("error"),
             cancel_requested=s("cancel_requested") == "1",
+            render=RenderMode(s("render") or RenderMode.AUTO),
         )
 
 

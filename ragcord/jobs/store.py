@@ -27,6 +27,7 @@ from ragcord.jobs.records import (
     JobRecord,
     JobState,
     PageOutcome,
+    RenderMode,
     StreamEntry,
     new_job_id,
     parse_event,
@@ -85,6 +86,7 @@ class JobStore:
         max_depth: int,
         include_patterns: Sequence[str] = (),
         exclude_patterns: Sequence[str] = (),
+        render: RenderMode = RenderMode.AUTO,
     ) -> JobRecord:
         job_id = new_job_id()
         k = self.keys
@@ -96,6 +98,7 @@ class JobStore:
             "max_depth": max_depth,
             "include": json.dumps(list(include_patterns)),
             "exclude": json.dumps(list(exclude_patterns)),
+            "render": render.value,
         }
         args: builtins.list[Any] = [time.time(), self.retention, job_id]
         for key, value in fields.items():

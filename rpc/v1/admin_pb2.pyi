@@ -19,6 +19,12 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
 
+class RenderMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RENDER_AUTO: _ClassVar[RenderMode]
+    RENDER_ALWAYS: _ClassVar[RenderMode]
+    RENDER_NEVER: _ClassVar[RenderMode]
+
 class JobEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_EVENT_KIND_UNSPECIFIED: _ClassVar[JobEventKind]
@@ -34,6 +40,9 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+RENDER_AUTO: RenderMode
+RENDER_ALWAYS: RenderMode
+RENDER_NEVER: RenderMode
 JOB_EVENT_KIND_UNSPECIFIED: JobEventKind
 JOB_EVENT_KIND_SNAPSHOT: JobEventKind
 JOB_EVENT_KIND_STATE_CHANGED: JobEventKind
@@ -43,7 +52,7 @@ JOB_EVENT_KIND_PAGE_FAILED: JobEventKind
 JOB_EVENT_KIND_HEARTBEAT: JobEventKind
 
 class Job(_message.Message):
-    __slots__ = ("id", "knowledge_base", "url", "state", "pages_discovered", "pages_done", "pages_failed", "pages_skipped", "chunks_indexed", "created_at", "started_at", "finished_at", "last_progress_at", "error", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "cancel_requested", "pages_beyond_max_pages", "waiting_for")
+    __slots__ = ("id", "knowledge_base", "url", "state", "pages_discovered", "pages_done", "pages_failed", "pages_skipped", "chunks_indexed", "created_at", "started_at", "finished_at", "last_progress_at", "error", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "cancel_requested", "pages_beyond_max_pages", "waiting_for", "render")
     ID_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +74,7 @@ class Job(_message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     PAGES_BEYOND_MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    RENDER_FIELD_NUMBER: _ClassVar[int]
     id: str
     knowledge_base: str
     url: str
@@ -86,7 +96,8 @@ class Job(_message.Message):
     cancel_requested: bool
     pages_beyond_max_pages: int
     waiting_for: str
-    def __init__(self, id: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., url: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., pages_discovered: _Optional[int] = ..., pages_done: _Optional[int] = ..., pages_failed: _Optional[int] = ..., pages_skipped: _Optional[int] = ..., chunks_indexed: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_progress_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., cancel_requested: bool = ..., pages_beyond_max_pages: _Optional[int] = ..., waiting_for: _Optional[str] = ...) -> None: ...
+    render: RenderMode
+    def __init__(self, id: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., url: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., pages_discovered: _Optional[int] = ..., pages_done: _Optional[int] = ..., pages_failed: _Optional[int] = ..., pages_skipped: _Optional[int] = ..., chunks_indexed: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_progress_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., cancel_requested: bool = ..., pages_beyond_max_pages: _Optional[int] = ..., waiting_for: _Optional[str] = ..., render: _Optional[_Union[RenderMode, str]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("event_id", "kind", "job", "page_url", "detail", "chunks", "at")
@@ -107,7 +118,7 @@ class JobEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[JobEventKind, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., page_url: _Optional[str] = ..., detail: _Optional[str] = ..., chunks: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StartCrawlRequest(_message.Message):
-    __slots__ = ("url", "knowledge_base", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "max_concurrent_requests")
+    __slots__ = ("url", "knowledge_base", "max_pages", "max_depth", "include_patterns", "exclude_patterns", "max_concurrent_requests", "render")
     URL_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
     MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +126,7 @@ class StartCrawlRequest(_message.Message):
     INCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    RENDER_FIELD_NUMBER: _ClassVar[int]
     url: str
     knowledge_base: str
     max_pages: int
@@ -122,7 +134,8 @@ class StartCrawlRequest(_message.Message):
     include_patterns: _containers.RepeatedScalarFieldContainer[str]
     exclude_patterns: _containers.RepeatedScalarFieldContainer[str]
     max_concurrent_requests: int
-    def __init__(self, url: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., max_concurrent_requests: _Optional[int] = ...) -> None: ...
+    render: RenderMode
+    def __init__(self, url: _Optional[str] = ..., knowledge_base: _Optional[str] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., max_concurrent_requests: _Optional[int] = ..., render: _Optional[_Union[RenderMode, str]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_kit import chromium, docsify_js  # noqa: F401 - fixtures of the rendering test
 from tests.e2e.procs import Grpcurl, Service, wait_healthy
 from tests.harness import delete_prefixed_keys, free_port
 from tests.sitekit import FixtureSite

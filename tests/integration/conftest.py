@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser_kit import chromium, docsify_js  # noqa: F401 - fixtures of the rendering tests
 from tests.harness import crawl, local_services
 from tests.sitekit import FixtureSite
 

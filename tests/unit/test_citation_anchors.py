@@ -36,6 +36,8 @@ def test_the_cited_url_points_at_the_section_and_stays_one_markdown_link():
     assert cited_url(hit(PORTS, "")) == "http://d/config"
     assert cited_url(hit(PORTS, "functools.lru_cache")) == "http://d/config#functools.lru_cache"
     assert cited_url(hit(PORTS, "réglages (avancés)")) == "http://d/config#r%C3%A9glages%20%28avanc%C3%A9s%29"
+    # A hash-routed page (Docsify's `#/config`) is the page: a section anchor would replace its route.
+    assert cited_url(hit(PORTS, "ports", url="http://d/#/config")) == "http://d/#/config"
 
 
 def test_an_extractive_answer_cites_the_section_it_quotes():
