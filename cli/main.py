@@ -24,6 +24,7 @@ from cli.store import cmd_store_copy
 from cli.supervise import cmd_bot, cmd_rpc, cmd_serve, cmd_worker
 from ragcord.errors import RagcordError
 from ragcord.logs import configure_logging
+from ragcord.malloc import give_memory_back
 from ragcord.settings import Settings
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]error[/]: {line}", soft_wrap=True)
         return 2
     configure_logging(settings)
+    give_memory_back()
     try:
         status: int = args.fn(settings, args)
         return status

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ragcord import malloc
 from ragcord.errors import RagcordError
 from ragcord.settings import Settings
 
@@ -58,6 +59,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     # Not for fork safety (workers never fork after loading the tokenizer): it caps the tokenizer's own
     # thread pool, which would otherwise compete with the worker threads on a small machine.
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, value in malloc.ENVIRONMENT.items():  # glibc reads these at start: memory given back
+        env.setdefault(name, value)
     return env
 
 

@@ -86,6 +86,9 @@ class LocalEmbedder:
         self._tokenizer: Any = None  # counts tokens without special tokens, never truncates or pads
         self._encoder: Any = None  # what the model reads: special tokens, truncated to the window
         self._lock = threading.Lock()
+        # One model call at a time in a process: its threads already use every core, and each call's
+        # activations grow with batch x length^2 (four worker threads at once peaked at 2.1 GB).
+        self._run_lock = threading.Lock()
 
     def _tokenizers(self) -> tuple[Any, Any]:
         if self._encoder is None:
@@ -145,28 +148,42 @@ class LocalEmbedder:
         _, encoder = self._tokenizers()
         distinct = list(dict.fromkeys(texts))
         encodings = encoder.encode_batch(distinct)
-        # Sorted by length, each batch pads little: padding is computed and thrown away.
-        order = sorted(range(len(distinct)), key=lambda i: len(encodings[i].ids))
         vectors: dict[str, list[float]] = {}
-        for start in range(0, len(order), self.batch_size):
-            batch = [encodings[i] for i in order[start : start + self.batch_size]]
-            width = max(len(e.ids) for e in batch)
+        for batch in self._batches([len(e.ids) for e in encodings]):
+            width = len(encodings[batch[-1]].ids)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, encoding in enumerate(batch):
-                ids[row, : len(encoding.ids)] = encoding.ids
-                mask[row, : len(encoding.ids)] = 1
-            (hidden,) = session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )
+            for row, i in enumerate(batch):
+                ids[row, : len(encodings[i].ids)] = encodings[i].ids
+                mask[row, : len(encodings[i].ids)] = 1
+            with self._run_lock:
+                (hidden,) = session.run(
+                    ["last_hidden_state"],
+                    {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+                )
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-            for i, vector in zip(order[start : start + self.batch_size], pooled.tolist(), strict=True):
+            for i, vector in zip(batch, pooled.tolist(), strict=True):
                 vectors[distinct[i]] = vector
         return [vectors[text] for text in texts]
 
+    def _batches(self, lengths: list[int]) -> Iterator[list[int]]:
+        """Indexes by length, shortest first: each batch pads little (padding is computed, then thrown away)
+        and holds at most `batch_size` texts and MAX_BATCH_TOKENS padded tokens, which bounds its memory."""
+        batch: list[int] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+
+# Padded tokens of one model call: 16 chunks of the full 256-token window. Its activations peak at about
+# 200 MB (attention grows with batch x length^2); larger batches were no faster (bench/embedder.py).
+MAX_BATCH_TOKENS = 4096
 
 TOKENIZER_PATH = Path(__file__).parent / "models" / "all-MiniLM-L6-v2" / "tokenizer.json"
 

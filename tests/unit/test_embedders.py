@@ -156,3 +156,20 @@ def test_another_export_of_the_model_can_be_named_by_setting(tmp_path: Path) -> 
     embedder = build_embedder(Settings(_env_file=None, local_model_path=copy, embed_threads=1))
     assert isinstance(embedder, LocalEmbedder) and embedder.model_path == copy and embedder.threads == 1
     assert len(embedder.embed(["hello"])[0]) == 384
+
+
+def test_a_model_call_holds_at_most_its_token_budget_of_padded_tokens():
+    """Activations grow with batch x length^2: long chunks go in small batches, short ones in full ones."""
+    from ragcord.knowledge.embedders import MAX_BATCH_TOKENS
+
+    embedder = LocalEmbedder(batch_size=32)
+    lengths = [256] * 40 + [20] * 70 + [100] * 5
+
+    batches = list(embedder._batches(lengths))
+
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))  # each text once
+    for batch in batches:
+        assert len(batch) <= 32
+        assert len(batch) * max(lengths[i] for i in batch) <= MAX_BATCH_TOKENS
+        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)  # padded to its last
+    assert max(len(b) for b in batches) == 32 and min(len(b) for b in batches if lengths[b[0]] == 256) >= 1
