@@ -799,12 +799,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(summary(results, out))
 
 
+def run(plots: Path) -> tuple[str, str]:
+    """`make bench`: the tuning suite through `ragcord serve`, then the held-out questions over the same
+    crawl in process; both reports are written (docs/quality.md, docs/heldout/quality.md), and summed up."""
+    with tempfile.TemporaryDirectory(prefix="ragcord-quality-bench-") as keep:
+        tuning = run_suite(load_suite(), keep=Path(keep))
+        write_report(tuning, DOCS)
+        held = run_suite(load_suite(questions="heldout.yaml"), keep=Path(keep), in_process=True)
+        held.settings["questions"] = "heldout.yaml"
+        write_report(held, DOCS / "heldout")
+        prefix = json.loads((Path(keep) / "crawls.json").read_text())["prefix"]
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+    t, h = tuning.figures(), held.figures()
+    markdown = summary(tuning, DOCS) + "\n\n" + summary(held, DOCS / "heldout") + "\n"
+    line = (
+        f"quality: hit1={t['hit1']:.2f} hit5={t['hit5']:.2f} key_term={t['key_term']:.2f} "
+        f"heldout_hit1={h['hit1']:.2f} heldout_hit5={h['hit5']:.2f} heldout_key_term={h['key_term']:.2f}"
+    )
+    return markdown.lstrip("\n"), line
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the repository when it is inside it (as docs/benchmarks.md names files)."""
+    return path.resolve().relative_to(DOCS.parent) if path.resolve().is_relative_to(DOCS.parent) else path
+
+
 def summary(results: Results, out: Path) -> str:
     """A few lines for docs/benchmarks.md (the whole report is in quality.md)."""
     f = results.figures()
     timing = results.to_json()["timing"]
     return (
-        f"\n## Answer quality on real documentation ({out / 'quality.md'})\n\n"
+        f"\n## Answer quality on real documentation ({_shown(out / 'quality.md')})\n\n"
         f"{len(results.items)} items over {len(results.crawls)} sites: hit@1 {_cell(f['hit1'])}, "
         f"hit@5 {_cell(f['hit5'])} (BM25 over whole pages {_cell(f['bm25_hit5'])}), key term "
         f"{_cell(f['key_term'])}, follow-up hit@5 {_cell(f['followup_hit5'])}, off-topic refused "
