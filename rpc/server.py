@@ -111,7 +111,7 @@ async def build_server(
         prefix=settings.key_prefix,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         max_streams=settings.watch_max_streams,
-        queue_events=settings.watch_queue_events,
+        window_events=settings.watch_queue_events,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # first: it sees denied calls too
     if settings.admin_token is not None:
