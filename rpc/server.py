@@ -155,6 +155,9 @@ async def serve(
     aio.install(services.executors)
     # Before health says SERVING: the first Ask is not slow (once per process: loading twice is a no-op).
     await aio.run_in(services.executors.io, services.embedder.load)
+    # Jobs an older ragcord wrote before the cluster hash tags get the tagged key names (once per start).
+    if renamed := await aio.run_in(services.executors.io, services.jobs.migrate_hash_tags):
+        log.info("%d jobs from before the Redis Cluster hash tags now have the tagged key names", renamed)
     # Jobs an older ragcord ended without an expiry get one, counted from when they ended (once per start).
     if migrated := await aio.run_in(services.executors.io, services.jobs.expire_unexpiring):
         log.info("%d ended jobs from before job retention now expire after the retention period", migrated)
