@@ -35,7 +35,14 @@ STOP_GRACE_SECONDS = 5
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 # grpc sets SO_REUSEPORT by default: a second server on a taken port would listen beside the first and
 # take a share of its calls. Off, the second one fails to bind.
-SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+# grpc.aio accepts one new call per turn of the event loop; with hundreds of streams writing, a turn is long,
+# and core cancels a call not accepted within 30 s (its default): WatchJob streams and even GetJob ended
+# CANCELLED with nothing received. Accepted late, they are served (issue 19, part 6).
+UNACCEPTED_CALL_SECONDS = 600
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server_max_unrequested_time_in_server", UNACCEPTED_CALL_SECONDS),
+]
 
 
 def is_loopback(host: str) -> bool:
