@@ -83,7 +83,7 @@ def build_bot_services(
             prefix=prefix,
             heartbeat_seconds=settings.watch_heartbeat_seconds,
             max_streams=settings.watch_max_streams,
-            queue_events=settings.watch_queue_events,
+            window_events=settings.watch_queue_events,
         ),
         store=services.store,
         enqueue=enqueue,

@@ -33,9 +33,9 @@ DISCORD_COMMANDS = Counter("ragcord_discord_commands_total", "Discord slash comm
 
 
 class JobsCollector:
-    """Crawl figures read from Redis at each scrape: counters kept by the job scripts, gauges of now.
+    """Crawl figures read from Redis at each scrape: counters kept by JobStore, gauges of now.
 
-    The counters are monotonic (Redis HINCRBY in the same Lua scripts that count a job's pages), so they
+    The counters are monotonic (Redis HINCRBY beside the job scripts that count a job's pages), so they
     never go down when old jobs expire; the gauges cost one read per active job, not per job ever run."""
 
     def __init__(self, jobs: JobStore) -> None:

@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     watch_heartbeat_seconds: float = Field(5.0, gt=0)
     # WatchJob: one Redis reader per job per process fans events out to every watcher of the job.
     watch_max_streams: int = Field(5000, ge=1, description="WatchJob streams one process serves at once")
+    # (Named for the per-watcher queues it once sized; the window is shared by every watcher of a job.)
     watch_queue_events: int = Field(
-        256, ge=1, description="events buffered per watcher; a slower one catches up from Redis"
+        1024, ge=1, description="latest events of each watched job kept in memory; older ones: from Redis"
     )
     # Threads per kind of work, so slow model calls never starve the Redis and store calls.
     answer_threads: int = Field(8, ge=1, description="threads answering questions (model calls)")

@@ -35,7 +35,14 @@ STOP_GRACE_SECONDS = 5
 SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 # grpc sets SO_REUSEPORT by default: a second server on a taken port would listen beside the first and
 # take a share of its calls. Off, the second one fails to bind.
-SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+# grpc.aio accepts one new call per turn of the event loop; with hundreds of streams writing, a turn is long,
+# and core cancels a call not accepted within 30 s (its default): WatchJob streams and even GetJob ended
+# CANCELLED with nothing received. Accepted late, they are served (issue 19, part 6).
+UNACCEPTED_CALL_SECONDS = 600
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server_max_unrequested_time_in_server", UNACCEPTED_CALL_SECONDS),
+]
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +118,7 @@ async def build_server(
         prefix=settings.key_prefix,
         heartbeat_seconds=settings.watch_heartbeat_seconds,
         max_streams=settings.watch_max_streams,
-        queue_events=settings.watch_queue_events,
+        window_events=settings.watch_queue_events,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # first: it sees denied calls too
     if settings.admin_token is not None:
@@ -155,6 +162,9 @@ async def serve(
     aio.install(services.executors)
     # Before health says SERVING: the first Ask is not slow (once per process: loading twice is a no-op).
     await aio.run_in(services.executors.io, services.embedder.load)
+    # Jobs an older ragcord wrote before the cluster hash tags get the tagged key names (once per start).
+    if renamed := await aio.run_in(services.executors.io, services.jobs.migrate_hash_tags):
+        log.info("%d jobs from before the Redis Cluster hash tags now have the tagged key names", renamed)
     # Jobs an older ragcord ended without an expiry get one, counted from when they ended (once per start).
     if migrated := await aio.run_in(services.executors.io, services.jobs.expire_unexpiring):
         log.info("%d ended jobs from before job retention now expire after the retention period", migrated)

@@ -21,7 +21,7 @@ from ragcord.answering.types import Answer
 from ragcord.bindings import KnowledgeBaseOwners
 from ragcord.crawls import Enqueue, start_crawl
 from ragcord.feedback import FeedbackStore
-from ragcord.jobs import JobStore, JobWatcher
+from ragcord.jobs import JobEvent, JobStore, JobWatcher
 from ragcord.jobs.watcher import WatchLimitReached
 from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
 from ragcord.knowledge.stores import Store
@@ -39,6 +39,7 @@ _Response = TypeVar("_Response", bound=Message)
 _T = TypeVar("_T")
 
 Context = grpc.aio.ServicerContext
+_EVENT_PBS = 4096  # converted events kept for WatchJob streams (a few jobs' windows)
 
 _STATUS = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -137,6 +138,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.ask = ask
         self.feedback = feedback
         self.owners = owners
+        self._event_pbs: dict[tuple[str, str], pb.JobEvent] = {}
         # Redis and store calls on one pool, answers (model calls) on another: slow answers never
         # make a GetJob wait for a thread.
         self.executors = executors or Executors.create(
@@ -207,8 +209,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidArgument(
                 f"after_event_id {cursor[:40]!r} is not an event id; pass the event_id of the last event seen"
             )
-        async for event in self.watcher.watch(_job_id(request.job_id), cursor):
-            yield convert.event_to_pb(event)
+        job_id = _job_id(request.job_id)
+        async for event in self.watcher.watch(job_id, cursor):
+            yield self._event_pb(job_id, event)
+
+    def _event_pb(self, job_id: str, event: JobEvent) -> pb.JobEvent:
+        """A logged event converted once for all its watchers (the conversion costs more than sending)."""
+        if not event.event_id:
+            return convert.event_to_pb(event)  # a snapshot or heartbeat: one per watcher, or rare
+        key = (job_id, event.event_id)
+        message = self._event_pbs.get(key)
+        if message is None:
+            message = self._event_pbs[key] = convert.event_to_pb(event)
+            if len(self._event_pbs) > _EVENT_PBS:
+                del self._event_pbs[next(iter(self._event_pbs))]  # the oldest converted
+        return message
 
     def _kb(self, name: str) -> str:
         return validate_kb_name(name or self.settings.default_knowledge_base)

@@ -6,10 +6,12 @@ is a lease (`ragcord/lua/politeness/acquire.lua`) that a thread of the worker re
 a worker killed while holding one frees it within `lease_ms`.
 
 Keys (P = settings.key_prefix, O = the origin, e.g. `https://docs.example.com`):
-  P:site:O:leases  sorted set: lease (`token@taken_at`) -> expiry (ms, Redis server clock)
-  P:site:O:gate    hash: `next` (ms before which no request may start), `delay` (Crawl-delay, ms),
-                   `avg` (mean request time, ms)
-  P:site:O:waiters sorted set: pages told to come back when every slot was busy -> when they are due (ms)
+  P:site:{O}:leases  sorted set: lease (`token@taken_at`) -> expiry (ms, Redis server clock)
+  P:site:{O}:gate    hash: `next` (ms before which no request may start), `delay` (Crawl-delay, ms),
+                     `avg` (mean request time, ms)
+  P:site:{O}:waiters sorted set: pages told to come back when every slot was busy -> when they are due (ms)
+The braces make the origin the keys' hash tag: one Redis Cluster slot per site, so each script runs there.
+(Before, `P:site:O:...`: leases live seconds, so an upgrade only forgets the gates and leases in flight.)
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class SiteLimiter:
         self._keeper: threading.Thread | None = None
 
     def _keys(self, origin: str) -> list[str]:
-        site = f"{self.prefix}:site:{origin}"
+        site = f"{self.prefix}:site:{{{origin}}}"
         return [f"{site}:leases", f"{site}:gate", f"{site}:waiters"]
 
     def try_acquire(

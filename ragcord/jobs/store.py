@@ -1,8 +1,15 @@
 """JobStore: jobs, counters and events over a synchronous Redis client.
 
-Every change that touches more than one key runs as one Lua script (`lua/*.lua`), so counters, state and the
+Every change to a job runs as one Lua script (`lua/*.lua`) over that job's keys only, so its counts, state and
 event log never disagree, and redelivered messages or a worker dying mid-page cannot count a page twice or
-write two terminal events.
+write two terminal events. The job's keys share a hash tag, so each script runs on Redis Cluster too.
+
+The cross-job keys (the index of all jobs, the active and expiring sets, the counters of all jobs) live in
+other slots, so they are updated beside the scripts, each step safe to repeat: a job is indexed before it
+is created (an index entry without a record is trimmed on read), and a job's end is recorded by whoever
+removes it from the active set (ZREM answers 1 once), also on read when a process died in between. A
+process dying between a page's script and its counters' HINCRBY loses that page from the counters of all
+jobs (never from the job's own), the price of running on a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any, cast
 import redis
 
 from ragcord.errors import FailedPrecondition, InvalidArgument, NotFound
-from ragcord.jobs.keys import JobKeys
+from ragcord.jobs.keys import JobKeys, legacy_job_keys
 from ragcord.jobs.records import (
     FinishResult,
     JobEvent,
@@ -100,14 +107,48 @@ class JobStore:
             "exclude": json.dumps(list(exclude_patterns)),
             "render": render.value,
         }
-        args: builtins.list[Any] = [time.time(), self.retention, job_id]
+        now = time.time()
+        args: builtins.list[Any] = [now, self.retention, job_id]
         for key, value in fields.items():
             args += [key, value]
-        self._create(
-            keys=[k.job(job_id), k.events(job_id), k.seen(job_id), k.index, k.active, k.expiring, k.counters],
-            args=args,
-        )
+        self._trim_expired(now)
+        with self.redis.pipeline(transaction=False) as pipe:  # indexed first: a ghost is trimmed on read
+            pipe.zadd(k.index, {job_id: now})
+            pipe.zadd(k.active, {job_id: now})
+            pipe.execute()
+        self._create(keys=[k.job(job_id), k.events(job_id), k.seen(job_id)], args=args)
+        self.redis.hincrby(k.counters, "jobs_created", 1)
         return self.get(job_id)
+
+    def _trim_expired(self, now: float) -> None:
+        """A bounded step per new job keeps the index as long as the retained jobs, however many jobs ran."""
+        k = self.keys
+        gone = cast(
+            "builtins.list[bytes]", self.redis.zrangebyscore(k.expiring, "-inf", now, start=0, num=100)
+        )
+        if gone:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(k.index, *gone)
+                pipe.zrem(k.expiring, *gone)
+                pipe.execute()
+
+    def _record_end(self, job_id: str) -> None:
+        """An ended job leaves the active set, enters the expiring one and is counted, once: whoever
+        removes it from the active set does the rest (job scripts end jobs in their own slot, without these
+        keys)."""
+        k = self.keys
+        state, finished = cast(
+            "builtins.list[bytes | None]", self.redis.hmget(k.job(job_id), "state", "finished_at")
+        )
+        if state is None or not JobState(state.decode()).terminal:
+            return
+        if not self.redis.zrem(k.active, job_id):
+            return  # recorded already (or by another process just now)
+        ends = (float(finished) if finished else time.time()) + self.keep_ms / 1000
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(k.expiring, {job_id: ends})
+            pipe.hincrby(k.counters, f"jobs_{state.decode().lower()}", 1)
+            pipe.execute()
 
     def get(self, job_id: str) -> JobRecord:
         """The job, with what it waits for while it has done no page; NotFound when unknown or expired."""
@@ -150,9 +191,13 @@ class JobStore:
 
         Reads the active set only: the cost grows with the jobs running, not with every job ever run."""
         ids = cast("builtins.list[bytes]", self.redis.zrevrange(self.keys.active, 0, -1))
+        jobs = self._records(ids, self.keys.active)
+        for job in jobs:
+            if job.state.terminal:  # its end was not recorded (a process died right after ending it)
+                self._record_end(job.id)
         return [
             job
-            for job in self._records(ids, self.keys.active)
+            for job in jobs
             if not job.state.terminal and (not knowledge_base or job.knowledge_base == knowledge_base)
         ]
 
@@ -225,6 +270,38 @@ class JobStore:
             fix.execute()
         return migrated
 
+    def migrate_hash_tags(self, *, batch: int = 500) -> int:
+        """Jobs whose keys still have their names from before the cluster hash tags (`P:job:J...`) get the new
+        ones (`P:job:{J}...`, RENAME keeps their TTL); returns how many. Idempotent and cheap when there are
+        none: the API runs it at start. Such keys exist only on a single Redis (a cluster could not run the
+        scripts that wrote them), where RENAME across slots is allowed. Workers of the old version must be
+        stopped first: one still writing under the old names would recreate them."""
+        k = self.keys
+        migrated = 0
+        for start in itertools.count(0, batch):
+            members = cast("builtins.list[bytes]", self.redis.zrange(k.index, start, start + batch - 1))
+            ids = [raw.decode() for raw in members]
+            if not ids:
+                return migrated
+            read = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                read.exists(k.job(job_id))
+                for old in legacy_job_keys(k.prefix, job_id):
+                    read.exists(old)
+            found = iter(read.execute())
+            rename = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                tagged = next(found)
+                olds = [old for old in legacy_job_keys(k.prefix, job_id) if next(found)]
+                if tagged or not olds:
+                    continue
+                for old, new in zip(legacy_job_keys(k.prefix, job_id), k.all_of(job_id), strict=True):
+                    if old in olds:
+                        rename.rename(old, new)
+                migrated += 1
+            rename.execute()
+        return migrated
+
     def cancel(self, job_id: str) -> JobRecord:
         outcome = self._cancel(
             keys=self.keys.ending(job_id), args=[time.time(), self.retention, self.keep_ms]
@@ -235,6 +312,7 @@ class JobStore:
         if outcome == "terminal":
             job = self.get(job_id)
             raise FailedPrecondition(f"job {job_id} already ended {job.state.value}; nothing to cancel")
+        self._record_end(job_id)  # a QUEUED job (or an idle one) ends at once
         return self.get(job_id)
 
     def events(self, job_id: str, after: int = 0, count: int = 1000) -> builtins.list[JobEvent]:
@@ -249,10 +327,14 @@ class JobStore:
 
     def start_page(self, job_id: str, url: str) -> str:
         k = self.keys
-        result = self._start_page(
-            keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
+        result = str(
+            self._start_page(
+                keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
+            ).decode()
         )
-        return str(result.decode())
+        if result == "cancelled":  # counted out: it may have been the job's last page
+            self._record_end(job_id)
+        return result
 
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
@@ -267,9 +349,11 @@ class JobStore:
         if not urls:
             return []
         k = self.keys
-        reserved = self._reserve_links(
-            keys=[k.job(job_id), k.seen(job_id), k.beyond(job_id), k.counters], args=[parent, *urls]
+        reserved, beyond = self._reserve_links(
+            keys=[k.job(job_id), k.seen(job_id), k.beyond(job_id)], args=[parent, *urls]
         )
+        if beyond:
+            self.redis.hincrby(k.counters, "pages_beyond_max_pages", int(beyond))
         return [u.decode() for u in reserved]
 
     def claim_redirect(self, job_id: str, page: str, target: str) -> bool:
@@ -309,7 +393,14 @@ class JobStore:
                 "1" if is_seed else "0",
             ],
         )
+        if counted:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(k.counters, f"pages_{outcome.value}", 1)
+                pipe.hincrby(k.counters, "chunks_indexed", chunks)
+                pipe.execute()
         final_state = JobState(final.decode()) if final else None
+        if final_state is not None:
+            self._record_end(job_id)
         return FinishResult(counted=bool(counted), final_state=final_state)
 
     # -- figures for metrics, and what workers say they are doing --------------------------------------

@@ -1,18 +1,19 @@
 """JobWatcher: WatchJob's reader of a job's event log, over the asyncio Redis client.
 
-Fan-out: a process reads each watched job's stream once (`_Feed`, one blocking XREAD per job) and hands
-the events to every watcher of that job through a bounded queue of its own. A watcher thus costs a queue,
-not a Redis connection. A watcher that falls behind (its queue full) is not waited for: its queue is
-emptied and it catches up from the stream with its own cursor (XRANGE, a page at a time), so every
-watcher still sees every event exactly once, in order, and one slow client neither holds the others back
-nor grows memory without bound.
+Fan-out: a process reads each watched job's stream once (`_Feed`, one blocking XREAD per job) into a window
+of the job's latest events in memory, shared by every watcher of the job; a watcher keeps only its cursor.
+Handing an event to N watchers costs N wake-ups, not N copies or queue slots, so no watcher waits for
+another and none is cut off. A watcher that falls behind the window (its client reads slower than the
+crawl writes) reads what it missed from the stream itself (XRANGE, a page at a time), then follows the
+window again: every watcher sees every event exactly once, in order, and memory is bounded by the window,
+whatever the number of watchers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -45,47 +46,44 @@ class WatchLimitReached(RagcordError):
     """This process already serves as many watch streams as it may (RAGCORD_WATCH_MAX_STREAMS)."""
 
 
-class _Signal(enum.Enum):
-    RESYNC = "resync"  # the queue overflowed and was emptied: read the missed events from the stream
-    CLOSED = "closed"  # the feed stopped reading (terminal event, or its reader failed)
-
-
-_Item = JobEvent | _Signal | BaseException
-
-
-class _Subscriber:
-    """One watcher's place in a feed: a bounded queue, and whether it overflowed."""
-
-    __slots__ = ("overflowed", "queue")
-
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=size + 2)  # room for the signals
-        self.overflowed = False
-
-
 class _Feed:
-    """The one reader of a job's stream in this process, and the watchers it hands the events to."""
+    """The one reader of a job's stream in this process: its latest events, shared by the job's watchers.
 
-    def __init__(self, watcher: JobWatcher, job_id: str, cursor: int, queue_size: int) -> None:
+    `events` holds consecutive events, the first one numbered `first`; watchers wait on `changed`, which is
+    set (and replaced) whenever an event, a heartbeat or the end of the feed arrives.
+    """
+
+    def __init__(self, watcher: JobWatcher, job_id: str, cursor: int, window: int) -> None:
         self.watcher = watcher
         self.job_id = job_id
-        self.queue_size = queue_size
-        self.subscribers: set[_Subscriber] = set()
+        self.events: collections.deque[JobEvent] = collections.deque(maxlen=window)
+        self.first = cursor + 1  # the sequence number of events[0] (or of the next event, when empty)
+        self.heartbeat: JobEvent | None = None
+        self.beats = 0  # heartbeats so far: a watcher sends one when it sees this change while idle
+        self.error: BaseException | None = None
         self.closed = False
+        self.watchers = 0
+        self.changed = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._read(cursor), name=f"watch-feed-{job_id}")
 
-    def offer(self, item: _Item) -> None:
-        for sub in self.subscribers:
-            if sub.overflowed and item is not _Signal.CLOSED:
-                continue  # it reads the stream itself; only the feed's end still concerns it
-            if sub.queue.qsize() >= self.queue_size and not isinstance(item, _Signal):
-                # Too slow to keep up: drop what it has buffered; it reads it back from the stream.
-                sub.overflowed = True
-                while not sub.queue.empty():
-                    sub.queue.get_nowait()
-                sub.queue.put_nowait(_Signal.RESYNC)
-                continue
-            sub.queue.put_nowait(item)
+    @property
+    def last(self) -> int:
+        """The sequence number of the newest event read (the cursor the feed started from when none)."""
+        return self.first + len(self.events) - 1
+
+    def after(self, cursor: int) -> JobEvent | None:
+        """The event following `cursor` if the window holds it."""
+        index = cursor + 1 - self.first
+        return self.events[index] if 0 <= index < len(self.events) else None
+
+    def _wake(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    def _append(self, event: JobEvent) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.first += 1  # the oldest leaves the window; a watcher still before it reads the stream
+        self.events.append(event)
 
     async def _read(self, cursor: int) -> None:
         watcher, stream = self.watcher, self.watcher.keys.events(self.job_id)
@@ -103,22 +101,31 @@ class _Feed:
                 if not reply:
                     async with watcher._reads:
                         job = await watcher._job(self.job_id)
-                    self.offer(JobEvent(event_id="", kind=EventKind.HEARTBEAT, job=job, at=time.time()))
+                    self.heartbeat = JobEvent(event_id="", kind=EventKind.HEARTBEAT, job=job, at=time.time())
+                    self.beats += 1
+                    self._wake()
                     continue
+                terminal = False
                 for entry_id, fields in reply[0][1]:
                     event = parse_event(entry_id, fields)
-                    cursor = int(event.event_id)
-                    self.offer(event)
-                    if event.terminal:
-                        return
+                    seq = int(event.event_id)
+                    if seq != cursor + 1:  # trimmed under us: the window must stay gapless
+                        self.events.clear()
+                        self.first = seq
+                    cursor = seq
+                    self._append(event)
+                    terminal = terminal or event.terminal
+                self._wake()
+                if terminal:
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every watcher of the job hears it
-            self.offer(exc)
+            self.error = exc
         finally:
             self.closed = True
             self.watcher._forget(self)
-            self.offer(_Signal.CLOSED)
+            self._wake()
 
 
 class JobWatcher:
@@ -138,7 +145,7 @@ class JobWatcher:
         prefix: str,
         heartbeat_seconds: float,
         max_streams: int = 5000,
-        queue_events: int = 256,
+        window_events: int = 1024,
         read_concurrency: int = 32,
         blocking_reads: int = 64,
     ) -> None:
@@ -146,7 +153,7 @@ class JobWatcher:
         self.keys = JobKeys(prefix)
         self.heartbeat_ms = max(1, int(heartbeat_seconds * 1000))
         self.max_streams = max_streams
-        self.queue_events = queue_events
+        self.window = window_events
         self.streams = 0
         self._feeds: dict[str, _Feed] = {}
         self._reads = asyncio.Semaphore(read_concurrency)
@@ -193,61 +200,54 @@ class JobWatcher:
             self.streams -= 1
 
     async def _follow(self, job_id: str, cursor: int, *, from_feed: bool) -> AsyncIterator[JobEvent]:
-        """The events after `cursor` to the terminal one: from the stream, then from the job's feed.
-
-        Events are told apart by their sequence number: one at or before the cursor is a repeat (the feed
-        and a catch-up overlap) and is skipped; one after a gap means events were missed, which a
-        catch-up reads from the stream.
-        """
-        sub = _Subscriber(self.queue_events)
-        feed = self._join(job_id, cursor, sub) if from_feed else None
+        """The events after `cursor` to the terminal one: from the job's feed, and from the stream for what
+        the feed's window no longer (or not yet) holds. Heartbeats only while caught up."""
+        if not from_feed:  # a finished job: what the stream holds is all there is
+            async for event in self._catch_up(job_id, cursor):
+                yield event
+            return
+        feed = self._join(job_id, cursor)
+        beats = feed.beats
         try:
-            catch_up = True
             while True:
-                if catch_up:
-                    catch_up = False
-                    async for event in self._catch_up(job_id, cursor):
+                changed = feed.changed
+                if (ready := feed.after(cursor)) is not None:
+                    cursor = int(ready.event_id)
+                    yield ready
+                    if ready.terminal:
+                        return
+                elif cursor + 1 < feed.first:  # behind the window: read the gap from the stream
+                    async for event in self._catch_up(job_id, cursor, until=feed.first - 1):
                         cursor = int(event.event_id)
                         yield event
                         if event.terminal:
                             return
-                    if feed is None:  # a finished job whose stream holds no terminal event: nothing follows
-                        return
-                item = await sub.queue.get()
-                if item is _Signal.RESYNC:
-                    sub.overflowed = False
-                    catch_up = True
-                elif item is _Signal.CLOSED:
-                    assert feed is not None
-                    # The feed stopped without this watcher seeing the end: read on with a new one.
-                    feed.subscribers.discard(sub)
-                    feed = self._join(job_id, cursor, sub)
-                    catch_up = True
-                elif isinstance(item, BaseException):
-                    raise _fresh(item)
-                elif not item.event_id:
-                    yield item  # a heartbeat
-                elif (seq := int(item.event_id)) <= cursor:
-                    continue
-                elif seq > cursor + 1:
-                    catch_up = True
+                elif feed.error is not None:
+                    raise _fresh(feed.error)
+                elif feed.closed:  # it stopped without this watcher seeing the end: follow a new one
+                    self._leave(feed)
+                    feed = self._join(job_id, cursor)
+                    beats = feed.beats
+                elif feed.beats != beats and feed.heartbeat is not None:
+                    beats = feed.beats
+                    yield feed.heartbeat
                 else:
-                    cursor = seq
-                    yield item
-                    if item.terminal:
-                        return
+                    await changed.wait()
         finally:
-            if feed is not None:
-                self._leave(feed, sub)
+            self._leave(feed)
 
-    async def _catch_up(self, job_id: str, cursor: int) -> AsyncIterator[JobEvent]:
-        """The events after `cursor` that are in the stream now, a page at a time, to the terminal one."""
+    async def _catch_up(self, job_id: str, cursor: int, until: int | None = None) -> AsyncIterator[JobEvent]:
+        """The events after `cursor` (up to `until`) that are in the stream now, a page at a time, to the
+        terminal one."""
         stream = self.keys.events(job_id)
+        last = f"{until}-0" if until is not None else "+"
         while True:
             async with self._reads:
                 entries = cast(
                     "list[StreamEntry]",
-                    await _uncancelled(self.redis.xrange(stream, min=f"{cursor + 1}-0", count=_PAGE)),
+                    await _uncancelled(
+                        self.redis.xrange(stream, min=f"{cursor + 1}-0", max=last, count=_PAGE)
+                    ),
                 )
             for entry_id, fields in entries:
                 event = parse_event(entry_id, fields)
@@ -264,17 +264,16 @@ class JobWatcher:
             if len(entries) < _PAGE:
                 return
 
-    def _join(self, job_id: str, cursor: int, sub: _Subscriber) -> _Feed:
+    def _join(self, job_id: str, cursor: int) -> _Feed:
         feed = self._feeds.get(job_id)
         if feed is None or feed.closed:
-            feed = self._feeds[job_id] = _Feed(self, job_id, cursor, self.queue_events)
-        sub.overflowed = False
-        feed.subscribers.add(sub)
+            feed = self._feeds[job_id] = _Feed(self, job_id, cursor, self.window)
+        feed.watchers += 1
         return feed
 
-    def _leave(self, feed: _Feed, sub: _Subscriber) -> None:
-        feed.subscribers.discard(sub)
-        if not feed.subscribers and not feed.closed:
+    def _leave(self, feed: _Feed) -> None:
+        feed.watchers -= 1
+        if not feed.watchers and not feed.closed:
             feed.closed = True
             self._forget(feed)
             feed.task.cancel()

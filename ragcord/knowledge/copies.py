@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ragcord.jobs.keys import job_key
 from ragcord.lua import script_source
 
 # Chunks shorter than this are not compared: "Note", "Parameters", "Example" repeat across unrelated pages.
@@ -62,7 +63,8 @@ class CopyIndex:
         self._take = client.register_script(script_source("ragcord.lua", "copies/take.lua"))
 
     def keys(self, job_id: str) -> list[str]:
-        return [f"{self.prefix}:job:{job_id}:chunk-owners", f"{self.prefix}:job:{job_id}:page-chunks"]
+        base = job_key(self.prefix, job_id)  # the job's hash tag: one cluster slot with the job's other keys
+        return [f"{base}:chunk-owners", f"{base}:page-chunks"]
 
     def claim(self, job_id: str, url: str, texts: Sequence[str], indexes: Sequence[int]) -> CopyVerdict:
         """Claim the page's chunk texts (`indexes` are their chunk indexes) and say which to index."""

@@ -217,7 +217,7 @@ def test_a_dead_workers_slot_frees_itself_when_its_lease_expires(redis_client, k
 def test_a_live_worker_renews_its_slots_and_never_revives_a_released_one(redis_client, key_prefix):
     limiter = SiteLimiter(redis_client, prefix=key_prefix, lease_ms=60_000, keep_alive=False)
     site = "http://docs.example.test"
-    leases = f"{key_prefix}:site:{site}:leases"
+    leases = limiter._keys(site)[0]
     first, second = limiter.try_acquire(site, limit=2), limiter.try_acquire(site, limit=2)
     assert isinstance(first, Lease) and isinstance(second, Lease)
     seconds, micros = redis_client.time()

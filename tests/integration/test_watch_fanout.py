@@ -14,6 +14,7 @@ import redis.asyncio
 from ragcord.jobs import EventKind, JobStore, JobWatcher, PageOutcome
 from ragcord.jobs.watcher import WatchLimitReached
 from rpc.v1 import admin_pb2 as pb
+from rpc.v1 import admin_pb2_grpc
 from tests.harness import admin_api
 
 SEED = "http://docs.example.com/docs/"
@@ -71,7 +72,7 @@ async def wait_until(condition, timeout: float = 30, tasks=()) -> None:
 async def test_many_watchers_of_a_live_job_share_one_reader_and_each_gets_every_event_once(
     jobs, aredis, key_prefix
 ):
-    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, queue_events=16)
+    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, window_events=16)
     job = new_job(jobs)
     watches = [asyncio.create_task(collect(watcher, job.id)) for _ in range(300)]
     await wait_until(lambda: watcher.streams == 300 and watcher.feeds == 1)
@@ -91,7 +92,7 @@ async def test_many_watchers_of_a_live_job_share_one_reader_and_each_gets_every_
 async def test_a_slow_watcher_catches_up_from_the_stream_without_holding_the_others_back(
     jobs, aredis, key_prefix
 ):
-    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, queue_events=4)
+    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, window_events=4)
     job = new_job(jobs)
     slow = asyncio.create_task(collect(watcher, job.id, pause=0.01))
     fast = [asyncio.create_task(collect(watcher, job.id)) for _ in range(5)]
@@ -110,7 +111,7 @@ async def test_a_slow_watcher_catches_up_from_the_stream_without_holding_the_oth
 async def test_reconnecting_with_the_last_cursor_through_the_fan_out_repeats_and_misses_nothing(
     jobs, aredis, key_prefix
 ):
-    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, queue_events=4)
+    watcher = JobWatcher(aredis, prefix=key_prefix, heartbeat_seconds=0.2, window_events=4)
     job = new_job(jobs)
     seen: list[str] = []
     crawl = None
@@ -185,7 +186,7 @@ async def test_when_the_jobs_reader_loses_its_connection_watchers_resume_with_th
 ):
     name = f"fanout-{key_prefix}"  # only this test's connections are killed: others share the Redis
     client = redis.asyncio.Redis.from_url(redis_url, client_name=name)
-    watcher = JobWatcher(client, prefix=key_prefix, heartbeat_seconds=0.2, queue_events=8)
+    watcher = JobWatcher(client, prefix=key_prefix, heartbeat_seconds=0.2, window_events=8)
     job = new_job(jobs)
     failures = []
 
@@ -232,3 +233,59 @@ async def test_more_watched_jobs_than_blocked_reads_take_turns_and_all_are_serve
     for index, events in enumerate(results):
         job = started[index // 3]
         assert logged_ids(events) == [e.event_id for e in jobs.events(job.id)]
+
+
+async def test_streams_slower_than_the_crawl_get_every_event_and_never_hold_back_the_fast_ones(
+    make_settings, jobs
+):
+    """Issue 19, part 6: hundreds of WatchJob streams on one server, some reading slower than the crawl writes
+    (a few milliseconds an event) and some stalled outright until every fast stream has finished; the
+    job's window is far smaller than its log, so the slow ones fall behind it and read the rest from Redis.
+    Each stream must end OK with every event exactly once, in order, the terminal one last."""
+    settings = make_settings(watch_queue_events=16, watch_heartbeat_seconds=0.5)
+    per_channel, channels_count = 40, 4
+    async with admin_api(settings) as (_, address):
+        channels = [
+            grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(channels_count)
+        ]
+        stubs = [admin_pb2_grpc.AdminServiceStub(channel) for channel in channels]
+        job = new_job(jobs, pages=150)
+        fast_done = asyncio.Event()
+        snapshots = 0
+
+        async def stream(index: int, kind: str) -> list[str]:
+            nonlocal snapshots
+            ids: list[str] = []
+            call = stubs[index % channels_count].WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=300)
+            async for message in call:
+                if message.kind == pb.JOB_EVENT_KIND_SNAPSHOT:
+                    snapshots += 1
+                if not message.event_id:
+                    continue
+                ids.append(message.event_id)
+                if kind == "stalled" and len(ids) == 1:
+                    await fast_done.wait()  # reads nothing more until the fast streams have all ended
+                elif kind == "slow":
+                    await asyncio.sleep(0.005)
+            assert await call.code() is grpc.StatusCode.OK
+            return ids
+
+        kinds = ["fast", "slow", "stalled"]
+        total = per_channel * channels_count
+        fast = [asyncio.create_task(stream(i, "fast")) for i in range(0, total, 3)]
+        others = [asyncio.create_task(stream(i, kinds[i % 3])) for i in range(total) if i % 3]
+        await wait_until(lambda: snapshots == total, tasks=[*fast, *others])
+
+        await asyncio.to_thread(run_crawl, jobs, job.id, 150)
+        fast_results = await asyncio.gather(*fast)  # would never end if they waited for the stalled ones
+        fast_done.set()
+        other_results = await asyncio.gather(*others)
+        for channel in channels:
+            await channel.close()
+
+    expected = [e.event_id for e in jobs.events(job.id)]
+    assert len(expected) > 16 * 5  # far more than the window holds
+    assert jobs.get(job.id).state.terminal
+    for ids in [*fast_results, *other_results]:
+        assert ids == expected

@@ -1,16 +1,13 @@
 -- Requests cancellation: a QUEUED job ends at once; a RUNNING one lets its in-flight pages finish and ends
 -- when the last one is counted. Asking twice is a no-op. Runs after lib.lua.
--- KEYS[1] job hash         P:job:J
--- KEYS[2] event stream     P:job:J:events
--- KEYS[3] active jobs      P:jobs:active (sorted set)
--- KEYS[4] expiring jobs    P:jobs:expiring (sorted set scored by when their keys expire)
--- KEYS[5] counters         P:jobs:counters (hash of monotonic counters)
--- KEYS[6] seen hash        P:job:J:seen          (KEYS[6..11]: scratch, deleted when the job ends)
--- KEYS[7] done set         P:job:J:done
--- KEYS[8] hashes hash      P:job:J:hashes
--- KEYS[9] beyond set       P:job:J:beyond
--- KEYS[10] chunk owners    P:job:J:chunk-owners
--- KEYS[11] page chunks     P:job:J:page-chunks
+-- KEYS[1] job hash         P:job:{J}
+-- KEYS[2] event stream     P:job:{J}:events
+-- KEYS[3] seen hash        P:job:{J}:seen          (KEYS[3..8]: scratch, deleted when the job ends)
+-- KEYS[4] done set         P:job:{J}:done
+-- KEYS[5] hashes hash      P:job:{J}:hashes
+-- KEYS[6] beyond set       P:job:{J}:beyond
+-- KEYS[7] chunk owners     P:job:{J}:chunk-owners
+-- KEYS[8] page chunks      P:job:{J}:page-chunks
 -- ARGV[1] now (epoch seconds)
 -- ARGV[2] retention (events kept in the stream)
 -- ARGV[3] milliseconds an ended job's record and events are kept

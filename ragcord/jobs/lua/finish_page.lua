@@ -1,16 +1,13 @@
--- Counts a page's outcome exactly once (in the job and in the counters of all jobs), writes its event, and
--- ends the job when it was the last page outstanding. Runs after lib.lua.
--- KEYS[1] job hash         P:job:J
--- KEYS[2] event stream     P:job:J:events
--- KEYS[3] active jobs      P:jobs:active (sorted set)
--- KEYS[4] expiring jobs    P:jobs:expiring (sorted set scored by when their keys expire)
--- KEYS[5] counters         P:jobs:counters (hash of monotonic counters)
--- KEYS[6] seen hash        P:job:J:seen          (KEYS[6..11]: scratch, deleted when the job ends)
--- KEYS[7] done set         P:job:J:done
--- KEYS[8] hashes hash      P:job:J:hashes
--- KEYS[9] beyond set       P:job:J:beyond
--- KEYS[10] chunk owners    P:job:J:chunk-owners
--- KEYS[11] page chunks     P:job:J:page-chunks
+-- Counts a page's outcome exactly once in the job, writes its event, and ends the job when it was the last page
+-- outstanding (the caller adds the page to the counters of all jobs when counted is 1). Runs after lib.lua.
+-- KEYS[1] job hash         P:job:{J}
+-- KEYS[2] event stream     P:job:{J}:events
+-- KEYS[3] seen hash        P:job:{J}:seen          (KEYS[3..8]: scratch, deleted when the job ends)
+-- KEYS[4] done set         P:job:{J}:done
+-- KEYS[5] hashes hash      P:job:{J}:hashes
+-- KEYS[6] beyond set       P:job:{J}:beyond
+-- KEYS[7] chunk owners     P:job:{J}:chunk-owners
+-- KEYS[8] page chunks      P:job:{J}:page-chunks
 -- ARGV[1] now (epoch seconds)
 -- ARGV[2] retention (events kept in the stream)
 -- ARGV[3] milliseconds an ended job's record and events are kept
@@ -21,7 +18,7 @@
 -- ARGV[8] '1' when the page is the seed, else '0'
 -- Returns {counted, final}: counted is 1, or 0 when the job is gone or ended or the outcome was already
 -- counted (a redelivered message); final is the state this page ended the job in, or ''.
-local job, stream, done, counters = KEYS[1], KEYS[2], KEYS[7], KEYS[5]
+local job, stream, done = KEYS[1], KEYS[2], KEYS[4]
 local now, retention, url, outcome, detail, chunks, is_seed =
   ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local ending = ending_keys(KEYS, 3, ARGV[3])
@@ -34,8 +31,6 @@ redis.call('HINCRBY', job, counter[outcome], 1)
 redis.call('HINCRBY', job, 'chunks_indexed', chunks)
 redis.call('HINCRBY', job, 'outstanding', -1)
 redis.call('HSET', job, 'last_progress_at', now)
-redis.call('HINCRBY', counters, 'pages_' .. outcome, 1)
-redis.call('HINCRBY', counters, 'chunks_indexed', chunks)
 if is_seed == '1' and outcome ~= 'indexed' then
   local what = outcome == 'failed' and 'the seed page failed: ' or 'the seed page was skipped: '
   redis.call('HSET', job, 'seed_error', what .. detail)

@@ -7,11 +7,12 @@
 --   TERMINAL               the set of states a job never leaves
 --   ending_keys(keys, first, ttl_ms)
 --                          the keys an ending job touches, from the scripts' shared KEYS layout starting at
---                          `first`: active jobs, expiring jobs, counters, then the six scratch keys
+--                          `first`: the six scratch keys
 --   finalize_if_idle(job, stream, retention, now, ending)
---                          ends the job when no page is outstanding: the terminal event, out of the active set,
---                          counted, scratch keys deleted, record and events set to expire together after
---                          ending.ttl ms; returns the final state or false
+--                          ends the job when no page is outstanding: the terminal event, scratch keys deleted,
+--                          record and events set to expire together after ending.ttl ms; returns the final
+--                          state or false. Every key is the job's own (one cluster slot): the caller updates
+--                          the cross-job index and counters (P:jobs:active, :expiring, :counters) after it.
 local function job_snapshot(job)
   local flat = redis.call('HGETALL', job)
   local t = {}
@@ -26,9 +27,8 @@ local function emit(job, stream, retention, now, kind, url, detail, chunks)
 end
 local TERMINAL = {SUCCEEDED = true, FAILED = true, CANCELLED = true}
 local function ending_keys(keys, first, ttl_ms)
-  return {active = keys[first], expiring = keys[first + 1], counters = keys[first + 2],
-    scratch = {keys[first + 3], keys[first + 4], keys[first + 5], keys[first + 6], keys[first + 7],
-      keys[first + 8]},
+  return {scratch = {keys[first], keys[first + 1], keys[first + 2], keys[first + 3], keys[first + 4],
+      keys[first + 5]},
     ttl = tonumber(ttl_ms)}
 end
 -- Ends the job when no page is outstanding; returns the final state or false.
@@ -49,13 +49,9 @@ local function finalize_if_idle(job, stream, retention, now, ending)
   end
   redis.call('HSET', job, 'state', final, 'finished_at', now)
   emit(job, stream, retention, now, 'STATE_CHANGED', '', detail, 0)
-  local id = redis.call('HGET', job, 'id')
-  redis.call('ZREM', ending.active, id)
-  redis.call('HINCRBY', ending.counters, 'jobs_' .. string.lower(final), 1)
   redis.call('DEL', unpack(ending.scratch))
   -- Record and events go together: one TTL, set in this one script.
   redis.call('PEXPIRE', job, ending.ttl)
   redis.call('PEXPIRE', stream, ending.ttl)
-  redis.call('ZADD', ending.expiring, tonumber(now) + ending.ttl / 1000, id)
   return final
 end
