@@ -28,6 +28,7 @@ BENCHMARKS = (
     "footprint",
     "pipeline",
     "peers",
+    "costs",
     "extraction",
     "render",
     "ask",
