@@ -39,6 +39,7 @@ from ragcord.urls import Scope
 from workers.actors import CrawlActors
 from workers.crawler import ExtractedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
+from workers.stagetimes import StageTimes, timed
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,10 @@ class PageCrawler:
         copies: CopyIndex | None = None,
         limiter: SiteLimiter | None = None,
         defer: Defer | None = None,
+        times: StageTimes | None = None,
     ) -> None:
         self.settings = settings
+        self.times = times  # None: stages are not timed (the default; benchmarks and profiling set it)
         # None: no politeness across workers (tests of other parts); no `defer`: a busy site is waited for.
         self.limiter = limiter
         self.defer = defer
@@ -165,7 +168,8 @@ class PageCrawler:
 
         redirected = f" (redirected to {page.url})" if page.url != url else ""
         try:
-            extracted = extract(page)
+            with self._stage("extract"):
+                extracted = extract(page)
         except ExtractionFailed as exc:
             self._follow(job, scope, url, exc.links, depth)
             return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
@@ -191,6 +195,9 @@ class PageCrawler:
                 result = self._store_page(job, cited, extracted, redirected)
         self._follow(job, scope, url, extracted.links, depth)
         return result
+
+    def _stage(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self.times.stage(name) if self.times is not None else contextlib.nullcontext()
 
     def _wait_for_plain_form(self, job: JobRecord, url: str) -> None:
         """`page.html?ref=nav` waits while the crawl still has `page.html` to do.
@@ -280,7 +287,8 @@ class PageCrawler:
 
     def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
         kb = job.knowledge_base
-        chunks = self._chunks(page)
+        with self._stage("chunk"):
+            chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
         verdict = None
         if self.copies is not None and chunks:
@@ -328,24 +336,27 @@ class PageCrawler:
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
 
     def _chunks(self, page: ExtractedPage) -> list[Chunk]:
-        """Chunks that fit the embedder's window whole, with the title and headings embedded beside them."""
-        window = self.embedder.window
-        if window is None:
-            return chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
-        count = self.embedder.count_tokens
-        title_tokens = count(page.title)
-
-        def budget(section: Section) -> int:
-            return window - 4 - title_tokens - (count(section.heading) if section.heading else 0)
-
-        return chunk_sections(
-            page.sections, max_tokens=self.settings.chunk_tokens, count_tokens=count, budget=budget
-        )
+        return page_chunks(page, self.embedder, self.settings)
 
     @staticmethod
     def embedded_text(title: str, chunk: Chunk) -> str:
         """What the embedder reads for a chunk: the page title and the section's headings give it context."""
         return f"{title}\n{chunk.heading}\n{chunk.text}" if chunk.heading else f"{title}\n{chunk.text}"
+
+
+def page_chunks(page: ExtractedPage, embedder: Embedder, settings: Settings) -> list[Chunk]:
+    """A page's chunks, each fitting the embedder's window whole with the title and headings embedded beside
+    it; sized in words when the embedder has no window."""
+    window = embedder.window
+    if window is None:
+        return chunk_sections(page.sections, max_tokens=settings.chunk_words)
+    count = embedder.count_tokens
+    title_tokens = count(page.title)
+
+    def budget(section: Section) -> int:
+        return window - 4 - title_tokens - (count(section.heading) if section.heading else 0)
+
+    return chunk_sections(page.sections, max_tokens=settings.chunk_tokens, count_tokens=count, budget=budget)
 
 
 def _pages(urls: list[str]) -> str:
@@ -371,24 +382,60 @@ def defer_through(actors: CrawlActors) -> Defer:
     return defer
 
 
-def build_page_crawler(services: Services, enqueue: Enqueue, defer: Defer | None = None) -> PageCrawler:
+def build_page_crawler(
+    services: Services, enqueue: Enqueue, defer: Defer | None = None, *, times: StageTimes | None = None
+) -> PageCrawler:
     """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache.
 
     Pages of a busy site are put back with `defer`; by default through the actors `enqueue` belongs to.
+    With `times`, every call to a dependency is timed as its stage (workers/stagetimes.py).
     """
     settings = services.settings
     fetcher = Fetcher(settings)
     if defer is None and isinstance(actors := getattr(enqueue, "__self__", None), CrawlActors):
         defer = defer_through(actors)
+    jobs, store, embedder = services.jobs, services.store, services.embedder
+    robots = RobotsCache(fetcher)
+    copies = CopyIndex(services.redis, prefix=settings.key_prefix)
+    limiter = SiteLimiter(services.redis, prefix=settings.key_prefix)
+    if times is not None:
+        jobs = timed(jobs, times, "redis", _JOB_CALLS)
+        store = timed(store, times, "store", ("replace_page", "remove_chunks", "optimize"))
+        embedder = timed(embedder, times, "embed", ("embed",))
+        fetcher = timed(fetcher, times, "fetch", ("fetch",))
+        robots = timed(robots, times, "fetch", ("allowed",))
+        copies = timed(copies, times, "redis", ("claim", "lost"))
+        limiter = timed(limiter, times, "redis", ("try_acquire", "release"))
+        enqueue = _timed_enqueue(enqueue, times)
     return PageCrawler(
         settings,
-        jobs=services.jobs,
-        store=services.store,
-        embedder=services.embedder,
+        jobs=jobs,
+        store=store,
+        embedder=embedder,
         fetcher=fetcher,
-        robots=RobotsCache(fetcher),
+        robots=robots,
         enqueue=enqueue,
-        copies=CopyIndex(services.redis, prefix=settings.key_prefix),
-        limiter=SiteLimiter(services.redis, prefix=settings.key_prefix),
+        copies=copies,
+        limiter=limiter,
         defer=defer,
+        times=times,
     )
+
+
+_JOB_CALLS = (
+    "start_page",
+    "get",
+    "outstanding",
+    "reserve_links",
+    "claim_redirect",
+    "claim_content",
+    "finish_page",
+)
+
+
+def _timed_enqueue(enqueue: Enqueue, times: StageTimes) -> Enqueue:
+    def timed_enqueue(job_id: str, url: str, depth: int) -> None:
+        with times.stage("enqueue"):
+            enqueue(job_id, url, depth)
+
+    return timed_enqueue
