@@ -48,7 +48,7 @@ from workers.stagetimes import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("RAGCORD_REDIS_URL", "redis://127.0.0.1:6379/0")
-DEFAULT_MAX_PAGES = {"local": 150, "none": 1000}  # the local embedder's full site takes ~10 min here: capped
+DEFAULT_MAX_PAGES = {"local": 60, "none": 1000}  # with the local embedder the whole site takes too long here
 READY_TIMEOUT_SECONDS = 120
 CRAWL_TIMEOUT_SECONDS = 900
 CEILING_STAGES = ("extract", "chunk", "embed", "store")

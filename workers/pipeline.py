@@ -19,7 +19,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from ragcord.bootstrap import Services
-from ragcord.crawls import Enqueue, site_limit
+from ragcord.crawls import Enqueue, site_limit_of
 from ragcord.errors import (
     Blocked,
     Duplicate,
@@ -107,11 +107,11 @@ class PageCrawler:
 
     def crawl_page(self, job_id: str, url: str, depth: int, *, final_attempt: bool = True) -> None:
         """Process one page. Raises only for a transient failure that should be retried."""
-        verdict = self.jobs.start_page(job_id, url)
+        verdict, record = self.jobs.begin_page(job_id, url)
         if verdict != "run":
             log.debug("page %s of job %s not run: %s", url, job_id, verdict)
             return
-        job = self.jobs.get(job_id)
+        job = JobRecord.from_fields(record)
         try:
             result = self._index(job, url, depth)
         except _Deferred as deferred:
@@ -253,7 +253,7 @@ class PageCrawler:
         """One of the site's request slots for the block; a 429/503 inside closes the site for a while."""
         lease = None
         if self.limiter is not None:
-            limit = site_limit(self.jobs, job.id, self.settings.max_concurrent_requests)
+            limit = site_limit_of(job.max_concurrent_requests, self.settings.max_concurrent_requests)
             lease = self._acquire(origin_of(url), limit, f"{job.id} {url}", delay_ms)
         slot = _Slot()
         try:
@@ -423,6 +423,7 @@ def build_page_crawler(
 
 
 _JOB_CALLS = (
+    "begin_page",
     "start_page",
     "get",
     "outstanding",

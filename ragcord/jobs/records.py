@@ -89,6 +89,8 @@ class JobRecord:
     last_progress_at: float | None = None
     error: str = ""
     cancel_requested: bool = False
+    # The crawl's own limit of requests in flight to its site (StartCrawl's); 0: the workers' default.
+    max_concurrent_requests: int = 0
     # Not stored: what a job with no page done yet waits for, when known (JobStore.get fills it).
     waiting_for: str = ""
 
@@ -135,6 +137,7 @@ class JobRecord:
             last_progress_at=_f(s("last_progress_at")),
             error=s("error"),
             cancel_requested=s("cancel_requested") == "1",
+            max_concurrent_requests=n("max_concurrent_requests"),
         )
 
 

@@ -245,11 +245,18 @@ class JobStore:
     # -- the worker side ------------------------------------------------------------------------------
 
     def start_page(self, job_id: str, url: str) -> str:
+        """'run', or why the page must not run: 'missing', 'terminal', 'done' or 'cancelled'."""
+        return self.begin_page(job_id, url)[0]
+
+    def begin_page(self, job_id: str, url: str) -> tuple[str, dict[str, bytes]]:
+        """`start_page`'s verdict and, when 'run', the job's hash as it is then (else {}): one round trip."""
         k = self.keys
         result = self._start_page(
             keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
         )
-        return str(result.decode())
+        verdict = result[0].decode()
+        flat = result[1] if len(result) > 1 else []
+        return verdict, {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
