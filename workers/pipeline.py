@@ -37,6 +37,7 @@ from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
 from workers.actors import CrawlActors
+from workers.batching import CoalescingEmbedder
 from workers.crawler import ExtractedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
 from workers.stagetimes import StageTimes, timed
@@ -395,6 +396,9 @@ def build_page_crawler(
     if defer is None and isinstance(actors := getattr(enqueue, "__self__", None), CrawlActors):
         defer = defer_through(actors)
     jobs, store, embedder = services.jobs, services.store, services.embedder
+    if settings.embedder == "local":
+        # The threads' pages go to the model together, one call at a time; a remote model keeps its calls.
+        embedder = CoalescingEmbedder(embedder)
     robots = RobotsCache(fetcher)
     copies = CopyIndex(services.redis, prefix=settings.key_prefix)
     limiter = SiteLimiter(services.redis, prefix=settings.key_prefix)
