@@ -8,6 +8,7 @@ the same children again (reservations are per parent) and counts itself at most 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -351,7 +352,9 @@ def page_chunks(page: ExtractedPage, embedder: Embedder, settings: Settings) -> 
     window = embedder.window
     if window is None:
         return chunk_sections(page.sections, max_tokens=settings.chunk_words)
-    count = embedder.count_tokens
+    # Chunking counts the same texts several times (a block, then its pieces when packed): once is enough.
+    # (Python's library pages: 1.11 -> 0.75 CPU-s for 60 pages, the same chunks.)
+    count = functools.lru_cache(maxsize=4096)(embedder.count_tokens)
     title_tokens = count(page.title)
 
     def budget(section: Section) -> int:
