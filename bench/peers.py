@@ -124,7 +124,7 @@ def run_peer(name: str, seed: str, max_pages: int) -> dict[str, Any]:
 
 def run_ragcord(seed: str, max_pages: int, work: Path) -> dict[str, Any]:
     prefix = f"benchpeers{uuid.uuid4().hex[:8]}"
-    settings = _settings("none", prefix, work / "ragcord")
+    settings = _settings("none", prefix, work / "ragcord", stage_times=False)  # as shipped: untimed
     try:
         workers = start_workers(settings, work / "workers.log")
         try:

@@ -48,7 +48,7 @@ from workers.stagetimes import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("RAGCORD_REDIS_URL", "redis://127.0.0.1:6379/0")
-DEFAULT_MAX_PAGES = {"local": 60, "none": 1000}  # with the local embedder the whole site takes too long here
+DEFAULT_MAX_PAGES = {"local": 40, "none": 1000}  # with the local embedder the whole site takes too long here
 READY_TIMEOUT_SECONDS = 120
 CRAWL_TIMEOUT_SECONDS = 900
 CEILING_STAGES = ("extract", "chunk", "embed", "store")
@@ -96,7 +96,7 @@ class CrawlRun:
     stages: dict[str, Any] = field(default_factory=dict)  # summed over worker processes
 
 
-def _settings(embedder: str, prefix: str, data: Path) -> Settings:
+def _settings(embedder: str, prefix: str, data: Path, *, stage_times: bool = True) -> Settings:
     return Settings(
         _env_file=None,
         redis_url=REDIS_URL,
@@ -106,7 +106,7 @@ def _settings(embedder: str, prefix: str, data: Path) -> Settings:
         embedder=embedder,  # type: ignore[arg-type]  # checked by the caller
         worker_metrics_port=0,
         metrics_address="",
-        stage_times_dir=data / "stages",
+        stage_times_dir=data / "stages" if stage_times else None,
     )
 
 
@@ -124,10 +124,11 @@ def _worker_env(settings: Settings) -> dict[str, str]:
             "RAGCORD_ALLOW_PRIVATE_NETWORKS": "true",
             "RAGCORD_EMBEDDER": settings.embedder,
             "RAGCORD_WORKER_METRICS_PORT": "0",
-            "RAGCORD_STAGE_TIMES_DIR": str(settings.stage_times_dir),
             "RAGCORD_LOG_LEVEL": "WARNING",
         }
     )
+    if settings.stage_times_dir is not None:
+        env["RAGCORD_STAGE_TIMES_DIR"] = str(settings.stage_times_dir)
     return env
 
 
@@ -135,8 +136,9 @@ def start_workers(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """`ragcord worker` (its command and environment), ready: every process loaded and consuming."""
     from cli.supervise import worker_command
 
-    assert settings.stage_times_dir is not None
-    settings.stage_times_dir.mkdir(parents=True, exist_ok=True)
+    if settings.stage_times_dir is not None:
+        settings.stage_times_dir.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         workers = subprocess.Popen(
             worker_command(settings),

@@ -21,15 +21,17 @@ __all__ = ["CoalescingEmbedder"]
 class _Request:
     texts: Sequence[str]
     done: threading.Event = field(default_factory=threading.Event)
-    vectors: list[list[float]] | None = None
+    vectors: list[list[float]] | None = None  # set once every text has its vector
     error: BaseException | None = None
+    got: list[list[float]] = field(default_factory=list)  # vectors of the texts embedded so far
 
 
 class CoalescingEmbedder:
     """`inner` behind one call at a time per process, the texts of threads that waited joined into it."""
 
-    def __init__(self, inner: Embedder, *, max_texts: int = 512) -> None:
-        """`max_texts`: at most this many texts per call (a single request larger than it goes alone)."""
+    def __init__(self, inner: Embedder, *, max_texts: int = 128) -> None:
+        """`max_texts`: at most this many texts per call. A page with more is embedded over several calls,
+        and pages that come meanwhile go in between: a whole-manual page does not hold the others up."""
         self.inner = inner
         self.name = inner.name
         self.max_texts = max_texts
@@ -80,45 +82,53 @@ class CoalescingEmbedder:
         waiting thread, if any, so this one returns its page's vectors now."""
         while True:
             with self._lock:
-                batch: list[_Request] = []
-                size = 0
+                batch: list[tuple[_Request, int]] = []  # (request, how many of its next texts)
+                room = self.max_texts
                 for queued in self._pending:
-                    if batch and size + len(queued.texts) > self.max_texts:
+                    if room == 0:
                         break
-                    batch.append(queued)
-                    size += len(queued.texts)
-                del self._pending[: len(batch)]
+                    take = min(len(queued.texts) - len(queued.got), room)
+                    batch.append((queued, take))
+                    room -= take
                 if not batch:
                     self._running = False
                     return
             self._call(batch)
             with self._lock:
                 if own.vectors is None and own.error is None:
-                    continue  # (a call full of earlier requests left this one out)
+                    continue  # (a call full of earlier requests left this one out, or part of it)
                 self._running = False
                 if self._pending:
                     self._pending[0].done.set()
                 return
 
-    def _call(self, batch: list[_Request]) -> None:
-        texts = [text for request in batch for text in request.texts]
+    def _call(self, batch: list[tuple[_Request, int]]) -> None:
+        texts = [
+            t for request, take in batch for t in request.texts[len(request.got) : len(request.got) + take]
+        ]
         try:
             vectors = self.inner.embed(texts)
             if len(vectors) != len(texts):
                 raise RuntimeError(f"the embedder returned {len(vectors)} vectors for {len(texts)} texts")
         except BaseException as exc:  # noqa: BLE001 - every waiting page gets the error, none hangs
             with self._lock:
-                for request in batch:
+                for request, _ in batch:
                     request.error = exc
+                    self._pending.remove(request)
                     request.done.set()
             return
         with self._lock:
             self.calls += 1
             start = 0
-            for request in batch:
-                request.vectors = vectors[start : start + len(request.texts)]
-                start += len(request.texts)
-                request.done.set()
+            for request, take in batch:
+                request.got.extend(vectors[start : start + take])
+                start += take
+                self._pending.remove(request)
+                if len(request.got) == len(request.texts):
+                    request.vectors = request.got
+                    request.done.set()
+                else:  # the rest of a large page waits behind the pages that came meanwhile
+                    self._pending.append(request)
 
     @staticmethod
     def _result(request: _Request) -> list[list[float]]:

@@ -113,3 +113,47 @@ def test_a_failing_call_fails_every_page_in_it_and_the_next_pages_still_run():
     with pytest.raises(RuntimeError):
         embedder.embed(["p0c0-0"])
     assert embedder.embed(["z-7"]) == [[7.0]]  # not stuck after a failure
+
+
+def test_a_page_larger_than_a_call_is_embedded_over_several_in_order():
+    inner = SlowEmbedder()
+    embedder = CoalescingEmbedder(inner, max_texts=4)
+    texts = [f"t{i}-{i}" for i in range(10)]
+
+    assert embedder.embed(texts) == [[float(i)] for i in range(10)]
+    assert [len(call) for call in inner.calls] == [4, 4, 2]
+
+
+def test_small_pages_go_between_the_calls_of_a_large_one():
+    inner = SlowEmbedder()
+    entered, gate = threading.Event(), threading.Event()
+    embed = inner.embed
+
+    def first_call_waits(texts):
+        entered.set()
+        gate.wait(10)
+        return embed(texts)
+
+    inner.embed = first_call_waits
+    embedder = CoalescingEmbedder(inner, max_texts=4)
+    big = [f"big{i}-{i}" for i in range(40)]
+    got = {}
+    threads = [threading.Thread(target=lambda: got.setdefault(0, embedder.embed(big)))]
+    threads[0].start()
+    assert entered.wait(10)  # the large page's first call is running
+    for p in range(1, 4):
+        thread = threading.Thread(
+            target=lambda p=p: got.setdefault(p, embedder.embed([f"small{p}-{p * 100}"]))
+        )
+        thread.start()
+        threads.append(thread)
+    while len(embedder._pending) < 4:  # the three small pages queued behind it
+        time.sleep(0.01)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert got[0] == [[float(i)] for i in range(40)]
+    assert all(got[p] == [[float(p * 100)]] for p in range(1, 4))
+    assert all(len(call) <= 4 for call in inner.calls)
+    assert [t.split("-")[0][:5] for t in inner.calls[1]] == ["small", "small", "small", "big4"]
