@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -33,6 +34,8 @@ from typing import Any
 from bench.pipeline import REDIS_URL, REPO, _crawl, _settings, start_workers, stop_workers, tree_cpu_seconds
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import delete_prefixed_keys
+
+log = logging.getLogger(__name__)
 
 ROOT = Path("/usr/share/doc/python3.11/html")
 SEED = "/index.html"
@@ -252,8 +255,10 @@ def run(plots: Path, *, max_pages: int = DEFAULT_MAX_PAGES) -> tuple[str, str]:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-peers-") as work:
             results = {"ragcord": run_ragcord(seed, max_pages, Path(work))}
+            log.info("ragcord: %s", results["ragcord"])
             for name in PEERS:
                 results[name] = run_peer(name, seed, max_pages)
+                log.info("%s: %s", name, results[name])
     finally:
         server.kill()
         server.wait()
@@ -273,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.peer:
         print(json.dumps(PEERS[args.peer](args.seed, args.max_pages)))
     else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         markdown, line = run(args.plots, max_pages=args.max_pages)
         print(markdown)
         print(line)

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -45,6 +46,8 @@ from tests.realsites.server import DocSite
 from workers.crawler import FetchedPage, extract
 from workers.pipeline import PageCrawler, page_chunks
 from workers.stagetimes import STAGES
+
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("RAGCORD_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -412,6 +415,7 @@ def _breakdown_rows(m: dict[str, Any]) -> list[tuple[str, float, float, float, f
             (message_wall - inside) / messages * 1000,
             other_cpu / messages * 1000,
             0.0,
+            0.0,
         )
     )
     return rows
@@ -545,8 +549,11 @@ def run(
         )
     caps = {**DEFAULT_MAX_PAGES, **(max_pages or {})}
     starts = {**DEFAULT_SEEDS, **(seeds or {})}
+    results = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as work:
-        results = [measure(e, caps[e], root, starts[e], Path(work)) for e in embedders]
+        for embedder in embedders:
+            results.append(measure(embedder, caps[embedder], root, starts[embedder], Path(work)))
+            log.info("%s: %s", embedder, json.dumps(results[-1], default=vars))  # kept if the report fails
     command = "python -m bench.pipeline " + " ".join(
         f"--seed-{e} {starts[e]} --max-pages-{e} {caps[e]}" for e in embedders
     )
@@ -562,6 +569,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedders", default="local,none", help="comma-separated: local, none")
     parser.add_argument("--plots", type=Path, default=REPO / "docs" / "bench")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     embedders = tuple(e.strip() for e in args.embedders.split(",") if e.strip())
     unknown = [e for e in embedders if e not in DEFAULT_MAX_PAGES]
     if unknown:
