@@ -51,6 +51,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     # Dramatiq reads this at import: how long an idle consumer sleeps between polls.
     env.setdefault("dramatiq_worker_timeout", str(settings.worker_idle_timeout_ms))
+    # A process takes no more pages than it has threads (Dramatiq's default is twice as many): pages held
+    # by a busy process while another's threads idle lengthen a crawl's tail by a page's time.
+    env.setdefault("dramatiq_queue_prefetch", str(settings.worker_threads))
     if settings.worker_metrics_port:
         # Read by Dramatiq's Prometheus middleware at import (workers/entry.py adds it).
         env.setdefault("dramatiq_prom_host", settings.worker_metrics_host)

@@ -128,7 +128,11 @@ def start_crawl(
 
 def site_limit(jobs: JobStore, job_id: str, default: int) -> int:
     """The requests in flight to the site at once that the crawl `job_id` allows (`default` when unset)."""
-    raw = jobs.redis.hget(jobs.keys.job(job_id), SITE_LIMIT_FIELD)
+    return site_limit_of(jobs.redis.hget(jobs.keys.job(job_id), SITE_LIMIT_FIELD), default)
+
+
+def site_limit_of(raw: bytes | str | int | None, default: int) -> int:
+    """The limit a job's hash holds in SITE_LIMIT_FIELD (`raw`), or `default` when unset or invalid."""
     try:
         value = int(raw) if raw else 0
     except (TypeError, ValueError):

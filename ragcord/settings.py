@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     # Idle consumers poll this often (Dramatiq's default of 1 s delays the first message after idle).
     worker_idle_timeout_ms: int = Field(100, ge=10)
+    # Benchmarks: each worker process writes where its pages' time goes here (workers/stagetimes.py).
+    stage_times_dir: Path | None = None
     # On stop (Ctrl-C, SIGTERM) workers finish the pages they are on for up to this long, then are killed.
     worker_stop_seconds: float = Field(30.0, gt=0)
 

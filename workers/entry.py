@@ -18,6 +18,7 @@ from ragcord.settings import Settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
 from workers.pipeline import PageCrawler, build_page_crawler
+from workers.stagetimes import StageTimes, StageTimesMiddleware
 
 settings = Settings()
 configure_logging(settings)
@@ -27,6 +28,11 @@ if settings.worker_metrics_port:
 
     broker.add_middleware(Prometheus())  # exposes every worker process's counters from the master
 dramatiq.set_broker(broker)
+# Off unless RAGCORD_STAGE_TIMES_DIR is set (benchmarks): then every page's stages are timed.
+_times = StageTimes(settings.stage_times_dir) if settings.stage_times_dir else None
+if _times is not None:
+    broker.add_middleware(StageTimesMiddleware(_times))
+    _times.count_redis_commands(getattr(broker, "client", None))
 
 _crawler: PageCrawler | None = None
 _lock = threading.Lock()
@@ -38,7 +44,10 @@ def _get_crawler() -> PageCrawler:
         if _crawler is None:
             # A page in progress waits out a Redis restart instead of failing (ragcord/redisconn.py).
             patient = redis_client(settings.redis_url, retry_seconds=settings.worker_redis_retry_seconds)
-            _crawler = build_page_crawler(bootstrap(settings, redis_client=patient), actors.enqueue_page)
+            if _times is not None:
+                _times.count_redis_commands(patient)
+            services = bootstrap(settings, redis_client=patient)
+            _crawler = build_page_crawler(services, actors.enqueue_page, times=_times)
         return _crawler
 
 

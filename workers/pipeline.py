@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -20,7 +21,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from ragcord.bootstrap import Services
-from ragcord.crawls import Enqueue, site_limit
+from ragcord.crawls import Enqueue, site_limit_of
 from ragcord.errors import (
     Blocked,
     Duplicate,
@@ -39,9 +40,11 @@ from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
 from workers.actors import CrawlActors
+from workers.batching import CoalescingEmbedder
 from workers.crawler import ExtractedPage, FetchedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
 from workers.render import Browser, Rendering
+from workers.stagetimes import StageTimes, timed
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +96,11 @@ class PageCrawler:
         limiter: SiteLimiter | None = None,
         defer: Defer | None = None,
         rendering: Rendering | None = None,
+        times: StageTimes | None = None,
     ) -> None:
         self.settings = settings
         self.rendering = rendering  # None: pages are read as served (no JavaScript rendering)
+        self.times = times  # None: stages are not timed (the default; benchmarks and profiling set it)
         # None: no politeness across workers (tests of other parts); no `defer`: a busy site is waited for.
         self.limiter = limiter
         self.defer = defer
@@ -109,11 +114,11 @@ class PageCrawler:
 
     def crawl_page(self, job_id: str, url: str, depth: int, *, final_attempt: bool = True) -> None:
         """Process one page. Raises only for a transient failure that should be retried."""
-        verdict = self.jobs.start_page(job_id, url)
+        verdict, record = self.jobs.begin_page(job_id, url)
         if verdict != "run":
             log.debug("page %s of job %s not run: %s", url, job_id, verdict)
             return
-        job = self.jobs.get(job_id)
+        job = JobRecord.from_fields(record)
         try:
             result = self._index(job, url, depth)
         except _Deferred as deferred:
@@ -170,7 +175,8 @@ class PageCrawler:
 
         redirected = f" (redirected to {page.url})" if page.url != url else ""
         try:
-            extracted = extract(page, self.settings)
+            with self._stage("extract"):
+                extracted = extract(page, self.settings)
         except ExtractionFailed as exc:
             self._follow(job, scope, url, exc.links, depth)
             # A broken or encrypted PDF (an empty text file...) is the site's, like a page of another type.
@@ -220,6 +226,9 @@ class PageCrawler:
                 result = self._store_page(job, cited, extracted, redirected)
         self._follow(job, scope, url, extracted.links, depth)
         return result
+
+    def _stage(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self.times.stage(name) if self.times is not None else contextlib.nullcontext()
 
     def _wait_for_plain_form(self, job: JobRecord, url: str) -> None:
         """`page.html?ref=nav` waits while the crawl still has `page.html` to do.
@@ -275,7 +284,7 @@ class PageCrawler:
         """One of the site's request slots for the block; a 429/503 inside closes the site for a while."""
         lease = None
         if self.limiter is not None:
-            limit = site_limit(self.jobs, job.id, self.settings.max_concurrent_requests)
+            limit = site_limit_of(job.max_concurrent_requests, self.settings.max_concurrent_requests)
             lease = self._acquire(origin_of(url), limit, f"{job.id} {url}", delay_ms)
         slot = _Slot()
         try:
@@ -309,7 +318,8 @@ class PageCrawler:
 
     def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
         kb = job.knowledge_base
-        chunks = self._chunks(page)
+        with self._stage("chunk"):
+            chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
         if page.notes:  # what a capped reader left out (a PDF's pages past max_pdf_pages)
             detail += f" ({'; '.join(page.notes)})"
@@ -359,24 +369,29 @@ class PageCrawler:
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
 
     def _chunks(self, page: ExtractedPage) -> list[Chunk]:
-        """Chunks that fit the embedder's window whole, with the title and headings embedded beside them."""
-        window = self.embedder.window
-        if window is None:
-            return chunk_sections(page.sections, max_tokens=self.settings.chunk_words)
-        count = self.embedder.count_tokens
-        title_tokens = count(page.title)
-
-        def budget(section: Section) -> int:
-            return window - 4 - title_tokens - (count(section.heading) if section.heading else 0)
-
-        return chunk_sections(
-            page.sections, max_tokens=self.settings.chunk_tokens, count_tokens=count, budget=budget
-        )
+        return page_chunks(page, self.embedder, self.settings)
 
     @staticmethod
     def embedded_text(title: str, chunk: Chunk) -> str:
         """What the embedder reads for a chunk: the page title and the section's headings give it context."""
         return f"{title}\n{chunk.heading}\n{chunk.text}" if chunk.heading else f"{title}\n{chunk.text}"
+
+
+def page_chunks(page: ExtractedPage, embedder: Embedder, settings: Settings) -> list[Chunk]:
+    """A page's chunks, each fitting the embedder's window whole with the title and headings embedded beside
+    it; sized in words when the embedder has no window."""
+    window = embedder.window
+    if window is None:
+        return chunk_sections(page.sections, max_tokens=settings.chunk_words)
+    # Chunking counts the same texts several times (a block, then its pieces when packed): once is enough.
+    # (Python's library pages: 1.11 -> 0.75 CPU-s for 60 pages, the same chunks.)
+    count = functools.lru_cache(maxsize=4096)(embedder.count_tokens)
+    title_tokens = count(page.title)
+
+    def budget(section: Section) -> int:
+        return window - 4 - title_tokens - (count(section.heading) if section.heading else 0)
+
+    return chunk_sections(page.sections, max_tokens=settings.chunk_tokens, count_tokens=count, budget=budget)
 
 
 def _pages(urls: list[str]) -> str:
@@ -402,28 +417,70 @@ def defer_through(actors: CrawlActors) -> Defer:
     return defer
 
 
-def build_page_crawler(services: Services, enqueue: Enqueue, defer: Defer | None = None) -> PageCrawler:
+def build_page_crawler(
+    services: Services, enqueue: Enqueue, defer: Defer | None = None, *, times: StageTimes | None = None
+) -> PageCrawler:
     """A PageCrawler over the process's services, with its own HTTP client and robots.txt cache.
 
     Pages of a busy site are put back with `defer`; by default through the actors `enqueue` belongs to.
+    With `times`, every call to a dependency is timed as its stage (workers/stagetimes.py).
     """
     settings = services.settings
     fetcher = Fetcher(settings)
     if defer is None and isinstance(actors := getattr(enqueue, "__self__", None), CrawlActors):
         defer = defer_through(actors)
+    jobs, store, embedder = services.jobs, services.store, services.embedder
+    if settings.embedder == "local":
+        # The threads' pages go to the model together, one call at a time; a remote model keeps its calls.
+        embedder = CoalescingEmbedder(embedder)
+    robots = RobotsCache(fetcher)
+    # The browser asks the crawler's own fetcher for everything a page loads (its guard, caps, deadline).
+    rendering = Rendering(settings, Browser(settings, fetcher), first_warning=_first_warning(services))
+    copies = CopyIndex(services.redis, prefix=settings.key_prefix)
+    limiter = SiteLimiter(services.redis, prefix=settings.key_prefix)
+    if times is not None:
+        jobs = timed(jobs, times, "redis", _JOB_CALLS)
+        store = timed(store, times, "store", ("replace_page", "remove_chunks", "optimize"))
+        embedder = timed(embedder, times, "embed", ("embed",))
+        fetcher = timed(fetcher, times, "fetch", ("fetch",))
+        robots = timed(robots, times, "fetch", ("allowed",))
+        copies = timed(copies, times, "redis", ("claim", "lost"))
+        limiter = timed(limiter, times, "redis", ("try_acquire", "release"))
+        enqueue = _timed_enqueue(enqueue, times)
     return PageCrawler(
         settings,
-        jobs=services.jobs,
-        store=services.store,
-        embedder=services.embedder,
+        jobs=jobs,
+        store=store,
+        embedder=embedder,
         fetcher=fetcher,
-        robots=RobotsCache(fetcher),
+        robots=robots,
         enqueue=enqueue,
-        copies=CopyIndex(services.redis, prefix=settings.key_prefix),
-        limiter=SiteLimiter(services.redis, prefix=settings.key_prefix),
+        copies=copies,
+        limiter=limiter,
         defer=defer,
-        rendering=Rendering(settings, Browser(settings, fetcher), first_warning=_first_warning(services)),
+        rendering=rendering,
+        times=times,
     )
+
+
+_JOB_CALLS = (
+    "begin_page",
+    "start_page",
+    "get",
+    "outstanding",
+    "reserve_links",
+    "claim_redirect",
+    "claim_content",
+    "finish_page",
+)
+
+
+def _timed_enqueue(enqueue: Enqueue, times: StageTimes) -> Enqueue:
+    def timed_enqueue(job_id: str, url: str, depth: int) -> None:
+        with times.stage("enqueue"):
+            enqueue(job_id, url, depth)
+
+    return timed_enqueue
 
 
 def _first_warning(services: Services) -> Callable[[str], bool]:

@@ -99,6 +99,8 @@ class JobRecord:
     error: str = ""
     cancel_requested: bool = False
     render: RenderMode = RenderMode.AUTO
+    # The crawl's own limit of requests in flight to its site (StartCrawl's); 0: the workers' default.
+    max_concurrent_requests: int = 0
     # Not stored: what a job with no page done yet waits for, when known (JobStore.get fills it).
     waiting_for: str = ""
 
@@ -146,6 +148,7 @@ class JobRecord:
             error=s("error"),
             cancel_requested=s("cancel_requested") == "1",
             render=RenderMode(s("render") or RenderMode.AUTO),
+            max_concurrent_requests=n("max_concurrent_requests"),
         )
 
 

@@ -326,15 +326,20 @@ class JobStore:
     # -- the worker side ------------------------------------------------------------------------------
 
     def start_page(self, job_id: str, url: str) -> str:
+        """'run', or why the page must not run: 'missing', 'terminal', 'done' or 'cancelled'."""
+        return self.begin_page(job_id, url)[0]
+
+    def begin_page(self, job_id: str, url: str) -> tuple[str, dict[str, bytes]]:
+        """`start_page`'s verdict and, when 'run', the job's hash as it is then (else {}): one round trip."""
         k = self.keys
-        result = str(
-            self._start_page(
-                keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
-            ).decode()
+        result = self._start_page(
+            keys=k.ending(job_id), args=[time.time(), self.retention, self.keep_ms, url]
         )
-        if result == "cancelled":  # counted out: it may have been the job's last page
+        verdict = str(result[0].decode())
+        if verdict == "cancelled":  # counted out: it may have been the job's last page
             self._record_end(job_id)
-        return result
+        flat = result[1] if len(result) > 1 else []
+        return verdict, {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""

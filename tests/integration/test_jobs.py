@@ -29,6 +29,20 @@ def kinds(events):
     return [(e.kind.value, e.detail) for e in events]
 
 
+def test_a_page_that_may_run_gets_the_job_as_it_is_then_in_the_same_call(jobs):
+    job = new_job(jobs, max_pages=7)
+    jobs.redis.hset(jobs.keys.job(job.id), "max_concurrent_requests", 3)  # StartCrawl's own site limit
+
+    verdict, record = jobs.begin_page(job.id, SEED)
+
+    assert verdict == "run"
+    assert record["state"] == b"RUNNING"  # the change this very call made
+    assert record["max_pages"] == b"7" and record["max_concurrent_requests"] == b"3"
+    jobs.finish_page(job.id, SEED, PageOutcome.INDEXED, "Home", 1, is_seed=True)
+    assert jobs.begin_page(job.id, SEED) == ("terminal", {})
+    assert jobs.begin_page("nope", SEED) == ("missing", {})
+
+
 def test_a_crawl_runs_to_one_terminal_event(jobs):
     job = new_job(jobs)
     assert job.state is JobState.QUEUED and job.pages_discovered == 1

@@ -194,3 +194,33 @@ def test_two_writers_opening_an_old_table_both_get_the_column(tmp_path):
     second.replace_page("kb", "http://x/b", anchored("http://x/b", 1))
 
     assert [c.anchor for c in first.get_source("kb", "http://x/b").chunks] == ["part-0"]
+
+
+def test_compacting_between_writes_keeps_every_page_and_replaces_in_place(tmp_path):
+    store = LanceDBStore(tmp_path, dim=4, compact_every_writes=3)
+    reader = LanceDBStore(tmp_path, dim=4, compact_every_writes=0)
+    for n in range(10):
+        url = f"http://x/{n}"
+        store.replace_page("kb", url, chunks(url, 2))
+    store.replace_page("kb", "http://x/4", chunks("http://x/4", 1, text="new"))  # after several compactions
+
+    table = lancedb.connect(str(tmp_path)).open_table(LanceDBStore.table_name("kb"))
+    assert len(table.to_arrow().to_pylist()) == 19
+    assert reader.count_chunks("kb") == 19
+    assert [c.text for c in reader.get_source("kb", "http://x/4").chunks] == ["new 0"]
+    assert [s.chunk_count for s in reader.list_sources("kb")] == [2, 2, 2, 2, 1, 2, 2, 2, 2, 2]
+
+
+def test_fragments_stay_few_when_compacting(tmp_path):
+    compacted = LanceDBStore(tmp_path / "c", dim=None, compact_every_writes=4)
+    piled = LanceDBStore(tmp_path / "p", dim=None, compact_every_writes=0)
+    for store in (compacted, piled):
+        for n in range(12):
+            url = f"http://x/{n}"
+            store.replace_page("kb", url, chunks(url, 2, dim=None))
+
+    def fragments(path):
+        table = lancedb.connect(str(path)).open_table(LanceDBStore.table_name("kb"))
+        return table.stats()["fragment_stats"]["num_fragments"]
+
+    assert fragments(tmp_path / "c") < fragments(tmp_path / "p")

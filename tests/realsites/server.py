@@ -42,13 +42,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class DocSite:
-    """`root` served on 127.0.0.1 at a free port from a daemon thread, until close()."""
+    """`root` served on 127.0.0.1 at a free port (or `port`) from a daemon thread, until close()."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, port: int = 0) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"documentation root {self.root} is not a directory")
-        self._server = _Server(("127.0.0.1", 0), partial(_QuietHandler, directory=str(self.root)))
+        self._server = _Server(("127.0.0.1", port), partial(_QuietHandler, directory=str(self.root)))
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -59,8 +59,9 @@ class DocSite:
         self._thread.start()
 
     def url(self, path: str = "/") -> str:
-        """The absolute URL of `path` on this server."""
-        return f"http://127.0.0.1:{self.port}" + (path if path.startswith("/") else "/" + path)
+        """The absolute URL of `path` on this server (without the port when it is 80)."""
+        host = "127.0.0.1" if self.port == 80 else f"127.0.0.1:{self.port}"
+        return f"http://{host}" + (path if path.startswith("/") else "/" + path)
 
     def close(self) -> None:
         self._server.shutdown()
