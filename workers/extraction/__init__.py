@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # trafilatura's text this share of the page's words or more means it found no main content of its own.
 _ALL_OF_IT = 0.9
+# Our walk of the kept blocks under this share of trafilatura's words: it read text we cannot see.
+_RENDERED_SHARE = 0.5
 _SKIPPED_SCHEMES = ("#", "javascript:", "mailto:", "tel:", "data:")
 # Go's documentation pages name themselves in a leading comment: <!--{ "Title": "The Go ...", ... }-->
 _GODOC_TITLE = re.compile(rb'^\s*<!--\{\s*"Title"\s*:\s*"([^"]+)"')
@@ -88,7 +90,12 @@ def _sections(tree: HtmlElement, body: bytes, url: str) -> list[Section]:
     if content.words >= _ALL_OF_IT * len(root.text_content().split()):
         # trafilatura kept (nearly) the whole page, as it does on short pages: our container guess decides too
         return render_sections(main_content(tree), keep=content.keep)
-    return render_sections(root, keep=content.keep)
+    sections = render_sections(root, keep=content.keep)
+    rendered = sum(len(section.text.split()) for section in sections)
+    if rendered < _RENDERED_SHARE * content.words:
+        # trafilatura read text our walker does not see (a script template, a JSON payload): take its text
+        return [Section((), "", content.text)]
+    return sections
 
 
 def extract_html(body: bytes, url: str, *, charset: str | None = None) -> ExtractedPage:

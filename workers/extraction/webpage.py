@@ -117,6 +117,7 @@ class ContentText:
 
     def __init__(self, text: str) -> None:
         words = _words(text)
+        self.text = text
         self.words = len(words)
         self.trigrams = frozenset(zip(words, words[1:], words[2:], strict=False))
         raw = text.split("\n")  # a line "5. Name" is an item of a list or a numbered heading
