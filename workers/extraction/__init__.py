@@ -16,11 +16,16 @@ from workers.extraction.content import main_content
 from workers.extraction.decode import parse_html, sniff_encoding
 from workers.extraction.document import ExtractedPage
 from workers.extraction.render import render_sections
+from workers.extraction.webpage import content_text, is_documentation, strip_unreadable
 
 __all__ = ["ExtractedPage", "Section", "extract_html", "parse_html", "sniff_encoding"]
 
 log = logging.getLogger(__name__)
 
+# trafilatura's text this share of the page's words or more means it found no main content of its own.
+_ALL_OF_IT = 0.9
+# Our walk of the kept blocks under this share of trafilatura's words: it read text we cannot see.
+_RENDERED_SHARE = 0.5
 _SKIPPED_SCHEMES = ("#", "javascript:", "mailto:", "tel:", "data:")
 # Go's documentation pages name themselves in a leading comment: <!--{ "Title": "The Go ...", ... }-->
 _GODOC_TITLE = re.compile(rb'^\s*<!--\{\s*"Title"\s*:\s*"([^"]+)"')
@@ -73,6 +78,26 @@ def _title(tree: HtmlElement, body: bytes) -> str:
     return title
 
 
+def _sections(tree: HtmlElement, body: bytes, url: str) -> list[Section]:
+    """A documentation generator's page by its known containers; any other by trafilatura's blocks."""
+    if is_documentation(tree, body):
+        return render_sections(main_content(tree))
+    content = content_text(tree, url)
+    if content is None:
+        return render_sections(main_content(tree))
+    # The whole body is offered: trafilatura's choice of blocks beats our container guess on the open web.
+    root = strip_unreadable(tree)
+    if content.words >= _ALL_OF_IT * len(root.text_content().split()):
+        # trafilatura kept (nearly) the whole page, as it does on short pages: our container guess decides too
+        return render_sections(main_content(tree), keep=content.keep)
+    sections = render_sections(root, keep=content.keep)
+    rendered = sum(len(section.text.split()) for section in sections)
+    if rendered < _RENDERED_SHARE * content.words:
+        # trafilatura read text our walker does not see (a script template, a JSON payload): take its text
+        return [Section((), "", content.text)]
+    return sections
+
+
 def extract_html(body: bytes, url: str, *, charset: str | None = None) -> ExtractedPage:
     """Title, canonical URL, every link and the main content's sections; raises ExtractionFailed."""
     if b"\x00" in body[:8192]:
@@ -85,7 +110,7 @@ def extract_html(body: bytes, url: str, *, charset: str | None = None) -> Extrac
     canonical = _canonical(tree, base)
     title = _title(tree, body)
     try:
-        sections = render_sections(main_content(tree))
+        sections = _sections(tree, body, url)
         if not any(section.text for section in sections):
             # A contents page (its entries' descriptions are its text): read it again keeping the contents.
             sections = render_sections(main_content(parse_html(body, encoding), keep_toc=True))

@@ -9,12 +9,16 @@ Nothing is escaped: escaping belongs to whoever renders the text (the Discord re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from lxml.html import HtmlElement
 
 from ragcord.knowledge.chunking import Section
 
 _HEADING_LEVELS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+# On the open web a "heading" this long is a paragraph styled as one (a lead): it is read as text.
+_HEADING_MAX_WORDS = 24
+_LAYOUT_TAGS = ("p", "div", "ul", "ol", "table", "h1", "h2", "h3", "h4")
 _API_LEVEL = 7  # API entries nest below any heading
 # Inline code keeps markdown backticks: they read as code in Discord and measured better for MiniLM on
 # our fixture site (identifiers stand apart); keyword search tokenises on punctuation, so `lru_cache`
@@ -28,6 +32,9 @@ _CODE_CLASS = re.compile(r"^(?:highlight|language|lang|sourceCode)-([A-Za-z0-9_+
 _NO_LANGUAGE = frozenset(("default", "none", "text", "plain", "plaintext", "nohighlight", "output"))
 _SECTION_CONTAINER_HINTS = ("section", "chapter", "sect", "appendix", "level-extent", "refentry")
 _GLYPHS = frozenset(("¶", "◆", "§"))
+# Decides, block by block, what of a page is content: (kind, text) -> the text to keep, or None to drop.
+# Kinds: "text" (a paragraph or heading-less run), "code", "list", "table", "term" (a dt).
+BlockFilter = Callable[[str, str], str | None]
 _ENTRY_NAME = (
     ".//*[contains(concat(' ', normalize-space(@class), ' '), ' sig-name ')"
     " or contains(concat(' ', normalize-space(@class), ' '), ' descname ')]"
@@ -39,8 +46,13 @@ def _classes(el: HtmlElement) -> list[str]:
 
 
 def _normal(text: str) -> str:
-    """Whitespace collapsed, stray permalink glyphs gone."""
-    return " ".join(word for word in text.split() if word not in _GLYPHS)
+    """Whitespace collapsed, stray permalink glyphs gone (a § before a number cites a section: it stays)."""
+    words = text.split()
+    return " ".join(
+        word
+        for i, word in enumerate(words)
+        if word not in _GLYPHS or (word == "§" and i + 1 < len(words) and words[i + 1][:1].isdigit())
+    )
 
 
 def _heading_level(el: HtmlElement) -> int | None:
@@ -116,6 +128,11 @@ def _is_api_entry(dt: HtmlElement) -> bool:
     return bool(dt.get("id")) and ("sig" in _classes(dt) or bool(dt.xpath(_ENTRY_NAME)))
 
 
+def _is_layout(table: HtmlElement) -> bool:
+    """A table that lays out a page (its cells hold paragraphs, lists, tables): read as blocks, not rows."""
+    return next(table.iterdescendants(*_LAYOUT_TAGS), None) is not None
+
+
 def _is_fragment(el: HtmlElement) -> bool:
     return el.tag == "div" and "fragment" in _classes(el)
 
@@ -123,10 +140,13 @@ def _is_fragment(el: HtmlElement) -> bool:
 class _Walker:
     """Collects blocks of text; the root walker also cuts them into sections at headings and API entries."""
 
-    def __init__(self, root: HtmlElement, *, sectioned: bool, mark_code: bool = True) -> None:
+    def __init__(
+        self, root: HtmlElement, *, sectioned: bool, mark_code: bool = True, keep: BlockFilter | None = None
+    ) -> None:
         self.root = root
         self.sectioned = sectioned
         self.mark_code = mark_code
+        self.keep = keep
         self.sections: list[Section] = []
         self.blocks: list[str] = []
         self.inline: list[str] = []
@@ -134,16 +154,24 @@ class _Walker:
 
     # -- output ---------------------------------------------------------------------------------------
 
+    def emit(self, kind: str, text: str) -> None:
+        if self.keep is not None:
+            kept = self.keep(kind, text)
+            if not kept:
+                return
+            text = kept
+        self.blocks.append(text)
+
     def flush(self) -> None:
         if self.inline:
             if text := _normal("".join(self.inline)):
-                self.blocks.append(text)
+                self.emit("text", text)
             self.inline = []
 
-    def add_block(self, text: str) -> None:
+    def add_block(self, text: str, kind: str = "text") -> None:
         self.flush()
         if text.strip():
-            self.blocks.append(text)
+            self.emit(kind, text)
 
     def open_section(self, path: list[tuple[int, str, str]]) -> None:
         self.flush()
@@ -184,7 +212,7 @@ class _Walker:
                 self.items(el, ordered=tag == "ol")
             elif tag == "dl":
                 self.definitions(el)
-            elif tag == "table" and el.find(".//pre") is None:
+            elif tag == "table" and el.find(".//pre") is None and not (self.keep and _is_layout(el)):
                 self.table(el)
             elif tag in _INLINE_CODE and self.mark_code:
                 self.inline_code(el)
@@ -208,6 +236,11 @@ class _Walker:
         if not self.sectioned:
             self.add_block(title)
             return
+        if self.keep is not None and len(title.split()) > _HEADING_MAX_WORDS:
+            self.add_block(title)  # a lead paragraph styled as a heading
+            return
+        if self.keep is not None and not self.keep("heading", title):
+            return  # a heading of the page's chrome ("Related posts", "Leave a comment")
         anchor = heading_anchor(el, self.root)
         self.open_section([p for p in self.path if p[0] < level] + [(level, title, anchor)])
 
@@ -223,7 +256,7 @@ class _Walker:
         fence = "```"
         while fence in code:
             fence += "`"
-        self.add_block(f"{fence}{_language(el)}\n{code}\n{fence}")
+        self.add_block(f"{fence}{_language(el)}\n{code}\n{fence}", "code")
 
     def items(self, el: HtmlElement, *, ordered: bool) -> None:
         self.flush()
@@ -239,7 +272,7 @@ class _Walker:
             number += 1
             lines.append(marker + item[0])
             lines.extend(" " * len(marker) + line if line.strip() else "" for line in item[1:])
-        self.add_block("\n".join(lines))
+        self.add_block("\n".join(lines), "list")
 
     def definitions(self, el: HtmlElement) -> None:
         self.flush()
@@ -253,7 +286,7 @@ class _Walker:
                 if saved is None and self.sectioned and _is_api_entry(child):
                     saved = list(self.path)
                     self.open_entry(child)
-                self.add_block(_normal(" ".join(self.capture(child, mark_code=False))))
+                self.add_block(_normal(" ".join(self.capture(child, mark_code=False))), "term")
                 after_body = False
             elif child.tag == "dd":
                 self.flush()
@@ -291,11 +324,11 @@ class _Walker:
                 cells.pop(0)  # an icon or corner cell
             if any(cells):
                 lines.append(joiner.join(c for c in cells if c or joiner == " | "))
-        self.add_block("\n".join(lines))
+        self.add_block("\n".join(lines), "table")
 
 
-def render_sections(root: HtmlElement) -> list[Section]:
-    """The sections of the content element `root`, in document order."""
-    walker = _Walker(root, sectioned=True)
+def render_sections(root: HtmlElement, keep: BlockFilter | None = None) -> list[Section]:
+    """The sections of the content element `root`, in document order; `keep` filters the blocks."""
+    walker = _Walker(root, sectioned=True, keep=keep)
     walker.children(root)
     return walker.finish()
