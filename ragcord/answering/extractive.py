@@ -232,8 +232,13 @@ class ExtractiveAnswerer:
             " ".join(f"{section_label(hits[rank])}\n{_body(window)}".split()[:SEMANTIC_WORDS])
             for _, rank, window in windows
         ]
-        vectors = self.embedder.embed([query, *texts])
-        similarities = [max(0.0, sum(a * b for a, b in zip(vectors[0], v, strict=True))) for v in vectors[1:]]
+        # Windows of one passage, or of a page's copies, often read alike: each text is embedded once.
+        distinct = list(dict.fromkeys(texts))
+        vectors = self.embedder.embed([query, *distinct])
+        by_text = dict(zip(distinct, vectors[1:], strict=True))
+        similarities = [
+            max(0.0, sum(a * b for a, b in zip(vectors[0], by_text[text], strict=True))) for text in texts
+        ]
         top = max(similarities)
         if top <= 0:
             return windows

@@ -199,25 +199,41 @@ class Retriever:
                 kw_scores[r.chunk.id] = max(r.score, kw_scores.get(r.chunk.id, r.score))
             for r in run.vector:
                 vec_scores[r.chunk.id] = max(r.score, vec_scores.get(r.chunk.id, r.score))
+        taken = diversify(fused, k, self.per_source)
+        passages = self._passages(kb, [chunk for chunk, _ in taken]) if expand else {}
         return [
             Hit(
                 chunk=chunk,
                 score=score,
                 keyword_score=kw_scores.get(chunk.id),
                 vector_score=vec_scores.get(chunk.id),
-                passage=self._passage(kb, chunk) if expand else chunk.text,
+                passage=passages.get(chunk.id, chunk.text),
             )
-            for chunk, score in diversify(fused, k, self.per_source)
+            for chunk, score in taken
         ]
 
-    def _passage(self, kb: str, chunk: StoredChunk) -> str:
-        if self.neighbours <= 0:
-            return chunk.text
-        around = [chunk.chunk_index + d for d in range(-self.neighbours, self.neighbours + 1) if d]
-        nearby = [
-            c
-            for c in self.store.chunks_of(kb, chunk.url, [i for i in around if i >= 0])
-            if c.heading == chunk.heading
-        ]  # stay within the section, so the passage reads whole
-        parts = sorted([*nearby, chunk], key=lambda c: c.chunk_index)
-        return "\n\n".join(c.text for c in parts)
+    def _around(self, chunk: StoredChunk) -> list[int]:
+        return [
+            chunk.chunk_index + d
+            for d in range(-self.neighbours, self.neighbours + 1)
+            if d and chunk.chunk_index + d >= 0
+        ]
+
+    def _passages(self, kb: str, chunks: list[StoredChunk]) -> dict[str, str]:
+        """Each chunk with its neighbours in its section, in page order (chunk id -> text); one store read."""
+        if self.neighbours <= 0 or not chunks:
+            return {}
+        positions: dict[str, set[int]] = {}
+        for chunk in chunks:
+            positions.setdefault(chunk.url, set()).update(self._around(chunk))
+        found = {(c.url, c.chunk_index): c for c in self.store.chunks_at(kb, positions)}
+        passages = {}
+        for chunk in chunks:
+            nearby = [
+                c
+                for i in self._around(chunk)
+                if (c := found.get((chunk.url, i))) is not None and c.heading == chunk.heading
+            ]  # stay within the section, so the passage reads whole
+            parts = sorted([*nearby, chunk], key=lambda c: c.chunk_index)
+            passages[chunk.id] = "\n\n".join(c.text for c in parts)
+        return passages

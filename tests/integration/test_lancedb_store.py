@@ -92,6 +92,25 @@ def test_optimize_builds_the_full_text_index(tmp_path):
     assert store.count_chunks("kb") == 3
 
 
+def test_optimize_indexes_urls_once_and_page_reads_stay_exact(tmp_path):
+    store = LanceDBStore(tmp_path, dim=4)
+    store.replace_page("kb", "http://x/a", chunks("http://x/a", 3))
+    store.optimize("kb")
+    store.replace_page("kb", "http://x/b", chunks("http://x/b", 2))  # written after the index: still found
+    store.optimize("kb")
+
+    url_indexes = [i for i in store.db.open_table("kb_kb").list_indices() if i.columns == ["url"]]
+    assert len(url_indexes) == 1
+    assert [c.chunk_index for c in store.get_source("kb", "http://x/b").chunks] == [0, 1]
+    assert [
+        (c.url, c.chunk_index) for c in store.chunks_at("kb", {"http://x/a": [2], "http://x/b": [0]})
+    ] == [
+        ("http://x/a", 2),
+        ("http://x/b", 0),
+    ]
+    assert store.delete_source("kb", "http://x/a") == 3
+
+
 def test_past_a_size_optimize_builds_a_vector_index_and_search_stays_exact(tmp_path):
     import numpy as np
 

@@ -193,6 +193,24 @@ def test_a_source_comes_back_in_page_order(store: Store):
     assert [c.chunk_index for c in store.chunks_of("kb", "http://x/a", [4, 1, 9])] == [1, 4]
 
 
+def test_chunks_at_several_pages_come_in_one_read_by_page_and_position(store: Store):
+    store.replace_page("kb", "http://x/b", page("http://x/b", 4))
+    store.replace_page("kb", "http://x/it's", page("http://x/it's", 3))
+    store.replace_page("kb", "http://x/other", page("http://x/other", 3))
+
+    found = store.chunks_at("kb", {"http://x/it's": [2, 0, 9], "http://x/b": [3, 1, 1], "http://x/none": [0]})
+
+    assert [(c.url, c.chunk_index) for c in found] == [
+        ("http://x/b", 1),
+        ("http://x/b", 3),
+        ("http://x/it's", 0),
+        ("http://x/it's", 2),
+    ]
+    assert found[0] == dataclasses.replace(page("http://x/b", 4)[1], vector=[])
+    assert store.chunks_at("kb", {}) == [] and store.chunks_at("kb", {"http://x/b": []}) == []
+    assert store.chunks_at("never", {"http://x/b": [0]}) == []
+
+
 def test_anchors_round_trip_through_every_read(store: Store):
     anchors = ["", "install", "install", "réglages-avancés", "faq:why?", "a(b)"]
     chunks = [dataclasses.replace(c, anchor=a) for c, a in zip(page("http://x/a", 6), anchors, strict=True)]

@@ -325,6 +325,32 @@ def test_with_an_embedder_the_quote_that_means_what_was_asked_wins_over_one_that
     assert "dpkg-reconfigure tzdata" in semantic.text.split("\n\n")[0]
 
 
+class _RecordingTopicEmbedder(_TopicEmbedder):
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        return super().embed(texts)
+
+
+def test_quotes_that_read_alike_are_embedded_once_and_weighed_as_before():
+    text = "A wrong timezone is fixed by the following.\n\n```\n# dpkg-reconfigure tzdata\n```"
+    copies = [
+        hit(text, url=f"http://d/tz{n}", title="Time", heading="Zones") for n in range(3)
+    ]  # a manual's copies
+    other = hit("The clock of a server drifts; a server clock is read by the date command.", url="http://d/c")
+    question = "the clock on my server is off, i think the timezone is wrong"
+    embedder = _RecordingTopicEmbedder()
+
+    answer = ExtractiveAnswerer(embedder=embedder).answer(question, [other, *copies])
+
+    (texts,) = embedder.calls
+    assert len(texts) == len(set(texts)) and len(texts) >= 2  # the question and each distinct quote once
+    assert answer.citations[0].url == "http://d/tz0"
+    assert "dpkg-reconfigure tzdata" in answer.text.split("\n\n")[0]
+
+
 def test_an_option_entry_is_quoted_under_its_option_name():
     fresh = "--fresh\n\nThis removes any existing `CMakeCache.txt` file and recreates it from scratch."
     units = passage_units(fresh)

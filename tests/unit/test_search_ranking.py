@@ -64,6 +64,9 @@ class _TiedStore:
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
         return []
 
+    def chunks_at(self, kb: str, positions: dict[str, list[int]]) -> list[StoredChunk]:
+        return []
+
 
 class _NoVectors:
     dim = None
@@ -105,3 +108,49 @@ def test_the_question_is_always_searched_whole_and_spelling_out_twice_adds_nothi
     once = spelled_out(query)
     assert once.startswith(query)
     assert spelled_out(once) == once
+
+
+class _Pages:
+    """Two pages of five chunks (sections of two or three chunks); counts the reads of neighbours."""
+
+    def __init__(self) -> None:
+        self.chunks = [
+            StoredChunk(
+                id=f"{url}#{i}",
+                url=url,
+                title=url,
+                heading="first" if i < 3 else "second",
+                chunk_index=i,
+                text=f"{url} text {i}",
+                content_hash="",
+                indexed_at=0.0,
+            )
+            for url in ("p1", "p2")
+            for i in range(5)
+        ]
+        self.reads: list[dict[str, list[int]]] = []
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        hits = ["p1#2", "p1#3", "p2#0", "p2#4"]  # two of one page, a page's first and last chunk
+        by_id = {c.id: c for c in self.chunks}
+        return [ScoredChunk(by_id[cid], 4.0 - n) for n, cid in enumerate(hits)]
+
+    def chunks_at(self, kb: str, positions: dict[str, list[int]]) -> list[StoredChunk]:
+        self.reads.append({url: sorted(found) for url, found in positions.items()})
+        return [c for c in self.chunks if c.chunk_index in positions.get(c.url, ())]
+
+
+def test_neighbours_of_every_hit_come_in_one_read_and_stay_within_each_section():
+    store = _Pages()
+
+    hits = Retriever(store, _NoVectors(), page_decay=0.0).search("kb", "text", k=4)  # type: ignore[arg-type]
+
+    assert store.reads == [{"p1": [1, 2, 3, 4], "p2": [1, 3, 5]}]
+    assert {h.chunk.id: h.passage for h in hits} == {
+        "p1#2": "p1 text 1\n\np1 text 2",  # p1#3 is in the next section
+        "p1#3": "p1 text 3\n\np1 text 4",
+        "p2#0": "p2 text 0\n\np2 text 1",
+        "p2#4": "p2 text 3\n\np2 text 4",
+    }
+    unexpanded = Retriever(store, _NoVectors()).search("kb", "text", k=4, expand=False)  # type: ignore[arg-type]
+    assert [h.passage for h in unexpanded] == [h.chunk.text for h in unexpanded] and len(store.reads) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,6 +75,9 @@ class Store(Protocol):
 
     def chunks_of(self, kb: str, url: str, indexes: list[int]) -> list[StoredChunk]:
         """The page's chunks at these positions (for expanding a hit with its neighbours)."""
+
+    def chunks_at(self, kb: str, positions: Mapping[str, Collection[int]]) -> list[StoredChunk]:
+        """The chunks at these positions of these pages (url -> chunk indexes), in one read; by url, index."""
 
     def knowledge_bases(self) -> list[str]:
         """Names of the knowledge bases this store holds."""

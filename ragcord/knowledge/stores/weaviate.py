@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -435,6 +435,18 @@ class WeaviateStore:
             return []
         wanted = sorted({int(i) for i in indexes})
         return self._fetch(kb, _of_url(url) & Filter.by_property("chunk_index").contains_any(wanted))
+
+    @_store_errors
+    def chunks_at(self, kb: str, positions: Mapping[str, Collection[int]]) -> list[StoredChunk]:
+        pages = [
+            _of_url(url) & Filter.by_property("chunk_index").contains_any(sorted({int(i) for i in found}))
+            for url, found in sorted(positions.items())
+            if found
+        ]
+        if not pages:
+            return []
+        chunks = self._fetch(kb, pages[0] if len(pages) == 1 else Filter.any_of(pages))
+        return sorted(chunks, key=lambda c: (c.url, c.chunk_index))
 
     @_store_errors
     def knowledge_bases(self) -> list[str]:
