@@ -106,7 +106,12 @@ def _build(variant: str, threads: int):  # -> Callable[[list[str]], list[list[fl
 
 
 def measure(variant: str, texts: list[str], threads: int) -> dict[str, float | list[list[float]]]:
-    """In this (fresh) process: load, one warm-up call, then every text once, in calls of a page's size."""
+    """In this (fresh) process: load, one warm-up call, then every text once, in calls of a page's size.
+
+    The allocator is set as in ragcord's own processes (ragcord/malloc.py), for every variant alike."""
+    from ragcord.malloc import give_memory_back
+
+    give_memory_back()
     before = _rss_mb()
     t0 = time.perf_counter()
     embed = _build(variant, threads)
