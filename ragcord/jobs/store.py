@@ -230,6 +230,14 @@ class JobStore:
                 yield start + offset, job
             start += len(jobs)
 
+    def _indexed(self, batch: int) -> Iterator[builtins.list[str]]:
+        """Every job id of the index, `batch` at a time, oldest first."""
+        for start in itertools.count(0, batch):
+            members = self.redis.zrange(self.keys.index, start, start + batch - 1)
+            if not members:
+                return
+            yield [raw.decode() for raw in cast("builtins.list[bytes]", members)]
+
     def expire_unexpiring(self, *, batch: int = 500) -> int:
         """Ended jobs that have no expiry (they ended before retention existed) get it now, counted from when
         they ended; returns how many. Idempotent and cheap when there are none: the API runs it at start.
@@ -238,11 +246,7 @@ class JobStore:
         """
         k = self.keys
         migrated = 0
-        for start in itertools.count(0, batch):
-            members = cast("builtins.list[bytes]", self.redis.zrange(k.index, start, start + batch - 1))
-            ids = [raw.decode() for raw in members]
-            if not ids:
-                return migrated
+        for ids in self._indexed(batch):
             read = self.redis.pipeline(transaction=False)
             for job_id in ids:
                 read.zscore(k.expiring, job_id)
@@ -278,11 +282,7 @@ class JobStore:
         stopped first: one still writing under the old names would recreate them."""
         k = self.keys
         migrated = 0
-        for start in itertools.count(0, batch):
-            members = cast("builtins.list[bytes]", self.redis.zrange(k.index, start, start + batch - 1))
-            ids = [raw.decode() for raw in members]
-            if not ids:
-                return migrated
+        for ids in self._indexed(batch):
             read = self.redis.pipeline(transaction=False)
             for job_id in ids:
                 read.exists(k.job(job_id))
