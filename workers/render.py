@@ -47,6 +47,7 @@ from ragcord.settings import Settings
 from ragcord.urls import Scope, normalize_url
 from workers import crawler
 from workers.crawler import DeadlineExceeded, ExtractedPage, FetchedPage, Fetcher, extract
+from workers.extraction.webpage import is_documentation
 
 __all__ = [
     "Browser",
@@ -130,6 +131,10 @@ def _shell(body: bytes, min_text_chars: int) -> bool:
     try:
         tree = lxml.html.document_fromstring(body)
     except (ValueError, lxml.etree.ParserError):
+        return False
+    if is_documentation(tree, body):
+        # A static generator's page is what it is: Doxygen's short index pages (functions_k.html) load
+        # scripts and show little text, and rendering them was slower and found nothing more.
         return False
     scripted = False
     for script in tree.iter("script"):

@@ -175,3 +175,17 @@ def test_no_page_of_the_static_generators_is_rendered():
         body = path.read_bytes()
         fetched = page(body, "http://h/" + path.name)
         assert not needs_render(body, extract(fetched), 200), path
+
+
+def test_a_generators_short_index_page_with_scripts_is_not_rendered():
+    """Doxygen's member indexes (SDL2's functions_k.html: a few links, jQuery and menus loaded) read like
+    an empty shell; its meta generator says a static tool wrote them, so they are read as served."""
+    body = (
+        b'<!DOCTYPE html><html><head><meta name="generator" content="Doxygen 1.9.4"/>'
+        b'<script type="text/javascript" src="jquery.js"></script><script src="menu.js"></script></head>'
+        b'<body><div id="top"></div><div class="contents">&#160;<h3>- k -</h3><ul>'
+        b'<li>key : <a href="structSDL__KeyboardEvent.html">SDL_KeyboardEvent</a></li></ul></div>'
+        b"</body></html>"
+    )
+    fetched = page(body, "http://h/functions_k.html")
+    assert not needs_render(body, extract(fetched), 200)
