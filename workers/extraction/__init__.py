@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from lxml.html import HtmlElement
 
 from ragcord.errors import ExtractionFailed
 from ragcord.knowledge.chunking import Section
-from ragcord.urls import normalize_url
 from workers.extraction.content import main_content
 from workers.extraction.decode import parse_html, sniff_encoding
 from workers.extraction.document import ExtractedPage
+from workers.extraction.reading import absolute_link
 from workers.extraction.render import render_sections
 from workers.extraction.webpage import content_text, is_documentation, strip_unreadable
 
@@ -26,20 +26,8 @@ log = logging.getLogger(__name__)
 _ALL_OF_IT = 0.9
 # Our walk of the kept blocks under this share of trafilatura's words: it read text we cannot see.
 _RENDERED_SHARE = 0.5
-_SKIPPED_SCHEMES = ("#", "javascript:", "mailto:", "tel:", "data:")
 # Go's documentation pages name themselves in a leading comment: <!--{ "Title": "The Go ...", ... }-->
 _GODOC_TITLE = re.compile(rb'^\s*<!--\{\s*"Title"\s*:\s*"([^"]+)"')
-
-
-def _absolute(base: str, href: str | None) -> str | None:
-    href = (href or "").strip()
-    if not href or href.startswith(_SKIPPED_SCHEMES):
-        return None
-    try:
-        url = normalize_url(urljoin(base, href))
-    except ValueError:
-        return None
-    return url if urlsplit(url).scheme in ("http", "https") else None
 
 
 def _base_url(tree: HtmlElement, url: str) -> str:
@@ -56,7 +44,7 @@ def _links(tree: HtmlElement, base: str) -> list[str]:
         if href in seen:
             continue
         seen.add(href)
-        if (url := _absolute(base, href)) is not None:
+        if (url := absolute_link(base, href)) is not None:
             links[url] = None
     return list(links)
 
@@ -64,7 +52,7 @@ def _links(tree: HtmlElement, base: str) -> list[str]:
 def _canonical(tree: HtmlElement, base: str) -> str | None:
     for link in tree.iterfind(".//link[@href]"):
         if "canonical" in (link.get("rel") or "").lower().split():
-            return _absolute(base, link.get("href"))
+            return absolute_link(base, link.get("href"))
     return None
 
 
