@@ -199,10 +199,21 @@ def progress_counts(job: Any, now: float | None = None) -> str:
             parts.append(f"ETA {duration((job.pages_discovered - processed(job)) / rate)}")
     # Last, so that a narrow terminal cuts these rather than the pace: the summary repeats them.
     parts.append(f"{job.chunks_indexed} chunks")
+    parts += [f"{n} {label}" for n, label in changes(job) if n]
     parts += [
         f"{n} {label}" for n, label in ((job.pages_skipped, "skipped"), (job.pages_failed, "failed")) if n
     ]
     return " · ".join(parts)
+
+
+def changes(job: Any) -> list[tuple[int, str]]:
+    """What an incremental crawl did to the knowledge base: (count, label) of each kind of page."""
+    return [
+        (int(job.pages_added), "added"),
+        (int(job.pages_updated), "updated"),
+        (int(job.pages_unchanged), "unchanged"),
+        (int(job.pages_removed), "removed"),
+    ]
 
 
 def pages_per_second(job: Any, now: float | None = None) -> float | None:
@@ -231,6 +242,7 @@ def summary(admin: Admin, job: Any, outcomes: Outcomes, *, verbose: bool = False
     lines = [
         f"job {job.id} {admin.state_name(job.state)}: {job.pages_done} indexed, {job.pages_skipped} skipped, "
         f"{job.pages_failed} failed, {job.chunks_indexed} chunks"
+        + "".join(f", {n} {label}" for n, label in changes(job) if n)
         + _pace(job)
         + (f" — {job.error}" if job.error else "")
     ]
@@ -297,6 +309,8 @@ def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
             render=admin.pb.RenderMode.Value(f"RENDER_{args.render.upper()}"),
             include_patterns=args.include,
             exclude_patterns=args.exclude,
+            full=args.full,
+            sitemap=admin.pb.SitemapMode.Value(f"SITEMAP_MODE_{args.sitemap.upper()}"),
         ),
     )
     console.print(f"started job {job.id}: {job.url} → knowledge base {job.knowledge_base}")
