@@ -582,6 +582,11 @@ class RobotsCache:
         delay = rules.crawl_delay(self.AGENT)
         return float(delay) if delay is not None else None
 
+    def sitemaps(self, url: str) -> list[str]:
+        """The `Sitemap:` lines of the site's robots.txt, once it is read (else [])."""
+        rules = self._cached(self._origin(url))
+        return list(rules.sitemaps) if rules is not None else []
+
     def why_refused(self, url: str) -> str | None:
         """Why the site's robots.txt was refused, when it was (the site then counts as disallowed)."""
         with self._lock:

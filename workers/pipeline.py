@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
@@ -35,7 +36,7 @@ from ragcord.errors import (
     TransientFetchError,
     UnreadableFile,
 )
-from ragcord.jobs import JobRecord, JobState, JobStore, PageOutcome
+from ragcord.jobs import JobRecord, JobState, JobStore, PageOutcome, SitemapMode
 from ragcord.knowledge.chunking import Chunk, Section, chunk_id, chunk_sections, content_hash
 from ragcord.knowledge.copies import CopyIndex
 from ragcord.knowledge.embedders import Embedder
@@ -48,6 +49,7 @@ from workers.batching import CoalescingEmbedder
 from workers.crawler import ExtractedPage, FetchedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
 from workers.render import Browser, Rendering
+from workers.sitemaps import SitemapEntry, read_sitemaps
 from workers.stagetimes import StageTimes, timed
 
 log = logging.getLogger(__name__)
@@ -231,6 +233,44 @@ class PageCrawler:
         self._follow(job, scope, url, record.links, depth)
         return PageResult(PageOutcome.UNCHANGED, "not modified (HTTP 304)")
 
+    def _seed_from_sitemaps(self, job: JobRecord, scope: Scope, seed: str) -> None:
+        """The seed page sends the in-scope pages the site's sitemaps list (robots.txt's `Sitemap:` lines and
+        /sitemap.xml), within max_pages: pages whose `lastmod` is newer than the knowledge base's copy (or
+        that it does not have) first. Each is still fetched conditionally; a sitemap that fails is skipped."""
+        starts = [*self.robots.sitemaps(seed), f"{origin_of(seed)}/sitemap.xml"]
+
+        def fetch(url: str) -> FetchedPage:
+            if not self.robots.allowed(url):
+                raise Blocked("disallowed by robots.txt")
+            with self._slot(job, url, self._crawl_delay_ms(url)):
+                return self.fetcher.fetch(url, html_only=False, max_bytes=self.settings.max_page_bytes)
+
+        entries = [
+            e
+            for e in read_sitemaps(
+                fetch, starts, scope, limit=job.max_pages, cap=self.settings.max_page_bytes
+            )
+            if e.url != seed
+        ]
+        if not entries:
+            return
+        records = (
+            self.pages.get_many(job.knowledge_base, [e.url for e in entries])
+            if self.pages is not None and not job.full
+            else {}
+        )
+
+        def changed(entry: SitemapEntry) -> bool:
+            record = records.get(entry.url)
+            return record is None or (entry.lastmod is not None and entry.lastmod > record.changed_at)
+
+        ordered = sorted(entries, key=lambda e: (not changed(e), -(e.lastmod or 0.0)))
+        log.info("job %s: %d pages from the sitemaps of %s", job.id, len(ordered), seed)
+        urls = [e.url for e in ordered]
+        for start in range(0, len(urls), _RESERVE_BATCH):
+            for child in self.jobs.reserve_links(job.id, seed, urls[start : start + _RESERVE_BATCH]):
+                self.enqueue(job.id, child, 1)
+
     def _sweep(self, job_id: str) -> None:
         """After a crawl that reached the end of its site: pages of the knowledge base within its scope it
         did not reach are sent as pages of their own (fetched directly, no link followed), so those the site
@@ -263,9 +303,18 @@ class PageCrawler:
                 why = self.robots.why_refused(url)
                 refused = f" (robots.txt itself was refused: {why})" if why else ""
                 return PageResult(PageOutcome.SKIPPED, f"disallowed by robots.txt{refused}")
+            if url == job.url and depth == 0 and job.sitemap is not SitemapMode.SKIP:
+                try:
+                    self._seed_from_sitemaps(job, scope, url)
+                except _Deferred:
+                    raise
+                except Exception:  # the sitemaps are a bonus: the crawl goes on from the seed's links
+                    log.exception("job %s: the sitemaps of %s could not be read", job.id, url)
             record = self._record(job, url)
             # (only when there are some: fetchers that never see a conditional request need not take them)
-            conditional = {"validators": record.validators} if record and record.validators else {}
+            conditional: dict[str, Any] = (
+                {"validators": record.validators} if record and record.validators else {}
+            )
             with self._slot(job, url, self._crawl_delay_ms(url)):
                 page = self.fetcher.fetch(
                     url,
@@ -395,7 +444,7 @@ class PageCrawler:
         Only the first `max_links_per_page` links count, always the same ones, so a redelivered page
         re-enqueues exactly the children it reserved.
         """
-        if depth >= job.max_depth:
+        if depth >= job.max_depth or job.sitemap is SitemapMode.ONLY:
             return
         in_scope = self._in_scope(scope, url, links)
         for start in range(0, len(in_scope), _RESERVE_BATCH):

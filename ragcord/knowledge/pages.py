@@ -78,6 +78,13 @@ class PageRecords:
         raw = cast("bytes | None", self.redis.hget(self.key(kb), url))
         return PageRecord.decode(raw) if raw is not None else None
 
+    def get_many(self, kb: str, urls: list[str]) -> dict[str, PageRecord]:
+        """The records of those of `urls` the knowledge base has (one round trip)."""
+        if not urls:
+            return {}
+        raws = cast("list[bytes | None]", self.redis.hmget(self.key(kb), urls))
+        return {url: PageRecord.decode(raw) for url, raw in zip(urls, raws, strict=True) if raw is not None}
+
     def put(self, kb: str, record: PageRecord) -> None:
         self.redis.hset(self.key(kb), record.url, record.encode())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Sequence
 
 import pytest
@@ -168,3 +169,68 @@ async def test_a_full_crawl_reindexes_every_page_and_a_cancelled_one_removes_not
     assert len(embedder.texts) == full.chunks_indexed
     assert cut.pages_beyond_max_pages > 0 and cut.pages_removed == 0
     assert len(listed) == 7
+
+
+# -- sitemaps ----------------------------------------------------------------------------------------------
+
+SITEMAP_NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+
+
+def with_sitemaps(site: FreshSite) -> None:
+    """robots.txt names a gzip sitemap index whose sitemap lists two pages no page links to."""
+    hidden = "".join(
+        f"<url><loc>{site.url(path)}</loc><lastmod>2026-01-0{i + 1}</lastmod></url>"
+        for i, path in enumerate(("/docs/hidden-1.html", "/docs/hidden-2.html", "/elsewhere/out.html"))
+    )
+    site.set(
+        "/maps/pages.xml", Page(f"<urlset {SITEMAP_NS}>{hidden}</urlset>".encode(), content_type="text/xml")
+    )
+    sitemap_index = f"<sitemapindex {SITEMAP_NS}><sitemap><loc>{site.url('/maps/pages.xml')}</loc></sitemap>"
+    site.set(
+        "/maps/index.xml.gz",
+        Page(gzip.compress((sitemap_index + "</sitemapindex>").encode()), content_type="application/gzip"),
+    )
+    robots = f"User-agent: *\nAllow: /\nSitemap: {site.url('/maps/index.xml.gz')}\n"
+    site.set("/robots.txt", Page(robots.encode(), content_type="text/plain"))
+    for n in (1, 2):
+        site.set(f"/docs/hidden-{n}.html", page("g", f"Hidden page {n} is listed in the sitemap only"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (pb.SITEMAP_MODE_UNSPECIFIED, {"", "a", "b", "c", "d", "e", "f", "hidden-1", "hidden-2"}),
+        (pb.SITEMAP_MODE_ONLY, {"", "hidden-1", "hidden-2"}),
+        (pb.SITEMAP_MODE_SKIP, {"", "a", "b", "c", "d", "e", "f"}),
+    ],
+)
+async def test_sitemaps_seed_the_crawl_as_the_mode_says(make_settings, site, mode, expected):
+    with_sitemaps(site)
+    settings = make_settings()
+    with running_worker(settings, threads=2) as services:
+        async with admin_api(settings, services) as (stub, _):
+            job = await crawl(stub, site.url("/docs/"), sitemap=mode)
+            listed = await sources(stub)
+    assert job.state == pb.JOB_STATE_SUCCEEDED, job.error
+    names = {url.removeprefix(site.url("/docs/")).removesuffix(".html") for url in listed}
+    assert names == expected
+    assert not site.requests_of("/elsewhere/out.html")
+    assert bool(site.requests_of("/maps/pages.xml")) == (mode != pb.SITEMAP_MODE_SKIP)
+
+
+async def test_hostile_sitemaps_are_refused_and_the_crawl_goes_on(make_settings, site):
+    bomb = b"""<?xml version="1.0"?>
+<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><urlset><url><loc>&c;</loc></url></urlset>"""
+    site.set("/sitemap.xml", Page(bomb, content_type="text/xml"))
+    huge = b"<urlset>" + b"<url><loc>x</loc></url>" * 300_000 + b"</urlset>"  # over 6 MB: over the page cap
+    site.set("/huge.xml", Page(huge, content_type="text/xml"))
+    site.set("/bomb.xml.gz", Page(gzip.compress(b" " * (64 * 1024 * 1024)), content_type="application/gzip"))
+    robots = f"User-agent: *\nSitemap: {site.url('/huge.xml')}\nSitemap: {site.url('/bomb.xml.gz')}\n"
+    site.set("/robots.txt", Page(robots.encode(), content_type="text/plain"))
+    settings = make_settings()
+    with running_worker(settings, threads=2) as services:
+        async with admin_api(settings, services) as (stub, _):
+            job = await crawl(stub, site.url("/docs/"))
+    assert job.state == pb.JOB_STATE_SUCCEEDED and job.pages_added == 7 and job.pages_failed == 0
+    assert site.requests_of("/sitemap.xml") and site.requests_of("/bomb.xml.gz")
