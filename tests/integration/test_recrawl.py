@@ -10,6 +10,7 @@ import pytest
 
 from ragcord.bootstrap import bootstrap
 from ragcord.knowledge.embedders import NoEmbedder
+from ragcord.knowledge.pages import PageRecords
 from rpc.v1 import admin_pb2 as pb
 from tests.fresh_site import FreshSite, Page, html
 from tests.harness import admin_api, running_worker
@@ -234,3 +235,28 @@ async def test_hostile_sitemaps_are_refused_and_the_crawl_goes_on(make_settings,
             job = await crawl(stub, site.url("/docs/"))
     assert job.state == pb.JOB_STATE_SUCCEEDED and job.pages_added == 7 and job.pages_failed == 0
     assert site.requests_of("/sitemap.xml") and site.requests_of("/bomb.xml.gz")
+
+
+async def test_a_transient_failure_keeps_the_page_and_deleting_forgets_the_records(make_settings, site):
+    settings = make_settings()
+    services = bootstrap(settings)
+    records = PageRecords(services.redis, prefix=settings.key_prefix)
+    with running_worker(settings, services, threads=2):
+        async with admin_api(settings, services) as (stub, _):
+            await crawl(stub, site.url("/docs/"))
+            site.set("/docs/e.html", Page(b"", status=503))
+            job = await stub.StartCrawl(pb.StartCrawlRequest(url=site.url("/docs/"), knowledge_base=KB))
+            events = [e async for e in stub.WatchJob(pb.WatchJobRequest(job_id=job.id), timeout=120)]
+            kept = await sources(stub)
+            e_url = site.url("/docs/e.html")
+            await stub.DeleteSource(pb.DeleteSourceRequest(knowledge_base=KB, url=e_url))
+            e_record = records.get(KB, e_url)
+            left = records.count(KB)
+            await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base=KB))
+    final = events[-1].job
+    assert final.state == pb.JOB_STATE_SUCCEEDED and final.pages_failed == 1 and final.pages_unchanged == 6
+    (failed,) = [e for e in events if e.kind == pb.JOB_EVENT_KIND_PAGE_FAILED]
+    assert failed.page_url == e_url and "HTTP 503" in failed.detail and "kept (stale)" in failed.detail
+    assert e_url in kept
+    assert e_record is None and left == 6
+    assert records.count(KB) == 0
