@@ -239,10 +239,13 @@ def check_job(admin: Admin, job_id: str) -> None:
 
 def summary(admin: Admin, job: Any, outcomes: Outcomes, *, verbose: bool = False) -> list[str]:
     """What the crawl did, how fast, whether max_pages stopped it, and why pages were skipped or failed."""
+    changed = ", ".join(f"{n} {label}" for n, label in changes(job) if n)
+    # A re-crawl's pages are not all indexed: "8 done (1 added, 4 unchanged, ...)" says what became of them.
+    recrawl = job.pages_updated or job.pages_unchanged or job.pages_removed  # (a first crawl only adds)
+    done = f"{job.pages_done} done ({changed})" if recrawl else f"{job.pages_done} indexed"
     lines = [
-        f"job {job.id} {admin.state_name(job.state)}: {job.pages_done} indexed, {job.pages_skipped} skipped, "
+        f"job {job.id} {admin.state_name(job.state)}: {done}, {job.pages_skipped} skipped, "
         f"{job.pages_failed} failed, {job.chunks_indexed} chunks"
-        + "".join(f", {n} {label}" for n, label in changes(job) if n)
         + _pace(job)
         + (f" — {job.error}" if job.error else "")
     ]

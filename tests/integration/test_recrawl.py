@@ -8,12 +8,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from cli.main import main
 from ragcord.bootstrap import bootstrap
 from ragcord.knowledge.embedders import NoEmbedder
 from ragcord.knowledge.pages import PageRecords
 from rpc.v1 import admin_pb2 as pb
 from tests.fresh_site import FreshSite, Page, html
-from tests.harness import admin_api, running_worker
+from tests.harness import admin_api, free_port, running_worker
+from tests.integration.test_cli_jobs import cli_env, serving  # noqa: F401 - cli_env is a fixture
 
 KB = "fresh"
 WORDS = {
@@ -260,3 +262,31 @@ async def test_a_transient_failure_keeps_the_page_and_deleting_forgets_the_recor
     assert e_url in kept
     assert e_record is None and left == 6
     assert records.count(KB) == 0
+
+
+async def test_the_cli_shows_the_changes_and_a_page_with_its_dates_validators_and_sections(
+    cli_env,  # noqa: F811 - the fixture imported above
+    capsys,
+    site,
+):
+    settings = cli_env
+    services = bootstrap(settings)
+    address = f"127.0.0.1:{free_port()}"
+    crawl_args = ["crawl", site.url("/docs/"), "--kb", KB, "--watch", "--address", address]
+    with running_worker(settings, services, threads=2):
+        async with serving(settings, services, address):
+            assert await asyncio.to_thread(main, crawl_args) == 0
+            capsys.readouterr()
+            site.set("/docs/b.html", page("b", "Bison queues now retry failed deliveries five times"))
+            assert await asyncio.to_thread(main, crawl_args) == 0
+            summary = capsys.readouterr().out
+            show = ["sources", "--kb", KB, "--show", site.url("/docs/a.html"), "--address", address]
+            assert await asyncio.to_thread(main, show) == 0
+            shown = capsys.readouterr().out
+    services.close()
+    assert "7 done (1 updated, 6 unchanged), 0 skipped, 0 failed, 1 chunks" in summary, summary
+    etag = site.pages["/docs/a.html"].etag
+    for label in ("fetched", "changed", "indexed", "ETag", "content hash"):
+        assert label in shown, shown
+    assert etag in shown and "Last-Modified" not in shown  # a's site sends an ETag only
+    assert "#0 Page A" in shown and WORDS["a"] in shown
