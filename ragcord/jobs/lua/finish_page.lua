@@ -17,9 +17,10 @@
 -- ARGV[6] detail (why it was skipped or failed; may be '')
 -- ARGV[7] chunks indexed from the page
 -- ARGV[8] '1' when the page is the seed, else '0'
--- ARGV[9] '1' when the job may sweep: once no page is outstanding, a crawl that was neither cancelled nor cut
---         by max_pages is not ended but gets one more outstanding task, its sweep (pages of the knowledge base
---         it did not reach, fetched directly); the job's `sweep` field then says 'running'
+-- ARGV[9] '1' when the job may sweep: once no page is outstanding, a crawl that was neither cancelled nor
+--         cut by max_pages, and whose seed page was not skipped or failed, is not ended but gets one more
+--         outstanding task, its sweep (pages of the knowledge base it did not reach, fetched directly); the
+--         job's `sweep` field then says 'running'
 -- Returns {counted, final}: counted is 1, or 0 when the job is gone or ended or the outcome was already
 -- counted (a redelivered message); final is the state this page ended the job in, 'SWEEP' when the caller
 -- must send the sweep, or ''.
@@ -49,6 +50,7 @@ emit(job, stream, retention, now, kind[outcome], url, detail, chunks)
 if ARGV[9] == '1' and tonumber(redis.call('HGET', job, 'outstanding')) == 0
     and redis.call('HGET', job, 'cancel_requested') ~= '1'
     and tonumber(redis.call('HGET', job, 'pages_beyond_max_pages') or '0') == 0
+    and not redis.call('HGET', job, 'seed_error')
     and not redis.call('HGET', job, 'sweep') then
   redis.call('HSET', job, 'sweep', 'running')
   redis.call('HINCRBY', job, 'outstanding', 1)
