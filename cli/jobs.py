@@ -139,6 +139,10 @@ class Watch:
             )
         elif event.kind == pb.JOB_EVENT_KIND_PAGE_SKIPPED:
             self.outcomes.skipped.append((event.page_url, event.detail))
+        elif event.kind == pb.JOB_EVENT_KIND_PAGE_REMOVED:  # (rare, and the operator wants to know which)
+            self.progress.console.print(
+                f"[yellow]removed[/] {escape(event.page_url)}: {escape(event.detail)}", soft_wrap=True
+            )
         if ended and event.kind in (pb.JOB_EVENT_KIND_STATE_CHANGED, pb.JOB_EVENT_KIND_SNAPSHOT):
             return job
         return None

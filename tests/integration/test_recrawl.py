@@ -279,13 +279,15 @@ async def test_the_cli_shows_the_changes_and_a_page_with_its_dates_validators_an
             assert await asyncio.to_thread(main, crawl_args) == 0
             capsys.readouterr()
             site.set("/docs/b.html", page("b", "Bison queues now retry failed deliveries five times"))
+            site.set("/docs/f.html", Page(b"", status=410))
             assert await asyncio.to_thread(main, crawl_args) == 0
             summary = capsys.readouterr().out
             show = ["sources", "--kb", KB, "--show", site.url("/docs/a.html"), "--address", address]
             assert await asyncio.to_thread(main, show) == 0
             shown = capsys.readouterr().out
     services.close()
-    assert "7 done (1 updated, 6 unchanged), 0 skipped, 0 failed, 1 chunks" in summary, summary
+    assert "7 done (1 updated, 5 unchanged, 1 removed), 0 skipped, 0 failed, 1 chunks" in summary, summary
+    assert f"removed {site.url('/docs/f.html')}: HTTP 410: removed from the knowledge base" in summary
     etag = site.pages["/docs/a.html"].etag
     for label in ("fetched", "changed", "indexed", "ETag", "content hash"):
         assert label in shown, shown
