@@ -420,6 +420,8 @@ class JobStore:
         if counted:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(k.counters, f"pages_{outcome.value}", 1)
+                if outcome in (PageOutcome.ADDED, PageOutcome.UPDATED):  # written to the store, as before
+                    pipe.hincrby(k.counters, "pages_indexed", 1)
                 pipe.hincrby(k.counters, "chunks_indexed", chunks)
                 pipe.execute()
         final_state = JobState(final.decode()) if final else None
