@@ -6,6 +6,7 @@ import asyncio
 import gzip
 from collections.abc import Sequence
 
+import grpc
 import pytest
 
 from cli.main import main
@@ -293,3 +294,14 @@ async def test_the_cli_shows_the_changes_and_a_page_with_its_dates_validators_an
         assert label in shown, shown
     assert etag in shown and "Last-Modified" not in shown  # a's site sends an ETag only
     assert "#0 Page A" in shown and WORDS["a"] in shown
+
+
+async def test_an_unknown_sitemap_mode_is_refused_with_the_modes(make_settings, site):
+    settings = make_settings()
+    async with admin_api(settings) as (stub, _):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StartCrawl(pb.StartCrawlRequest(url=site.url("/docs/"), knowledge_base=KB, sitemap=9))
+        listed = await stub.ListJobs(pb.ListJobsRequest())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "SITEMAP_MODE_INCLUDE, SITEMAP_MODE_ONLY or SITEMAP_MODE_SKIP" in info.value.details()
+    assert not listed.jobs  # nothing half-written
