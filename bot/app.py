@@ -21,6 +21,7 @@ from ragcord.metrics import serve_metrics
 from ragcord.ratelimit import RateLimiter
 from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings
+from ragcord.support import SupportSettings
 from ragcord.threads import OwnedThreads
 from workers.enqueue import build_enqueue
 
@@ -87,6 +88,7 @@ def build_bot_services(
         ),
         store=services.store,
         enqueue=enqueue,
+        support=SupportSettings(services.redis, prefix=prefix),
     )
 
 

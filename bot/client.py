@@ -20,11 +20,12 @@ from ragcord.knowledge.stores import Store
 from ragcord.metrics import DISCORD_COMMANDS
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
+from ragcord.support import SupportSettings
 from ragcord.threads import OwnedThreads
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.ask", "bot.cogs.admin")
+COGS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.support")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class BotServices:
     watcher: JobWatcher
     store: Store
     enqueue: Enqueue  # sends a crawl's seed page to the workers (workers.enqueue in production)
+    support: SupportSettings  # auto-answer channels, support role, learning, handoffs, resolutions
 
 
 def intents() -> discord.Intents:
@@ -71,9 +73,10 @@ class RagcordBotBase(_Bot):
         self.services = services
 
     async def setup_hook(self) -> None:
+        from bot.support_views import SupportButton
         from bot.views import FeedbackButton
 
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, SupportButton)
         for cog in COGS:
             await self.load_extension(cog)
         self.tree.error(self.on_app_command_error)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import RagcordBotBase, guild_id_of
+from bot.cogs.support import autoanswer_text, server_settings_text, support_role_text
 from bot.render import clip, link_title
 from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
@@ -165,6 +167,43 @@ class AdminCog(commands.Cog):
             ephemeral=True,
             allowed_mentions=NONE,
         )
+
+    # -- support communities (logic: ragcord.support, bot.cogs.support) ------------------------------------
+
+    @kb.command(name="autoanswer")
+    @app_commands.describe(channel="A forum or text channel", mode="answer, suggest (top 3 pages) or off")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_autoanswer(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.ForumChannel | discord.TextChannel,
+        mode: Literal["answer", "suggest", "off"],
+    ) -> None:
+        """Answer every new question posted in a channel."""
+        await asyncio.to_thread(
+            self.services.support.set_autoanswer, guild_id_of(interaction), channel.id, mode
+        )
+        await interaction.response.send_message(autoanswer_text(channel.mention, mode), ephemeral=True)
+
+    @kb.command(name="support")
+    @app_commands.describe(role="Who to mention when I can't help (leave out to stop mentioning)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_support(self, interaction: discord.Interaction, role: discord.Role | None = None) -> None:
+        """Name the support team I hand a thread to when I can't answer."""
+        await asyncio.to_thread(
+            self.services.support.set_role, guild_id_of(interaction), role.id if role else None
+        )
+        await interaction.response.send_message(
+            support_role_text(role.mention if role else None), ephemeral=True, allowed_mentions=NONE
+        )
+
+    @kb.command(name="settings")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_settings(self, interaction: discord.Interaction) -> None:
+        """Show this server's ragcord settings."""
+        guild_id = guild_id_of(interaction)
+        text = await asyncio.to_thread(server_settings_text, self.services, guild_id)
+        await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NONE)
 
 
 async def setup(bot: RagcordBotBase) -> None:

@@ -1,0 +1,133 @@
+"""Support communities through the real discord.py client against the loopback Discord fake: forum posts
+answered, non-questions ignored, the handoff to the support role, Solved."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.discord_fake import MANAGE_THREADS, FakeDiscord
+from tests.integration.test_bot import FOLLOW_UP, VENV_Q, bot_messages, running_bot, say_in
+
+UNKNOWN_Q = "How do I bake sourdough bread with rye flour and a cast iron pot?"
+
+
+@pytest.fixture
+async def world(indexed):
+    async with running_bot(indexed) as world:
+        yield world
+
+
+async def command(fake: FakeDiscord, user: dict, sub: str, options: dict, **kw) -> dict:
+    """/kb <sub> ...; returns the (first) response's data."""
+    interaction = await fake.invoke_command(user, "kb", options, subcommand=sub, **kw)
+    await fake.wait_for(lambda: interaction.responses, timeout=30)
+    return interaction.responses[0]["data"]
+
+
+async def forum_with_autoanswer(world, mode: str = "answer", *, role: bool = True) -> tuple[str, str | None]:
+    fake = world.fake
+    forum_id = fake.add_forum("help", tags=["Solved", "Bug"])
+    await fake.wait_for(lambda: world.bot.get_channel(int(forum_id)) is not None)
+    reply = await command(fake, fake.boss, "autoanswer", {"channel": forum_id, "mode": mode})
+    assert "help" in reply["content"] or "<#" in reply["content"]
+    role_id = None
+    if role:
+        role_id = fake.add_role("helpers")
+        await fake.wait_for(lambda: world.bot.guilds[0].get_role(int(role_id)) is not None)
+        await command(fake, fake.boss, "support", {"role": role_id})
+    return forum_id, role_id
+
+
+def custom_ids(message: dict) -> list[str]:
+    return [c["custom_id"] for row in message["components"] for c in row["components"]]
+
+
+async def test_a_new_forum_post_is_answered_in_the_post_and_follow_ups_remember_it(world):
+    fake = world.fake
+    forum_id, _ = await forum_with_autoanswer(world)
+
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "Separate environments", VENV_Q)
+    await fake.wait_for(lambda: bot_messages(fake, thread["id"]), timeout=30)
+    answer = bot_messages(fake, thread["id"])[0]
+    assert "/docs/virtualenv.html" in answer["content"] and "**Sources**" in answer["content"]
+    ids = custom_ids(answer)
+    assert ids[0].startswith("ragcord:fb:up:") and f"ragcord:support:solved:{thread['id']}" in ids
+    assert answer["payload"]["allowed_mentions"] == {"parse": []}
+
+    follow = await say_in(fake, fake.alice, thread["id"], FOLLOW_UP)
+    assert "/docs/virtualenv.html" in follow["content"]
+    turns = world.services.ask.memory.load(thread["id"]).turns
+    assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[0].text.startswith("Separate environments\n")  # the title is part of the question
+
+
+async def test_non_questions_staff_posts_and_other_forums_get_nothing(world):
+    fake = world.fake
+    forum_id, role_id = await forum_with_autoanswer(world)
+    other_forum = fake.add_forum("showcase")
+    staff = fake.add_member("helper", roles=[role_id])
+
+    await fake.create_forum_post(fake.alice, forum_id, "Thanks!", "thanks so much, it works now")
+    await fake.create_forum_post(fake.alice, forum_id, "Release 2.0 is out", "New: dark mode and a CLI.")
+    await fake.create_forum_post(staff, forum_id, "Known issue", f"{VENV_Q}")
+    await fake.create_forum_post(fake.alice, other_forum, "Question", VENV_Q)
+    # a question afterwards is answered: the ones before were seen and skipped, not still in flight
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "venv", VENV_Q)
+    await fake.wait_for(lambda: bot_messages(fake, thread["id"]), timeout=30)
+    assert [m["channel_id"] for m in fake.messages if not m["flags"] & 64] == [thread["id"]]
+
+
+async def test_not_found_mentions_only_the_support_role_and_only_once(world):
+    fake = world.fake
+    forum_id, role_id = await forum_with_autoanswer(world)
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "Bread", f"{UNKNOWN_Q} @everyone")
+    await fake.wait_for(lambda: bot_messages(fake, thread["id"]), timeout=30)
+    handoff = bot_messages(fake, thread["id"])[0]
+    assert "couldn't find" in handoff["content"] and f"<@&{role_id}>" in handoff["content"]
+    assert handoff["mention_roles"] == [role_id] and handoff["mentions"] == []
+    assert not handoff["mention_everyone"]
+    assert handoff["payload"]["allowed_mentions"] == {"parse": [], "roles": [int(role_id)]}
+
+    # a follow-up, then Still need help on an answer: no second mention in this thread
+    answered, _ = await fake.create_forum_post(fake.alice, forum_id, "venv", VENV_Q)
+    answer = await fake.wait_for_message(lambda m: m["channel_id"] == answered["id"])
+    clicks = []
+    for _ in range(2):
+        clicks.append(await fake.click_button(fake.alice, answer, f"ragcord:support:help:{answered['id']}"))
+        await fake.wait_for(lambda: clicks[-1].followups, timeout=30)
+    public = [m for m in bot_messages(fake, answered["id"]) if not m["flags"] & 64]  # (not the ephemeral)
+    assert [m["mention_roles"] for m in public] == [[], [role_id]]
+    assert "asked the support team" in clicks[0].followups[0]["content"]
+    assert "already" in clicks[1].followups[0]["content"]
+    mentioning = [m for m in fake.messages if m["mention_roles"] or m["mentions"] or m["mention_everyone"]]
+    assert [m["channel_id"] for m in mentioning] == [thread["id"], answered["id"]]
+    assert world.services.support.handed_off(thread["id"])
+
+
+async def test_solved_applies_the_forums_tag_and_records_the_resolution(world):
+    fake = world.fake
+    forum_id, _ = await forum_with_autoanswer(world)
+    fake.grant_bot(MANAGE_THREADS)
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "venv", VENV_Q)
+    answer = await fake.wait_for_message(lambda m: m["channel_id"] == thread["id"], timeout=30)
+    solved = f"ragcord:support:solved:{thread['id']}"
+    stranger = fake.add_member("stranger")
+
+    refused = await fake.click_button(stranger, answer, solved)
+    await fake.wait_for(lambda: refused.responses)
+    assert "Only the person who asked" in refused.responses[0]["data"]["content"]
+    assert fake.threads[thread["id"]]["applied_tags"] == []
+
+    await world.restart()  # the buttons are persistent
+    click = await fake.click_button(fake.alice, answer, solved)
+    await fake.wait_for(lambda: click.responses, timeout=30)
+    assert fake.threads[thread["id"]]["applied_tags"] == [fake.tag_id(forum_id, "Solved")]
+    record = world.services.support.solved(thread["id"])
+    assert record["by"] == "asker" and "/docs/virtualenv.html" in record["answer"]
+
+    # a moderator applying the tag in Discord's client solves a thread too
+    other, _ = await fake.create_forum_post(fake.alice, forum_id, "Bread", UNKNOWN_Q)
+    await fake.wait_for(lambda: bot_messages(fake, other["id"]), timeout=30)
+    await fake.set_thread_tags(fake.boss, other["id"], [fake.tag_id(forum_id, "Solved")])
+    await fake.wait_for(lambda: world.services.support.solved(other["id"]), timeout=10)
+    assert world.services.support.solved(other["id"])["by"] == "staff"
