@@ -17,6 +17,7 @@ from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
 from ragcord.jobs.watcher import settle_reads
+from ragcord.learning import LearnedThreads
 from ragcord.metrics import serve_metrics
 from ragcord.ratelimit import RateLimiter
 from ragcord.redisconn import async_redis_client
@@ -89,6 +90,9 @@ def build_bot_services(
         store=services.store,
         enqueue=enqueue,
         support=SupportSettings(services.redis, prefix=prefix),
+        learning=LearnedThreads(
+            services.redis, prefix=prefix, store=services.store, embedder=services.embedder
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
+from ragcord.learning import LearnedThreads
 from ragcord.metrics import DISCORD_COMMANDS
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
@@ -41,6 +42,7 @@ class BotServices:
     store: Store
     enqueue: Enqueue  # sends a crawl's seed page to the workers (workers.enqueue in production)
     support: SupportSettings  # auto-answer channels, support role, learning, handoffs, resolutions
+    learning: LearnedThreads  # solved threads as sources of the server's knowledge base
 
 
 def intents() -> discord.Intents:

@@ -4,6 +4,7 @@ cannot help, which threads were solved, and whether a post is a question at all.
 Keys (P = key prefix, G = guild id, T = thread id):
   P:support:G             hash: "autoanswer:<channel id>" -> answer | suggest; "role" -> the support role's
                           id; "learn:<channel id>" -> "1" (learning from solved threads is on there)
+  P:support:thread:T      string: the asker's user id (a support thread the bot answered in)
   P:support:handoff:T     string: set once (SET NX) when the thread was handed to the support role
   P:support:solved:T      hash: by (asker | staff), at, knowledge_base, answer (what solved it)
 The per-thread keys expire after `keep_seconds` (by default the question retention).
@@ -147,6 +148,14 @@ class SupportSettings:
         return bool(self.redis.hexists(self._key(guild_id), f"learn:{int(channel_id)}"))
 
     # -- per thread
+
+    def open_thread(self, thread_id: int | str, asker_id: int) -> None:
+        """A support thread the bot answered in, and who asked (their follow-ups are answered)."""
+        self.redis.set(f"{self.prefix}:support:thread:{int(thread_id)}", str(asker_id), ex=self.keep_seconds)
+
+    def asker_of(self, thread_id: int | str) -> int | None:
+        value = self.redis.get(f"{self.prefix}:support:thread:{int(thread_id)}")
+        return int(_text(value)) if value else None
 
     def claim_handoff(self, thread_id: int | str) -> bool:
         """True the first time only: a thread is handed to the support role at most once."""

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import RagcordBotBase, guild_id_of
-from bot.cogs.support import autoanswer_text, server_settings_text, support_role_text
+from bot.cogs.support import autoanswer_text, learn_text, server_settings_text, support_role_text
 from bot.render import clip, link_title
 from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
@@ -196,6 +196,23 @@ class AdminCog(commands.Cog):
         await interaction.response.send_message(
             support_role_text(role.mention if role else None), ephemeral=True, allowed_mentions=NONE
         )
+
+    @kb.command(name="learn")
+    @app_commands.describe(channel="A forum or text channel", enabled="Learn from threads solved there")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_learn(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.ForumChannel | discord.TextChannel,
+        enabled: bool,
+    ) -> None:
+        """Turn learning from solved threads on or off in a channel (off removes what was learned)."""
+        guild_id = guild_id_of(interaction)
+        await asyncio.to_thread(self.services.support.set_learn, guild_id, channel.id, enabled)
+        removed = 0
+        if not enabled:
+            removed = await asyncio.to_thread(self.services.learning.forget_channel, guild_id, channel.id)
+        await interaction.response.send_message(learn_text(channel.mention, enabled, removed), ephemeral=True)
 
     @kb.command(name="settings")
     @app_commands.checks.has_permissions(manage_guild=True)

@@ -10,13 +10,16 @@ from collections.abc import Callable
 
 import discord
 from discord.ext import commands
+from discord.utils import MISSING
 
 from bot.client import BotServices, RagcordBotBase
+from bot.cogs.ask import AskCog
 from bot.render import clip, format_answer, link_title, shorten, split_message
-from bot.support_views import support_items
+from bot.support_views import SupportButton, support_items
 from bot.views import FeedbackButton
 from ragcord.answering.types import Answer
 from ragcord.errors import AnswerUnavailable, InvalidArgument, PermissionDenied
+from ragcord.learning import SolvedThread
 from ragcord.support import Mode, is_question
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,15 @@ def autoanswer_text(channel: str, mode: str) -> str:
         "suggest": f"I'll suggest up to {SUGGESTIONS} pages for new questions in {channel}.",
         "off": f"I won't answer new posts in {channel} any more.",
     }[mode]
+
+
+def learn_text(channel: str, enabled: bool, removed: int) -> str:
+    if enabled:
+        return (
+            f"Threads solved in {channel} will become sources of this server's knowledge base: the question "
+            "and the answer that solved it, without names, linked to the thread."
+        )
+    return f"I won't learn from {channel} any more; removed {removed} learned thread(s)."
 
 
 def support_role_text(role: str | None) -> str:
@@ -79,6 +91,16 @@ def server_settings_text(services: BotServices, guild_id: int) -> str:
 EXTRA_SETTINGS: list[Callable[[BotServices, int], list[str]]] = []
 
 
+def _is_answer(message: discord.Message | None) -> bool:
+    """The bot's answer from the docs: it carries the 👍/👎 buttons."""
+    if message is None:
+        return False
+    ids = [
+        getattr(c, "custom_id", "") or "" for row in message.components for c in getattr(row, "children", [])
+    ]
+    return any(i.startswith("ragcord:fb:") for i in ids)
+
+
 class SupportCog(commands.Cog):
     def __init__(self, bot: RagcordBotBase) -> None:
         self.bot = bot
@@ -91,7 +113,10 @@ class SupportCog(commands.Cog):
         if message.author.bot or message.guild is None or self.bot.user is None:
             return
         channel = message.channel
-        if isinstance(channel, discord.Thread) and message.id == channel.id:
+        if isinstance(channel, discord.Thread) and message.id != channel.id:
+            await self.follow_up(message, channel)
+            return
+        if isinstance(channel, discord.Thread):
             if not isinstance(channel.parent, discord.ForumChannel):
                 return
             where, title = channel.parent_id, channel.name  # a forum post's starter message
@@ -118,16 +143,48 @@ class SupportCog(commands.Cog):
         if isinstance(channel, discord.Thread):
             thread = channel
         else:
-            await asyncio.to_thread(self.services.threads.add, message.id, str(message.id))
             thread = await message.create_thread(name=shorten(message.content), auto_archive_duration=1440)
         question = f"{title}\n{message.content}".strip()
         await self.answer_post(thread, question, kb, mode, message.author)
 
+    async def follow_up(self, message: discord.Message, thread: discord.Thread) -> None:
+        """The asker's next question in their post, answered from the post's memory like an /ask thread.
+        Others' replies (the community answering) and anything after the handoff are left to people; a
+        mention of the bot is AskCog's."""
+        s = self.services
+        assert self.bot.user is not None and message.guild is not None
+        if self.bot.user in message.mentions:
+            return
+        asker = await asyncio.to_thread(s.support.asker_of, thread.id)
+        if asker != message.author.id or not is_question("", message.content):
+            return
+        if await asyncio.to_thread(s.support.handed_off, thread.id):
+            return
+        ask = self.bot.get_cog("AskCog")
+        if not isinstance(ask, AskCog):
+            return
+        try:
+            kb = await asyncio.to_thread(ask.knowledge_base_for, thread, message.guild.id)
+            await ask.answer(
+                question=message.content,
+                knowledge_base=kb,
+                conversation_id=str(thread.id),
+                author=str(message.author),
+                send_first=message.reply,
+                send_more=thread.send,
+                guild_id=str(message.guild.id),
+            )
+        except Exception as exc:
+            if not isinstance(exc, AnswerUnavailable | InvalidArgument | PermissionDenied):
+                log.exception("answering a follow-up in support thread %s failed", thread.id)
+            await thread.send(AskCog.failure_text(exc), allowed_mentions=NONE)
+
     async def answer_post(
         self, thread: discord.Thread, question: str, kb: str, mode: Mode, asker: discord.abc.User
     ) -> None:
-        """Answer a new post in its thread; the thread then continues as an /ask conversation."""
+        """Answer a new post in its thread; the asker's follow-ups there continue the conversation."""
         s = self.services
+        await asyncio.to_thread(s.support.open_thread, thread.id, asker.id)
         try:
             answer = await asyncio.to_thread(
                 s.ask.ask, question, knowledge_base=kb, conversation_id=str(thread.id), author=str(asker)
@@ -135,10 +192,10 @@ class SupportCog(commands.Cog):
         except (AnswerUnavailable, InvalidArgument) as exc:
             await thread.send(clip(f"Sorry, I can't answer right now: {exc}."), allowed_mentions=NONE)
             return
-        # Follow-ups in the post are answered from its memory, like an /ask thread (AskCog.on_message).
-        await asyncio.to_thread(s.threads.add, thread.id, str(thread.id))
         if not answer.found:
-            await self.hand_off(thread, "I couldn't find this in the documentation.")
+            solved_only = discord.ui.View(timeout=None)  # for when a person has answered
+            solved_only.add_item(SupportButton("solved", thread.id))
+            await self.hand_off(thread, "I couldn't find this in the documentation.", view=solved_only)
             return
         view = discord.ui.View(timeout=None)
         if mode is Mode.SUGGEST:
@@ -167,27 +224,33 @@ class SupportCog(commands.Cog):
 
     # -- the handoff ---------------------------------------------------------------------------------------
 
-    async def hand_off(self, thread: discord.Thread, lead: str, *, repeat: bool = True) -> str:
+    async def hand_off(
+        self, thread: discord.Thread, lead: str, *, repeat: bool = True, view: discord.ui.View = MISSING
+    ) -> str:
         """Say `lead`, and mention the support role in the thread once ever (`repeat=False`: say nothing
-        when that already happened); returns what happened."""
+        when that already happened); `view` goes on the message; returns what happened."""
         s = self.services
         support = await asyncio.to_thread(s.support.get, thread.guild.id)
         if support.role_id is None:
             await thread.send(
-                f"{lead} A server admin can name a support team with `/kb support`.", allowed_mentions=NONE
+                f"{lead} A server admin can name a support team with `/kb support`.",
+                allowed_mentions=NONE,
+                view=view,
             )
             return "no-role"
         if not await asyncio.to_thread(s.support.claim_handoff, thread.id):
             if repeat:
                 await thread.send(
-                    f"{lead} The support team has already been asked here.", allowed_mentions=NONE
+                    f"{lead} The support team has already been asked here.", allowed_mentions=NONE, view=view
                 )
             return "already"
         # The one mention ragcord ever sends: this role, nothing else.
         only_the_role = discord.AllowedMentions(
             everyone=False, users=False, replied_user=False, roles=[discord.Object(support.role_id)]
         )
-        await thread.send(f"{lead} <@&{support.role_id}>, can you help here?", allowed_mentions=only_the_role)
+        await thread.send(
+            f"{lead} <@&{support.role_id}>, can you help here?", allowed_mentions=only_the_role, view=view
+        )
         return "handed-off"
 
     async def still_need_help(self, interaction: discord.Interaction, thread: discord.Thread) -> None:
@@ -213,10 +276,13 @@ class SupportCog(commands.Cog):
                 ephemeral=True,
             )
             return
+        await interaction.response.defer(ephemeral=True, thinking=True)
         kb = await asyncio.to_thread(
             self.services.bindings.resolve, thread.guild.id, thread.id, thread.parent_id
         )
-        answer = interaction.message.content if interaction.message is not None else ""
+        # On the bot's answer, that answer solved it; on another message (the handoff), a person's reply did.
+        solving = interaction.message if _is_answer(interaction.message) else None
+        answer = solving.content if solving is not None else ""
         await asyncio.to_thread(
             self.services.support.record_solved,
             thread.id,
@@ -231,7 +297,9 @@ class SupportCog(commands.Cog):
                 await thread.add_tags(tag, reason="marked solved")
             except discord.Forbidden:
                 note += " I couldn't apply the Solved tag: give me the Manage Threads permission."
-        await interaction.response.send_message(note, ephemeral=True)
+        if await self.learn_solved(thread, solving) == "learned":
+            note += " The question and this answer are now part of the knowledge base."
+        await interaction.followup.send(note, ephemeral=True)
 
     @commands.Cog.listener()
     async def on_thread_update(self, before: discord.Thread, after: discord.Thread) -> None:
@@ -242,9 +310,100 @@ class SupportCog(commands.Cog):
         kb = await asyncio.to_thread(
             self.services.bindings.resolve, after.guild.id, after.id, after.parent_id
         )
-        await asyncio.to_thread(
+        first = await asyncio.to_thread(
             self.services.support.record_solved, after.id, by_staff=True, knowledge_base=kb
         )
+        if first:  # (not the tag the Solved button just applied: that resolution learned already)
+            await self.learn_solved(after, None)
+
+    # -- learning from solved threads ------------------------------------------------------------------------
+
+    async def learn_solved(self, thread: discord.Thread, answer: discord.Message | None) -> str:
+        """Make a solved thread a source of the server's own knowledge base when learning is on in its
+        channel; `answer`: the message that solved it (None: the last one by someone other than the asker)."""
+        s, guild = self.services, thread.guild
+        if thread.parent_id is None or not await asyncio.to_thread(
+            s.support.learns, guild.id, thread.parent_id
+        ):
+            return "off"
+        kb = await asyncio.to_thread(s.bindings.resolve, guild.id, thread.id, thread.parent_id)
+        if str(guild.id) not in await asyncio.to_thread(s.bindings.owners.servers, kb):
+            # A shared knowledge base (or another server's) would show this server's threads elsewhere.
+            log.info("not learning thread %s: knowledge base %s is not this server's own", thread.id, kb)
+            return "not-own"
+        try:
+            starter = await thread.fetch_message(thread.id)
+        except discord.NotFound:
+            return "no-question"
+        if answer is None:
+            answer = await self._solving_message(thread)
+        if answer is None or not answer.content.strip():
+            return "no-answer"
+        support = await asyncio.to_thread(s.support.get, guild.id)
+        roles = await self._roles_of(guild, answer.author)
+        if self.bot.user is not None and answer.author.id == self.bot.user.id:
+            answered_by = "ragcord"
+        elif support.role_id is not None and any(r.id == support.role_id for r in roles):
+            answered_by = "staff"
+        else:
+            answered_by = "a member"
+        solved = SolvedThread(
+            guild_id=guild.id,
+            channel_id=thread.parent_id,
+            thread_id=thread.id,
+            knowledge_base=kb,
+            title=thread.name,
+            question=starter.content,
+            answer=answer.content,
+            answered_by=answered_by,
+            question_message=starter.id,
+            answer_message=answer.id,
+        )
+        await asyncio.to_thread(s.learning.learn, solved)
+        return "learned"
+
+    @staticmethod
+    async def _roles_of(guild: discord.Guild, author: discord.abc.User) -> list[discord.Role]:
+        """A message from history names a user, not a member: the member is asked for then."""
+        if isinstance(author, discord.Member):
+            return list(author.roles)
+        try:
+            member = guild.get_member(author.id) or await guild.fetch_member(author.id)
+        except discord.NotFound:
+            return []  # (no longer in the server)
+        return list(member.roles)
+
+    async def _solving_message(self, thread: discord.Thread) -> discord.Message | None:
+        """The last message by a person other than the asker; else the bot's last answer (it has buttons)."""
+        people: discord.Message | None = None
+        answers: discord.Message | None = None
+        async for message in thread.history(limit=200, oldest_first=True):
+            if message.id == thread.id or message.author.id == thread.owner_id or not message.content:
+                continue
+            if not message.author.bot:
+                people = message
+            elif message.components:
+                answers = message
+        return people or answers
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        content = payload.data.get("content")
+        if isinstance(content, str) and payload.guild_id is not None:
+            await asyncio.to_thread(
+                self.services.learning.message_edited, payload.channel_id, payload.message_id, content
+            )
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if payload.guild_id is not None:
+            await asyncio.to_thread(
+                self.services.learning.message_deleted, payload.channel_id, payload.message_id
+            )
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        await asyncio.to_thread(self.services.learning.forget, payload.thread_id)
 
 
 async def setup(bot: RagcordBotBase) -> None:

@@ -3,6 +3,8 @@ answered, non-questions ignored, the handoff to the support role, Solved."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.discord_fake import MANAGE_THREADS, FakeDiscord
@@ -120,7 +122,7 @@ async def test_solved_applies_the_forums_tag_and_records_the_resolution(world):
 
     await world.restart()  # the buttons are persistent
     click = await fake.click_button(fake.alice, answer, solved)
-    await fake.wait_for(lambda: click.responses, timeout=30)
+    await fake.wait_for(lambda: click.followups, timeout=30)
     assert fake.threads[thread["id"]]["applied_tags"] == [fake.tag_id(forum_id, "Solved")]
     record = world.services.support.solved(thread["id"])
     assert record["by"] == "asker" and "/docs/virtualenv.html" in record["answer"]
@@ -131,3 +133,85 @@ async def test_solved_applies_the_forums_tag_and_records_the_resolution(world):
     await fake.set_thread_tags(fake.boss, other["id"], [fake.tag_id(forum_id, "Solved")])
     await fake.wait_for(lambda: world.services.support.solved(other["id"]), timeout=10)
     assert world.services.support.solved(other["id"])["by"] == "staff"
+
+
+HOT_Q = "How do I turn on hot reload in the Quillstack dev server?"
+HOT_A = "Start the dev server with `quillstack serve --frobnicate`: it reloads the app on every save."
+
+
+async def own_knowledge_base(world) -> str:
+    """A fresh knowledge base that this server owns (learning writes only into the server's own)."""
+    kb = f"learn{uuid.uuid4().hex[:8]}"
+    services, guild = world.services, world.fake.guild_id
+    services.bindings.owners.claim(kb, guild)
+    services.bindings.bind(guild, kb)
+    return kb
+
+
+async def test_a_solved_thread_is_learned_cited_elsewhere_updated_and_removed(world):
+    fake, services = world.fake, world.services
+    kb = await own_knowledge_base(world)
+    forum_id, role_id = await forum_with_autoanswer(world)
+    await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    fake.grant_bot(MANAGE_THREADS)
+    staff = fake.add_member("helper", roles=[role_id])
+
+    # the docs do not know: the bot hands off, a member of the support team answers, the asker marks it solved
+    thread, _ = await fake.create_forum_post(
+        fake.alice, forum_id, "Hot reload", f"{HOT_Q} Thanks <@{fake.boss['id']}>"
+    )
+    handoff = await fake.wait_for_message(lambda m: m["channel_id"] == thread["id"], timeout=30)
+    reply = await fake.send_user_message(staff, HOT_A, channel_id=thread["id"])
+    click = await fake.click_button(fake.alice, handoff, f"ragcord:support:solved:{thread['id']}")
+    await fake.wait_for(lambda: click.followups, timeout=30)
+    assert "part of the knowledge base" in click.followups[0]["content"]
+    assert fake.threads[thread["id"]]["applied_tags"] == [fake.tag_id(forum_id, "Solved")]
+
+    url = f"https://discord.com/channels/{fake.guild_id}/{thread['id']}"
+    source = services.store.get_source(kb, url)
+    assert "--frobnicate" in source.text and "Answer (staff):" in source.text
+    assert (
+        "a member" in source.text
+        and fake.boss["id"] not in source.text
+        and "helper" not in source.text.lower()
+    )
+
+    # another post asks the same: the answer cites the solved thread
+    other, _ = await fake.create_forum_post(
+        fake.alice, forum_id, "Reloading", "hot reload in the Quillstack dev server: how do I turn it on?"
+    )
+    answer = await fake.wait_for_message(lambda m: m["channel_id"] == other["id"], timeout=30)
+    assert url in answer["content"] and "--frobnicate" in answer["content"]
+
+    # the answer is edited: the source follows; the thread is deleted: the source is gone
+    await fake.edit_user_message(staff, reply, HOT_A.replace("--frobnicate", "--reload"))
+    await fake.wait_for(lambda: "--reload" in services.store.get_source(kb, url).text, timeout=10)
+    await fake.delete_thread(fake.boss, thread["id"])
+    await fake.wait_for(lambda: all(s.url != url for s in services.store.list_sources(kb)), timeout=10)
+
+
+async def test_turning_learning_off_removes_what_was_learned_and_shared_bases_are_never_written(world):
+    fake, services = world.fake, world.services
+    kb = await own_knowledge_base(world)
+    forum_id, _ = await forum_with_autoanswer(world)
+    await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "Hot reload", HOT_Q)
+    await fake.wait_for(lambda: bot_messages(fake, thread["id"]), timeout=30)
+    await fake.send_user_message(fake.boss, HOT_A, channel_id=thread["id"])
+    await fake.set_thread_tags(fake.boss, thread["id"], [fake.tag_id(forum_id, "Solved")])  # a moderator
+    url = f"https://discord.com/channels/{fake.guild_id}/{thread['id']}"
+    await fake.wait_for(lambda: any(s.url == url for s in services.store.list_sources(kb)), timeout=30)
+
+    reply = await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": False})
+    assert "removed 1" in reply["content"]
+    assert all(s.url != url for s in services.store.list_sources(kb))
+
+    # bound to a shared knowledge base (nobody owns "docs"), nothing is learned
+    services.bindings.bind(fake.guild_id, "docs")
+    await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    shared, _ = await fake.create_forum_post(fake.alice, forum_id, "Hot reload again", HOT_Q)
+    await fake.wait_for(lambda: bot_messages(fake, shared["id"]), timeout=30)
+    await fake.send_user_message(fake.boss, HOT_A, channel_id=shared["id"])
+    await fake.set_thread_tags(fake.boss, shared["id"], [fake.tag_id(forum_id, "Solved")])
+    await fake.wait_for(lambda: services.support.solved(shared["id"]), timeout=10)
+    assert services.learning.get(shared["id"]) is None
