@@ -19,6 +19,7 @@ from ragcord.jobs import JobWatcher
 from ragcord.jobs.watcher import settle_reads
 from ragcord.learning import LearnedThreads
 from ragcord.metrics import serve_metrics
+from ragcord.questions import build_question_log
 from ragcord.ratelimit import RateLimiter
 from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings
@@ -93,6 +94,7 @@ def build_bot_services(
         learning=LearnedThreads(
             services.redis, prefix=prefix, store=services.store, embedder=services.embedder
         ),
+        questions=build_question_log(settings, services.redis),
     )
 
 

@@ -19,6 +19,7 @@ from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
 from ragcord.learning import LearnedThreads
 from ragcord.metrics import DISCORD_COMMANDS
+from ragcord.questions import QuestionLog
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
 from ragcord.support import SupportSettings
@@ -43,6 +44,7 @@ class BotServices:
     enqueue: Enqueue  # sends a crawl's seed page to the workers (workers.enqueue in production)
     support: SupportSettings  # auto-answer channels, support role, learning, handoffs, resolutions
     learning: LearnedThreads  # solved threads as sources of the server's knowledge base
+    questions: QuestionLog  # every question and its outcome (the report of what the docs are missing)
 
 
 def intents() -> discord.Intents:

@@ -12,6 +12,7 @@ from ragcord.feedback import FeedbackRecord
 from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState, RenderMode
 from ragcord.knowledge.bases import KnowledgeBaseInfo
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
+from ragcord.questions import Cluster, DayStats
 from rpc.v1 import admin_pb2 as pb
 
 
@@ -149,3 +150,29 @@ def knowledge_base_to_pb(info: KnowledgeBaseInfo) -> pb.KnowledgeBase:
     return pb.KnowledgeBase(
         name=info.name, chunk_count=info.chunk_count, discord_guild_ids=sorted(info.servers, key=int)
     )
+
+
+def question_day_to_pb(day: DayStats) -> pb.QuestionDay:
+    return pb.QuestionDay(
+        day=day.day,
+        questions=day.questions,
+        answered=day.answered,
+        answered_rate=day.answered_rate,
+        up=day.up,
+        down=day.down,
+        up_rate=day.up_rate,
+        handed_off=day.handed_off,
+        solved=day.solved,
+        solved_without_staff=day.solved_without_staff,
+    )
+
+
+def cluster_to_pb(cluster: Cluster) -> pb.UnansweredCluster:
+    return pb.UnansweredCluster(
+        count=cluster.count, examples=cluster.examples, latest_at=timestamp(cluster.latest_at)
+    )
+
+
+def since_from_pb(request: pb.ListUnansweredRequest | pb.GetQuestionStatsRequest) -> float:
+    """The request's `since` as epoch seconds; 0 when unset."""
+    return request.since.ToSeconds() + request.since.nanos / 1e9 if request.HasField("since") else 0.0

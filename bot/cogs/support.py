@@ -192,6 +192,17 @@ class SupportCog(commands.Cog):
         except (AnswerUnavailable, InvalidArgument) as exc:
             await thread.send(clip(f"Sorry, I can't answer right now: {exc}."), allowed_mentions=NONE)
             return
+        # (the post's question id is the answer id its 👍/👎 buttons carry)
+        answer_id = uuid.uuid4().hex[:16]
+        await asyncio.to_thread(
+            s.questions.record,
+            kb,
+            answer_id,
+            " ".join(question.split()),  # (title and text on one line)
+            user=str(asker.id),
+            found=answer.found,
+            thread_id=thread.id,
+        )
         if not answer.found:
             solved_only = discord.ui.View(timeout=None)  # for when a person has answered
             solved_only.add_item(SupportButton("solved", thread.id))
@@ -202,7 +213,6 @@ class SupportCog(commands.Cog):
             parts = [suggestion_text(answer)]
         else:
             parts = split_message(format_answer(answer))
-            answer_id = uuid.uuid4().hex[:16]
             await asyncio.to_thread(
                 s.feedback.record_answer,
                 answer_id,
@@ -251,6 +261,7 @@ class SupportCog(commands.Cog):
         await thread.send(
             f"{lead} <@&{support.role_id}>, can you help here?", allowed_mentions=only_the_role, view=view
         )
+        await asyncio.to_thread(s.questions.mark_thread, thread.id, "handed_off")
         return "handed-off"
 
     async def still_need_help(self, interaction: discord.Interaction, thread: discord.Thread) -> None:
@@ -290,6 +301,9 @@ class SupportCog(commands.Cog):
             knowledge_base=kb,
             answer=answer,
         )
+        await asyncio.to_thread(
+            self.services.questions.mark_thread, thread.id, "solved_staff" if not is_asker else "solved_asker"
+        )
         note = "Marked as solved."
         tag = solved_tag(thread.parent if isinstance(thread.parent, discord.ForumChannel) else None)
         if tag is not None and tag not in thread.applied_tags:
@@ -314,6 +328,7 @@ class SupportCog(commands.Cog):
             self.services.support.record_solved, after.id, by_staff=True, knowledge_base=kb
         )
         if first:  # (not the tag the Solved button just applied: that resolution learned already)
+            await asyncio.to_thread(self.services.questions.mark_thread, after.id, "solved_staff")
             await self.learn_solved(after, None)
 
     # -- learning from solved threads ------------------------------------------------------------------------

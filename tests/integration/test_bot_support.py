@@ -3,11 +3,16 @@ answered, non-questions ignored, the handoff to the support role, Solved."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
+import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from rpc.v1 import admin_pb2 as pb
 from tests.discord_fake import MANAGE_THREADS, FakeDiscord
+from tests.harness import admin_api
 from tests.integration.test_bot import FOLLOW_UP, VENV_Q, bot_messages, running_bot, say_in
 
 UNKNOWN_Q = "How do I bake sourdough bread with rye flour and a cast iron pot?"
@@ -215,3 +220,43 @@ async def test_turning_learning_off_removes_what_was_learned_and_shared_bases_ar
     await fake.set_thread_tags(fake.boss, shared["id"], [fake.tag_id(forum_id, "Solved")])
     await fake.wait_for(lambda: services.support.solved(shared["id"]), timeout=10)
     assert services.learning.get(shared["id"]) is None
+
+
+BREAD = [
+    "How do I bake sourdough bread with rye flour?",
+    "What's the recipe for rye sourdough bread?",
+    "how to bake a rye sourdough loaf",
+]
+
+
+async def test_the_report_shows_a_cluster_of_three_similar_unanswered_questions(world, indexed):
+    fake, services = world.fake, world.services
+    kb = await own_knowledge_base(world)  # empty: nothing is found
+    forum_id, _ = await forum_with_autoanswer(world)
+    since = time.time() - 1
+    for question in [*BREAD[:2], "Can Quillstack export reports to PDF?", BREAD[2]]:
+        thread, _ = await fake.create_forum_post(fake.alice, forum_id, "Question", question)
+        await fake.wait_for(lambda t=thread: bot_messages(fake, t["id"]), timeout=30)
+    answered, _ = await fake.create_forum_post(fake.alice, forum_id, "Also", "How do I deploy on Kubernetes?")
+    await fake.wait_for(lambda: bot_messages(fake, answered["id"]), timeout=30)
+
+    settings = services.settings
+    async with admin_api(settings, indexed) as (stub, _):
+        since_pb = Timestamp()
+        since_pb.FromSeconds(int(since))
+        unanswered = await stub.ListUnanswered(pb.ListUnansweredRequest(knowledge_base=kb, since=since_pb))
+        stats = await stub.GetQuestionStats(pb.GetQuestionStatsRequest(knowledge_base=kb))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ListUnanswered(pb.ListUnansweredRequest(knowledge_base="Bad Name!"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    counts = sorted(c.count for c in unanswered.clusters)
+    assert counts == [1, 1, 3] and unanswered.questions == 5
+    bread = next(c for c in unanswered.clusters if c.count == 3)
+    assert list(bread.examples) == [f"Question {q}" for q in (BREAD[2], BREAD[1], BREAD[0])]  # newest first
+    assert unanswered.clusters[0].latest_at.ToSeconds() >= unanswered.clusters[-1].latest_at.ToSeconds()
+    assert stats.total.questions == 5 and stats.total.answered == 0 and stats.total.handed_off == 5
+    assert [d.questions for d in stats.days] == [5]
+    # who asked is kept only as a salted hash
+    record = services.questions.questions(kb)[0]
+    assert record.user != fake.alice["id"] and len(record.user) == 16
