@@ -21,7 +21,7 @@ import redis
 
 from ragcord.errors import InvalidArgument
 
-__all__ = ["Mode", "ServerSupport", "SupportSettings", "is_question"]
+__all__ = ["Mode", "ServerSupport", "SupportSettings", "is_question", "usable_knowledge_bases"]
 
 DEFAULT_KEEP_SECONDS = 90 * 86400
 
@@ -182,3 +182,15 @@ class SupportSettings:
     def solved(self, thread_id: int | str) -> dict[str, str]:
         raw = self.redis.hgetall(f"{self.prefix}:support:solved:{int(thread_id)}")
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def usable_knowledge_bases(
+    names: list[str], servers_of: dict[str, set[str]], guild_id: int | str, typed: str = ""
+) -> list[str]:
+    """The knowledge bases a server may use (shared ones and its own) whose name contains `typed`, for
+    autocomplete; `servers_of`: each name's servers (KnowledgeBaseOwners.servers_of)."""
+    guild = str(int(guild_id))
+    typed = typed.strip().lower()
+    return sorted(
+        n for n in names if (not servers_of.get(n) or guild in servers_of[n]) and typed in n.lower()
+    )

@@ -1057,6 +1057,38 @@ class FakeDiscord:
             data["guild_id"] = self.guild_id
         return await self._create_interaction(user, 2, data, str(channel_id or self.channel_id))
 
+    async def autocomplete(
+        self,
+        user: dict,
+        name: str,
+        options: dict,
+        *,
+        focused: str,
+        subcommand: str | None = None,
+        channel_id: str | None = None,
+    ) -> Interaction:
+        """`user` is typing option `focused` of /name (INTERACTION_CREATE type 4, partial values as typed,
+        no required-option checks); the bot's choices arrive as a type 8 callback in `responses`."""
+        command = self.guild_commands.get(name) or self.global_commands.get(name)
+        if command is None:
+            raise ValueError(f"/{name} is not registered")
+        path = subcommand.split() if subcommand else []
+        by_name = {o["name"]: o for o in self._leaf_options(command.get("options") or [], path, name)}
+        if focused not in options or not by_name.get(focused, {}).get("autocomplete"):
+            raise ValueError(f"/{name} option {focused!r} is not given or has no autocomplete")
+        built: list[dict] = []
+        for key, value in options.items():
+            entry = {"name": key, "type": by_name[key]["type"], "value": value}
+            if key == focused:
+                entry["focused"] = True
+            built.append(entry)
+        for depth, part in reversed(list(enumerate(path))):
+            built = [{"name": part, "type": 1 if depth == len(path) - 1 else 2, "options": built}]
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": built}
+        if name in self.guild_commands:
+            data["guild_id"] = self.guild_id
+        return await self._create_interaction(user, 4, data, str(channel_id or self.channel_id))
+
     @staticmethod
     def _leaf_options(schema: list[dict], path: list[str], name: str) -> list[dict]:
         options = schema

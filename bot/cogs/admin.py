@@ -12,11 +12,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import RagcordBotBase, guild_id_of
-from bot.cogs.support import autoanswer_text, learn_text, server_settings_text, support_role_text
+from bot.cogs.support import (
+    autoanswer_text,
+    learn_text,
+    report_text,
+    server_settings_text,
+    support_role_text,
+)
 from bot.render import clip, link_title
 from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobRecord
+from ragcord.support import usable_knowledge_bases
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -221,6 +228,42 @@ class AdminCog(commands.Cog):
         guild_id = guild_id_of(interaction)
         text = await asyncio.to_thread(server_settings_text, self.services, guild_id)
         await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NONE)
+
+    @kb.command(name="report")
+    @app_commands.describe(knowledge_base="Default: this server's")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_report(self, interaction: discord.Interaction, knowledge_base: str | None = None) -> None:
+        """What people asked this week, and what the docs could not answer."""
+        guild_id = guild_id_of(interaction)
+        try:
+            kb = knowledge_base if knowledge_base else await asyncio.to_thread(self._bound, guild_id)
+            await asyncio.to_thread(self.services.bindings.owners.check, kb, guild_id)
+        except RagcordError as exc:
+            await interaction.response.send_message(clip(str(exc)), ephemeral=True, allowed_mentions=NONE)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await asyncio.to_thread(report_text, self.services, kb)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE)
+
+    @kb_bind.autocomplete("name")
+    @kb_report.autocomplete("knowledge_base")
+    async def kb_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The knowledge bases this server may use (shared ones and its own)."""
+        if interaction.guild_id is None:
+            return []
+        names = await asyncio.to_thread(self._usable_names, interaction.guild_id, current)
+        return [app_commands.Choice(name=n, value=n) for n in names[:25]]
+
+    def _bound(self, guild_id: int) -> str:
+        return self.services.bindings.resolve(guild_id)
+
+    def _usable_names(self, guild_id: int, current: str) -> list[str]:
+        names = self.services.store.knowledge_bases()
+        return usable_knowledge_bases(
+            names, self.services.bindings.owners.servers_of(names), guild_id, current
+        )
 
 
 async def setup(bot: RagcordBotBase) -> None:

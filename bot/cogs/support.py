@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -14,12 +15,13 @@ from discord.utils import MISSING
 
 from bot.client import BotServices, RagcordBotBase
 from bot.cogs.ask import AskCog
-from bot.render import clip, format_answer, link_title, shorten, split_message
+from bot.render import clip, format_answer, link_title, neutralize_mentions, shorten, split_message
 from bot.support_views import SupportButton, support_items
 from bot.views import FeedbackButton
 from ragcord.answering.types import Answer
 from ragcord.errors import AnswerUnavailable, InvalidArgument, PermissionDenied
 from ragcord.learning import SolvedThread
+from ragcord.questions import total
 from ragcord.support import Mode, is_question
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,26 @@ def server_settings_text(services: BotServices, guild_id: int) -> str:
     for extra in EXTRA_SETTINGS:
         lines.extend(extra(services, guild_id))
     return "\n".join(lines)
+
+
+def report_text(services: BotServices, kb: str, *, days: int = 7) -> str:
+    """/kb report: the last week in a few lines, and the three biggest groups of unanswered questions."""
+    since = time.time() - days * 86400
+    stats = total(services.questions.stats(kb, since=since))
+    clusters = services.questions.unanswered(kb, services.learning.embedder, since=since)
+    if not stats.questions:
+        return f"No questions in `{kb}` in the last {days} days."
+    votes = f"{stats.up} 👍 / {stats.down} 👎" if stats.up + stats.down else "no votes"
+    lines = [
+        f"**`{kb}`, last {days} days**: {stats.questions} questions, {stats.answered_rate:.0%} answered, "
+        f"{votes}, {stats.handed_off} handed off, {stats.solved_without_staff} solved without staff.",
+    ]
+    if clusters:
+        lines.append("**Not answered** (asked × times):")
+        top = sorted(clusters, key=lambda c: (-c.count, -c.latest_at))[:3]
+        lines.extend(f"• {c.count} × {shorten(c.examples[0], 150)}" for c in top)
+        lines.append("The full report: `ragcord report --kb " + kb + "`.")
+    return clip(neutralize_mentions("\n".join(lines)))
 
 
 # Other features add lines to /kb settings here: each is called with (services, guild id) and returns lines.

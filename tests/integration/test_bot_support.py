@@ -3,6 +3,7 @@ answered, non-questions ignored, the handoff to the support role, Solved."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -260,3 +261,37 @@ async def test_the_report_shows_a_cluster_of_three_similar_unanswered_questions(
     # who asked is kept only as a salted hash
     record = services.questions.questions(kb)[0]
     assert record.user != fake.alice["id"] and len(record.user) == 16
+
+
+async def test_settings_report_and_knowledge_base_autocomplete(world):
+    fake, services = world.fake, world.services
+    forum_id, role_id = await forum_with_autoanswer(world, "suggest")
+    await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    mine = f"mine{uuid.uuid4().hex[:6]}"
+    services.bindings.owners.claim(mine, fake.guild_id)
+    theirs = f"theirs{uuid.uuid4().hex[:6]}"
+    services.bindings.owners.claim(theirs, "42")
+    for kb in (mine, theirs):
+        services.store.replace_page(kb, "https://x.example/", [])  # (the names exist in the store)
+
+    shown = await command(fake, fake.boss, "settings", {})
+    assert f"<#{forum_id}> (suggest)" in shown["content"] and f"<@&{role_id}>" in shown["content"]
+    assert "Learning from solved threads**: <#" in shown["content"]
+    assert shown["flags"] & 64  # ephemeral
+
+    typing = await fake.autocomplete(fake.boss, "kb", {"name": "mi"}, focused="name", subcommand="bind")
+    await fake.wait_for(lambda: typing.responses, timeout=10)
+    offered = [c["value"] for c in typing.responses[0]["data"]["choices"]]
+    assert mine in offered and theirs not in offered
+
+    thread, _ = await fake.create_forum_post(fake.alice, forum_id, "venv", VENV_Q)
+    suggestion = await fake.wait_for_message(lambda m: m["channel_id"] == thread["id"], timeout=30)
+    assert (
+        suggestion["content"].startswith("These pages may help:")
+        and "/docs/virtualenv.html" in suggestion["content"]
+    )
+    interaction = await fake.invoke_command(fake.boss, "kb", {}, subcommand="report")
+    await fake.wait_for(lambda: interaction.followups, timeout=30)
+    assert re.search(
+        r"\d+ questions, \d+% answered", interaction.followups[0]["content"]
+    )  # ("docs" is shared)
