@@ -159,6 +159,14 @@ class LearnedThreads:
         self.learn(solved)
         return True
 
+    def title_changed(self, thread_id: int | str, title: str) -> bool:
+        """Re-index a learned thread whose title changed; True when it did."""
+        solved = self.get(thread_id)
+        if solved is None or solved.title == title:
+            return False
+        self.learn(dataclasses.replace(solved, title=title))
+        return True
+
     def message_deleted(self, thread_id: int | str, message_id: int) -> bool:
         """Forget the thread when its question or its answer is deleted; True when it did."""
         solved = self.get(thread_id)

@@ -1005,6 +1005,16 @@ class FakeDiscord:
             raise ValueError(f"tag change refused: {problem.text}")
         return thread
 
+    async def rename_thread(self, user: dict, thread_id: str, name: str) -> dict:
+        """`user` (the owner, or with Manage Threads) renames the thread (THREAD_UPDATE)."""
+        thread = self.threads.get(str(thread_id))
+        if thread is None:
+            raise ValueError(f"unknown thread {thread_id}")
+        problem = await self._update_thread(thread, {"name": name}, user["id"])
+        if problem is not None:
+            raise ValueError(f"rename refused: {problem.text}")
+        return thread
+
     async def delete_thread(self, user: dict, thread_id: str) -> None:
         """`user` (Manage Threads or the post's owner) deletes the thread and its messages (THREAD_DELETE)."""
         thread = self.threads.get(str(thread_id))

@@ -339,7 +339,10 @@ class SupportCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_thread_update(self, before: discord.Thread, after: discord.Thread) -> None:
-        """A moderator applied the forum's Solved tag: the thread is solved."""
+        """A moderator applied the forum's Solved tag: the thread is solved. A new title: a learned thread
+        follows it."""
+        if before.name != after.name:
+            await asyncio.to_thread(self.services.learning.title_changed, after.id, after.name)
         tag = solved_tag(after.parent if isinstance(after.parent, discord.ForumChannel) else None)
         if tag is None or tag not in after.applied_tags or tag in before.applied_tags:
             return

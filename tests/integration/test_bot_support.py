@@ -192,6 +192,8 @@ async def test_a_solved_thread_is_learned_cited_elsewhere_updated_and_removed(wo
     # the answer is edited: the source follows; the thread is deleted: the source is gone
     await fake.edit_user_message(staff, reply, HOT_A.replace("--frobnicate", "--reload"))
     await fake.wait_for(lambda: "--reload" in services.store.get_source(kb, url).text, timeout=10)
+    await fake.rename_thread(fake.boss, thread["id"], "Hot reloading")  # a moderator renames the post
+    await fake.wait_for(lambda: services.store.list_sources(kb)[0].title == "Hot reloading", timeout=10)
     await fake.delete_thread(fake.boss, thread["id"])
     await fake.wait_for(lambda: all(s.url != url for s in services.store.list_sources(kb)), timeout=10)
 
