@@ -139,8 +139,8 @@ class SupportCog(commands.Cog):
             await self.follow_up(message, channel)
             return
         if isinstance(channel, discord.Thread):
-            if not isinstance(channel.parent, discord.ForumChannel):
-                return
+            if not isinstance(channel.parent, discord.ForumChannel) or self.bot.user in message.mentions:
+                return  # (a post that mentions the bot is answered by AskCog, as every mention is)
             where, title = channel.parent_id, channel.name  # a forum post's starter message
         elif isinstance(channel, discord.TextChannel) and self.bot.user not in message.mentions:
             where, title = channel.id, ""  # (a mention is /ask's business: AskCog answers it)

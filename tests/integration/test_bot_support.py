@@ -297,3 +297,22 @@ async def test_settings_report_and_knowledge_base_autocomplete(world):
     assert re.search(
         r"\d+ questions, \d+% answered", interaction.followups[0]["content"]
     )  # ("docs" is shared)
+
+
+async def test_a_text_channel_with_autoanswer_answers_questions_in_a_thread(world):
+    fake = world.fake
+    await command(fake, fake.boss, "autoanswer", {"channel": fake.channel_id, "mode": "answer"})
+    await fake.send_user_message(fake.alice, "good morning everyone")
+    question = await fake.send_user_message(fake.alice, VENV_Q)
+    await fake.wait_for(lambda: question["id"] in fake.threads, timeout=30)
+    await fake.wait_for(lambda: bot_messages(fake, question["id"]), timeout=30)
+    assert "/docs/virtualenv.html" in bot_messages(fake, question["id"])[0]["content"]
+    assert [m for m in bot_messages(fake, fake.channel_id) if not m["flags"] & 64] == []
+    assert len(fake.threads) == 1  # the greeting got nothing
+
+    follow = await say_in(fake, fake.alice, question["id"], FOLLOW_UP)
+    assert "/docs/virtualenv.html" in follow["content"]
+    await fake.send_user_message(fake.boss, "Also see the FAQ.", channel_id=question["id"])  # not the asker
+    off = await command(fake, fake.boss, "autoanswer", {"channel": fake.channel_id, "mode": "off"})
+    assert "won't answer" in off["content"]
+    assert len([m for m in bot_messages(fake, question["id"]) if not m["flags"] & 64]) == 2
