@@ -175,4 +175,15 @@ def cluster_to_pb(cluster: Cluster) -> pb.UnansweredCluster:
 
 def since_from_pb(request: pb.ListUnansweredRequest | pb.GetQuestionStatsRequest) -> float:
     """The request's `since` as epoch seconds; 0 when unset."""
-    return request.since.ToSeconds() + request.since.nanos / 1e9 if request.HasField("since") else 0.0
+    if not request.HasField("since"):
+        return 0.0
+    since = request.since
+    if not (_MIN_TIMESTAMP <= since.seconds <= _MAX_TIMESTAMP and 0 <= since.nanos < 1_000_000_000):
+        raise InvalidArgument(
+            f"since is not a valid time (seconds {since.seconds}, nanos {since.nanos}): "
+            "give a time between the years 1 and 9999, e.g. a week ago"
+        )
+    return since.seconds + since.nanos / 1e9
+
+
+_MIN_TIMESTAMP, _MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799  # 0001-01-01, 9999-12-31 (protobuf's range)

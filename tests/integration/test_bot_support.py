@@ -251,7 +251,11 @@ async def test_the_report_shows_a_cluster_of_three_similar_unanswered_questions(
         stats = await stub.GetQuestionStats(pb.GetQuestionStatsRequest(knowledge_base=kb))
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.ListUnanswered(pb.ListUnansweredRequest(knowledge_base="Bad Name!"))
+        with pytest.raises(grpc.aio.AioRpcError) as bad_since:
+            await stub.GetQuestionStats(pb.GetQuestionStatsRequest(since=Timestamp(seconds=10**12)))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_since.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "since is not a valid time" in bad_since.value.details()
 
     counts = sorted(c.count for c in unanswered.clusters)
     assert counts == [1, 1, 3] and unanswered.questions == 5
