@@ -90,7 +90,9 @@ def build_bot_services(
         ),
         store=services.store,
         enqueue=enqueue,
-        support=SupportSettings(services.redis, prefix=prefix),
+        support=SupportSettings(
+            services.redis, prefix=prefix, keep_seconds=settings.question_retention_days * 86400
+        ),
         learning=LearnedThreads(
             services.redis, prefix=prefix, store=services.store, embedder=services.embedder
         ),

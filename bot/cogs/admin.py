@@ -216,10 +216,16 @@ class AdminCog(commands.Cog):
         """Turn learning from solved threads on or off in a channel (off removes what was learned)."""
         guild_id = guild_id_of(interaction)
         await asyncio.to_thread(self.services.support.set_learn, guild_id, channel.id, enabled)
-        removed = 0
-        if not enabled:
+        removed, shared = 0, None
+        if enabled:
+            kb = await asyncio.to_thread(self.services.bindings.resolve, guild_id, channel.id)
+            own = str(guild_id) in await asyncio.to_thread(self.services.bindings.owners.servers, kb)
+            shared = None if own else kb
+        else:
             removed = await asyncio.to_thread(self.services.learning.forget_channel, guild_id, channel.id)
-        await interaction.response.send_message(learn_text(channel.mention, enabled, removed), ephemeral=True)
+        await interaction.response.send_message(
+            learn_text(channel.mention, enabled, removed, shared), ephemeral=True, allowed_mentions=NONE
+        )
 
     @kb.command(name="settings")
     @app_commands.checks.has_permissions(manage_guild=True)

@@ -52,12 +52,19 @@ def autoanswer_text(channel: str, mode: str) -> str:
     }[mode]
 
 
-def learn_text(channel: str, enabled: bool, removed: int) -> str:
+def learn_text(channel: str, enabled: bool, removed: int, shared_kb: str | None = None) -> str:
+    """`shared_kb`: the channel's knowledge base when it is not this server's own (nothing learned then)."""
     if enabled:
-        return (
+        text = (
             f"Threads solved in {channel} will become sources of this server's knowledge base: the question "
             "and the answer that solved it, without names, linked to the thread."
         )
+        if shared_kb:
+            text += (
+                f"\nNote: `{shared_kb}` is shared with other servers, so I won't learn into it. Bind a "
+                "knowledge base of this server's own first (`/crawl` into a new name, then `/kb bind`)."
+            )
+        return text
     return f"I won't learn from {channel} any more; removed {removed} learned thread(s)."
 
 

@@ -216,7 +216,8 @@ async def test_turning_learning_off_removes_what_was_learned_and_shared_bases_ar
 
     # bound to a shared knowledge base (nobody owns "docs"), nothing is learned
     services.bindings.bind(fake.guild_id, "docs")
-    await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    told = await command(fake, fake.boss, "learn", {"channel": forum_id, "enabled": True})
+    assert "`docs` is shared with other servers, so I won't learn into it" in told["content"]
     shared, _ = await fake.create_forum_post(fake.alice, forum_id, "Hot reload again", HOT_Q)
     await fake.wait_for(lambda: bot_messages(fake, shared["id"]), timeout=30)
     await fake.send_user_message(fake.boss, HOT_A, channel_id=shared["id"])
