@@ -78,6 +78,19 @@ def _add_job_commands(sub: Subcommands) -> None:
         help="render pages in a headless Chromium on the workers: auto (pages with no text in their HTML "
         "that load scripts, e.g. Docsify), always, never (default auto)",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="index every page again, ignoring what the knowledge base knows (after changing the embedder "
+        "or chunk settings); by default only changed pages are re-embedded",
+    )
+    p.add_argument(
+        "--sitemap",
+        choices=("include", "only", "skip"),
+        default="include",
+        help="the site's sitemaps: include (their URLs seed the crawl beside the links it follows), only "
+        "(only their URLs), skip (default include)",
+    )
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
     p.add_argument("--watch", action="store_true", help="show progress until the crawl ends")
