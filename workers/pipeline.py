@@ -132,6 +132,10 @@ class PageCrawler:
         verdict, record = self.jobs.begin_page(job_id, url)
         if verdict != "run":
             log.debug("page %s of job %s not run: %s", url, job_id, verdict)
+            if verdict == "done" and self.pages is not None and self.jobs.sweep_running(job_id):
+                # A redelivered last page: the worker that counted it may have died before sending the
+                # sweep. Sending it again is safe (a sweep reserves only unreached pages, ends once).
+                self.enqueue(job_id, SWEEP, 0)
             return
         job = JobRecord.from_fields(record)
         try:

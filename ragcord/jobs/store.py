@@ -342,6 +342,10 @@ class JobStore:
         flat = result[1] if len(result) > 1 else []
         return verdict, {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
+    def sweep_running(self, job_id: str) -> bool:
+        """The job's last page asked for its sweep, which has not ended yet."""
+        return self.redis.hget(self.keys.job(job_id), "sweep") == b"running"
+
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
         k = self.keys
