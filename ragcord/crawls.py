@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
 
-from ragcord.errors import InvalidArgument
+from ragcord.errors import FailedPrecondition, InvalidArgument
 from ragcord.jobs import JobRecord, JobStore, RenderMode
+from ragcord.jobs.records import new_job_id
+from ragcord.knowledge.records import KnowledgeBaseRecords, SourceRecord
 from ragcord.settings import Settings
 from ragcord.urls import Resolver, Scope, check_address_allowed, parse_seed, validate_kb_name
 
@@ -106,8 +108,39 @@ def validate_crawl(
 def start_crawl(
     settings: Settings, jobs: JobStore, enqueue: Enqueue, **request: Unpack[CrawlRequest]
 ) -> JobRecord:
-    """Validate, record the job and enqueue its seed page; never leaves a job without a message."""
+    """Validate, record the job and enqueue its seed page; never leaves a job without a message.
+
+    The crawl becomes (or updates) a source of its knowledge base. Aborted, naming the running job, while
+    another crawl into the same knowledge base has not ended."""
     spec = validate_crawl(settings, **request)
+    return start_crawls(jobs, enqueue, [spec])[0]
+
+
+def start_crawls(jobs: JobStore, enqueue: Enqueue, specs: Sequence[CrawlSpec]) -> list[JobRecord]:
+    """Starts one job per spec, all into one knowledge base, once no crawl into it is running (the claim
+    is atomic: of two concurrent callers one gets Aborted). Each spec is remembered as a source."""
+    if not specs:
+        return []
+    kb = specs[0].knowledge_base
+    if any(spec.knowledge_base != kb for spec in specs):
+        raise ValueError("start_crawls starts crawls into one knowledge base")
+    records = KnowledgeBaseRecords(jobs.redis, prefix=jobs.keys.prefix)
+    ids = [new_job_id() for _ in specs]
+    records.claim_crawls(kb, ids, jobs)
+    started: list[JobRecord] = []
+    try:
+        for job_id, spec in zip(ids, specs, strict=True):
+            started.append(_start_one(jobs, enqueue, spec, job_id))
+            records.remember_source(kb, source_of(spec, job_id))
+    except Exception:
+        records.release_crawls(kb, ids[len(started) :])
+        for job in started[:-1]:  # (the failing one, if created, was cancelled by _start_one)
+            jobs.cancel(job.id)
+        raise
+    return started
+
+
+def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str) -> JobRecord:
     job = jobs.create(
         knowledge_base=spec.knowledge_base,
         url=spec.url,
@@ -116,6 +149,7 @@ def start_crawl(
         include_patterns=spec.include_patterns,
         exclude_patterns=spec.exclude_patterns,
         render=spec.render,
+        job_id=job_id,
     )
     try:
         jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)
@@ -124,6 +158,54 @@ def start_crawl(
         jobs.cancel(job.id)
         raise
     return job
+
+
+def source_of(spec: CrawlSpec, job_id: str) -> SourceRecord:
+    return SourceRecord(
+        url=spec.url,
+        include_patterns=list(spec.include_patterns),
+        exclude_patterns=list(spec.exclude_patterns),
+        max_pages=spec.max_pages,
+        max_depth=spec.max_depth,
+        max_concurrent_requests=spec.max_concurrent_requests,
+        render=spec.render.value,
+        last_job_id=job_id,
+    )
+
+
+def recrawl_knowledge_base(
+    settings: Settings,
+    jobs: JobStore,
+    enqueue: Enqueue,
+    knowledge_base: str,
+    *,
+    resolver: Resolver | None = None,
+) -> list[JobRecord]:
+    """Crawls every source of the knowledge base again with its stored scope and limits, one job per source.
+    FailedPrecondition when it has no source; Aborted while a crawl into it runs."""
+    validate_kb_name(knowledge_base)
+    records = KnowledgeBaseRecords(jobs.redis, prefix=jobs.keys.prefix)
+    sources = records.sources(knowledge_base)
+    if not sources:
+        raise FailedPrecondition(
+            f"knowledge base {knowledge_base!r} has no sources to re-crawl; StartCrawl adds one"
+        )
+    specs = [
+        validate_crawl(
+            settings,
+            url=s.url,
+            knowledge_base=knowledge_base,
+            max_pages=s.max_pages,
+            max_depth=s.max_depth,
+            include_patterns=s.include_patterns,
+            exclude_patterns=s.exclude_patterns,
+            max_concurrent_requests=s.max_concurrent_requests,
+            render=s.render,
+            resolver=resolver,
+        )
+        for s in sources
+    ]
+    return start_crawls(jobs, enqueue, specs)
 
 
 def site_limit(jobs: JobStore, job_id: str, default: int) -> int:

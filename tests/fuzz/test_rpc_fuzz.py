@@ -224,6 +224,7 @@ ACCEPTABLE = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED,  # a StartCrawl into a knowledge base a fuzzed crawl is still crawling
     grpc.StatusCode.OUT_OF_RANGE,
     grpc.StatusCode.UNAUTHENTICATED,
 }
