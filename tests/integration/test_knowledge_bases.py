@@ -217,3 +217,30 @@ def test_of_many_concurrent_crawls_into_one_knowledge_base_exactly_one_starts(ma
     assert not errors and len(started) == 1 and len(aborted) == 11
     assert all(started[0].id in message for message in aborted)
     assert [j.id for j in services.jobs.active("race")] == [started[0].id]
+
+
+async def test_schedules_through_the_api(make_settings):
+    async with admin_api(make_settings()) as (stub, _):
+        code, details = await code_of(
+            stub.SetSchedule(pb.SetScheduleRequest(knowledge_base="nightly", every_seconds=86400))
+        )
+        assert code == grpc.StatusCode.NOT_FOUND  # no such knowledge base yet
+        await stub.CreateKnowledgeBase(pb.CreateKnowledgeBaseRequest(name="nightly"))
+        code, details = await code_of(
+            stub.SetSchedule(pb.SetScheduleRequest(knowledge_base="nightly", every_seconds=60))
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "between 3600" in details
+        schedule = await stub.SetSchedule(
+            pb.SetScheduleRequest(knowledge_base="nightly", every_seconds=86400)
+        )
+        assert schedule.every_seconds == 86400 and schedule.next_run_at.seconds > 0
+        listed = await stub.ListSchedules(pb.ListSchedulesRequest())
+        assert [(s.knowledge_base, s.every_seconds) for s in listed.schedules] == [("nightly", 86400)]
+        got = await stub.GetKnowledgeBase(pb.GetKnowledgeBaseRequest(name="nightly"))
+        assert got.schedule.every_seconds == 86400
+        removed = await stub.SetSchedule(pb.SetScheduleRequest(knowledge_base="nightly", every_seconds=0))
+        assert removed.every_seconds == 0 and not removed.HasField("next_run_at")
+        assert list((await stub.ListSchedules(pb.ListSchedulesRequest())).schedules) == []
+        await stub.SetSchedule(pb.SetScheduleRequest(knowledge_base="nightly", every_seconds=3600))
+        await stub.DeleteKnowledgeBase(pb.DeleteKnowledgeBaseRequest(knowledge_base="nightly"))
+        assert list((await stub.ListSchedules(pb.ListSchedulesRequest())).schedules) == []
