@@ -20,6 +20,9 @@ MAX_DEPTH_LIMIT = 100
 MAX_CONCURRENT_LIMIT = 32
 # The per-site request limit a crawl asked for, kept in the job's hash (JobRecord ignores the field).
 SITE_LIMIT_FIELD = "max_concurrent_requests"
+# In the hash of each job a re-crawl started: the id of the re-crawl's first job, which names the batch
+# (RecrawlKnowledgeBase and schedules; the bot posts one summary per batch: ragcord/updates.py).
+RECRAWL_FIELD = "recrawl"
 
 Enqueue = Callable[[str, str, int], None]
 """Sends one page of a crawl to the workers: (job_id, url, depth). Adapters pass the real one in."""
@@ -116,9 +119,12 @@ def start_crawl(
     return start_crawls(jobs, enqueue, [spec])[0]
 
 
-def start_crawls(jobs: JobStore, enqueue: Enqueue, specs: Sequence[CrawlSpec]) -> list[JobRecord]:
+def start_crawls(
+    jobs: JobStore, enqueue: Enqueue, specs: Sequence[CrawlSpec], *, recrawl: bool = False
+) -> list[JobRecord]:
     """Starts one job per spec, all into one knowledge base, once no crawl into it is running (the claim
-    is atomic: of two concurrent callers one gets Aborted). Each spec is remembered as a source."""
+    is atomic: of two concurrent callers one gets Aborted). Each spec is remembered as a source.
+    `recrawl`: the jobs are one re-crawl, marked with RECRAWL_FIELD."""
     if not specs:
         return []
     kb = specs[0].knowledge_base
@@ -130,7 +136,7 @@ def start_crawls(jobs: JobStore, enqueue: Enqueue, specs: Sequence[CrawlSpec]) -
     started: list[JobRecord] = []
     try:
         for job_id, spec in zip(ids, specs, strict=True):
-            started.append(_start_one(jobs, enqueue, spec, job_id))
+            started.append(_start_one(jobs, enqueue, spec, job_id, batch=ids[0] if recrawl else ""))
             records.remember_source(kb, source_of(spec, job_id))
     except Exception:
         records.release_crawls(kb, ids[len(started) :])
@@ -140,7 +146,7 @@ def start_crawls(jobs: JobStore, enqueue: Enqueue, specs: Sequence[CrawlSpec]) -
     return started
 
 
-def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str) -> JobRecord:
+def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str, *, batch: str) -> JobRecord:
     job = jobs.create(
         knowledge_base=spec.knowledge_base,
         url=spec.url,
@@ -153,6 +159,8 @@ def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str) -
     )
     try:
         jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)
+        if batch:
+            jobs.redis.hset(jobs.keys.job(job.id), RECRAWL_FIELD, batch)
         enqueue(job.id, job.url, 0)
     except Exception:
         jobs.cancel(job.id)
@@ -205,7 +213,7 @@ def recrawl_knowledge_base(
         )
         for s in sources
     ]
-    return start_crawls(jobs, enqueue, specs)
+    return start_crawls(jobs, enqueue, specs, recrawl=True)
 
 
 def site_limit(jobs: JobStore, job_id: str, default: int) -> int:

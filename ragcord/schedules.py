@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,15 @@ from ragcord.lua import script_source
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 
-__all__ = ["MAX_EVERY_SECONDS", "Schedule", "Schedules", "fire_due", "jitter_seconds"]
+__all__ = [
+    "MAX_EVERY_SECONDS",
+    "Schedule",
+    "Schedules",
+    "describe_every",
+    "fire_due",
+    "jitter_seconds",
+    "parse_every",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,28 @@ def jitter_seconds(knowledge_base: str, every_seconds: int) -> int:
         return 0
     digest = hashlib.sha256(knowledge_base.encode()).digest()
     return int.from_bytes(digest[:8], "big") % span
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_EVERY = re.compile(r"^\s*(\d{1,7})\s*([dhms])\s*$", re.IGNORECASE)
+
+
+def parse_every(text: str) -> int:
+    """`1d`, `12h`, `30m`, `90s` as seconds; `off` (or `0`) as 0. InvalidArgument otherwise."""
+    if text.strip().lower() in ("off", "0", "none", "never"):
+        return 0
+    match = _EVERY.match(text)
+    if not match:
+        raise InvalidArgument(f"{text[:40]!r} is not an interval: use e.g. 1d, 12h, 30m, or off")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def describe_every(seconds: int) -> str:
+    """The interval in the largest unit that divides it: 86400 -> `1d`, 5400 -> `90m`."""
+    for unit, size in _UNITS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     schedule_min_seconds: int = Field(3600, ge=1, description="shortest schedule SetSchedule accepts")
     # How often each worker process's scheduler looks for due schedules.
     schedule_poll_seconds: float = Field(5.0, gt=0, description="seconds between a scheduler's looks")
+    # How often the bot looks for ended re-crawls to summarise in the servers' /kb updates channels.
+    updates_poll_seconds: float = Field(15.0, gt=0, description="seconds between the bot's looks")
     # -- end of knowledge base schedules --
     watch_heartbeat_seconds: float = Field(5.0, gt=0)
     # WatchJob: one Redis reader per job per process fans events out to every watcher of the job.
