@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
@@ -168,7 +170,17 @@ def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str, *
     return job
 
 
+_SOURCE_FIELDS = {"url", "knowledge_base", "include_patterns", "exclude_patterns", "max_pages", "max_depth"}
+_SOURCE_FIELDS |= {"max_concurrent_requests", "render"}
+
+
 def source_of(spec: CrawlSpec, job_id: str) -> SourceRecord:
+    """The source a crawl makes of its seed: every option of its spec, for the re-crawls."""
+    options = {
+        f.name: _plain(getattr(spec, f.name))
+        for f in dataclasses.fields(spec)
+        if f.name not in _SOURCE_FIELDS
+    }
     return SourceRecord(
         url=spec.url,
         include_patterns=list(spec.include_patterns),
@@ -177,8 +189,16 @@ def source_of(spec: CrawlSpec, job_id: str) -> SourceRecord:
         max_depth=spec.max_depth,
         max_concurrent_requests=spec.max_concurrent_requests,
         render=spec.render.value,
+        options=options,
         last_job_id=job_id,
     )
+
+
+def _plain(value: object) -> object:
+    """A spec's value as JSON keeps it (an enum as its value, a tuple as a list)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    return list(value) if isinstance(value, tuple) else value
 
 
 def recrawl_knowledge_base(
@@ -210,6 +230,7 @@ def recrawl_knowledge_base(
             max_concurrent_requests=s.max_concurrent_requests,
             render=s.render,
             resolver=resolver,
+            **s.options,
         )
         for s in sources
     ]

@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -66,6 +66,8 @@ class SourceRecord:
     max_depth: int = 0
     max_concurrent_requests: int = 0
     render: str = "auto"
+    # Any other option that shaped the crawl (a CrawlSpec field added later), as validate_crawl takes it.
+    options: dict[str, Any] = field(default_factory=dict)
     last_job_id: str = ""
     added_at: float = 0.0
     updated_at: float = 0.0

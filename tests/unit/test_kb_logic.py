@@ -1,11 +1,16 @@
-"""Pure logic of schedules and re-crawl summaries: intervals as people type them, jitter, the summary."""
+"""Pure logic of knowledge bases' sources, schedules and re-crawl summaries: what a source keeps of a
+crawl, intervals as people type them, jitter, the summary."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from ragcord.crawls import CrawlSpec, source_of
 from ragcord.errors import InvalidArgument
-from ragcord.jobs import JobRecord, JobState
+from ragcord.jobs import JobRecord, JobState, RenderMode
+from ragcord.knowledge.records import SourceRecord
 from ragcord.schedules import describe_every, jitter_seconds, parse_every
 from ragcord.updates import Changes, summary_text
 
@@ -67,3 +72,24 @@ def test_summaries_with_and_without_incremental_counters():
         "Re-indexed: " + ", ".join(f"<{u}>" for u in urls[:8]) + " and 2 more",
     ]
     assert not Changes("docs", [job()], True).anything and plain.anything
+
+
+@dataclasses.dataclass(frozen=True)
+class LaterSpec(CrawlSpec):
+    """A crawl option added after this code (e.g. a sitemap mode): sources keep it for re-crawls."""
+
+    sitemap: RenderMode = RenderMode.NEVER  # (any enum: it is kept as its value)
+
+
+def test_a_source_keeps_every_option_of_its_crawl_through_json():
+    spec = LaterSpec("http://d/", "docs", 5, 2, ("/a/",), ("/b/",), 3, RenderMode.ALWAYS, RenderMode.AUTO)
+    source = source_of(spec, "job1")
+    again = SourceRecord.from_json(source.to_json())
+    assert again == source
+    assert (again.url, again.include_patterns, again.max_concurrent_requests, again.render) == (
+        "http://d/",
+        ["/a/"],
+        3,
+        "always",
+    )
+    assert again.options == {"sitemap": "auto"} and again.last_job_id == "job1"
