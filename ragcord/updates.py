@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
@@ -31,6 +32,7 @@ from ragcord.jobs import EventKind, JobRecord, JobStore
 __all__ = ["Changes", "ServerUpdates", "changes_of", "ended_recrawls", "summary_text"]
 
 UPDATE_MEMORY_SECONDS = 60 * 86400  # longer than any job retention worth having
+_CLOCK_MARGIN = 300.0  # how far another process's clock may lag: jobs this recent are always looked at again
 _LISTED = 8  # links shown per kind of change
 
 
@@ -69,6 +71,12 @@ class ServerUpdates:
 
     def _posted_key(self, guild_id: int | str, recrawl: str) -> str:
         return f"{self.prefix}:kb-updates:posted:{{{guild_id}}}:{recrawl}"
+
+    def advance(self, guild_id: int | str, channel_id: str, since: float) -> None:
+        """The next look starts at `since` (unless the channel was changed or removed meanwhile)."""
+        current = self.channel_of(guild_id)
+        if current is not None and current[0] == channel_id and since > current[1]:
+            self.redis.hset(self.key, str(guild_id), json.dumps({"channel": channel_id, "since": since}))
 
     def claim(self, guild_id: int | str, recrawl: str) -> bool:
         """True once per (server, re-crawl): the caller posts its summary."""
@@ -142,25 +150,37 @@ def changes_of(jobs: JobStore, records: list[JobRecord]) -> Changes:
     )
 
 
-def ended_recrawls(jobs: JobStore, knowledge_base: str, since: float) -> list[tuple[str, list[JobRecord]]]:
-    """The re-crawls of the knowledge base started since `since` whose every job has ended, oldest first."""
-    listed, _ = jobs.list(knowledge_base=knowledge_base, page_size=200)
-    recent = [j for j in listed if (j.created_at or 0) >= since]
-    if not recent:
-        return []
+def ended_recrawls(
+    jobs: JobStore, knowledge_base: str, since: float, *, now: float | None = None
+) -> tuple[list[tuple[str, list[JobRecord]]], float]:
+    """The re-crawls of the knowledge base created since `since` whose every job has ended, oldest first,
+    and the `since` of the next look: the creation of the oldest re-crawl still running, else a margin
+    (for clocks of other processes) before now. Reads only the jobs created since `since` (any knowledge
+    base), through the job index, which is scored by creation time."""
+    now = time.time() if now is None else now
+    raw_ids = cast("list[bytes]", jobs.redis.zrangebyscore(jobs.keys.index, since, "+inf"))
     pipe = jobs.redis.pipeline(transaction=False)
-    for job in recent:
-        pipe.hget(jobs.keys.job(job.id), RECRAWL_FIELD)
+    for raw_id in raw_ids:
+        pipe.hgetall(jobs.keys.job(_text(raw_id)))
     batches: dict[str, list[JobRecord]] = {}
-    for job, batch in zip(recent, pipe.execute(), strict=True):
-        if batch:
+    for raw_id, raw in zip(raw_ids, pipe.execute(), strict=True):
+        if not raw:
+            continue  # expired
+        fields = {_text(k): v for k, v in raw.items()}
+        batch = fields.get(RECRAWL_FIELD)
+        if not batch:
+            continue
+        job = JobRecord.from_hash(_text(raw_id), raw)
+        if job.knowledge_base == knowledge_base:
             batches.setdefault(_text(batch), []).append(job)
-    ended = [
-        (batch, sorted(members, key=lambda j: j.created_at or 0))
-        for batch, members in batches.items()
-        if all(j.state.terminal for j in members)
-    ]
-    return sorted(ended, key=lambda item: item[1][0].created_at or 0)
+    ended: list[tuple[str, list[JobRecord]]] = []
+    running: list[tuple[str, list[JobRecord]]] = []
+    for batch, members in batches.items():
+        members.sort(key=lambda j: j.created_at or 0)
+        (ended if all(j.state.terminal for j in members) else running).append((batch, members))
+    ended.sort(key=lambda item: item[1][0].created_at or 0)
+    next_since = min((m[0].created_at or now for _, m in running), default=now - _CLOCK_MARGIN)
+    return ended, max(since, min(next_since, now - _CLOCK_MARGIN))
 
 
 def _links(urls: Iterable[str]) -> str:

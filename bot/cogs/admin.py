@@ -127,12 +127,15 @@ class AdminCog(commands.Cog):
                 log.exception("posting re-crawl summaries failed; trying again")
             await asyncio.sleep(self.services.settings.updates_poll_seconds)
 
-    def _pending_summaries(self) -> list[tuple[str, str, str, str]]:
-        """(server, channel, re-crawl id, text) of the ended re-crawls not posted yet (in a thread)."""
-        pending = []
+    def _pending_summaries(self) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, float]]]:
+        """(server, channel, re-crawl id, text) of the ended re-crawls not posted yet, and where each
+        server's next look may start once they are posted (in a thread)."""
+        pending, advances = [], []
         for guild, (channel, since) in self.updates.all().items():
             kb = self.services.bindings.resolve(guild)
-            for recrawl, jobs in ended_recrawls(self.services.jobs, kb, since):
+            ended, next_since = ended_recrawls(self.services.jobs, kb, since)
+            advances.append((guild, channel, next_since))
+            for recrawl, jobs in ended:
                 if self.updates.claimed(guild, recrawl):
                     continue
                 changes = changes_of(self.services.jobs, jobs)
@@ -140,12 +143,13 @@ class AdminCog(commands.Cog):
                     self.updates.claim(guild, recrawl)  # nothing to tell: never looked at again
                     continue
                 pending.append((guild, channel, recrawl, summary_text(changes)))
-        return pending
+        return pending, advances
 
     async def post_updates(self) -> int:
         """Posts each pending summary once (SET NX per server and re-crawl); returns how many."""
         posted = 0
-        for guild, channel_id, recrawl, text in await asyncio.to_thread(self._pending_summaries):
+        pending, advances = await asyncio.to_thread(self._pending_summaries)
+        for guild, channel_id, recrawl, text in pending:
             if not await asyncio.to_thread(self.updates.claim, guild, recrawl):
                 continue  # another bot process posted it
             try:
@@ -156,9 +160,16 @@ class AdminCog(commands.Cog):
                     raise TypeError(f"channel {channel_id} cannot take messages")
                 await channel.send(clip(text), allowed_mentions=NONE)
                 posted += 1
+            except (discord.NotFound, discord.Forbidden, TypeError) as exc:
+                # The channel is gone or closed to the bot: retrying would not help; the admin sets another.
+                log.warning(
+                    "re-crawl summary for server %s not posted in channel %s: %s", guild, channel_id, exc
+                )
             except Exception:
                 await asyncio.to_thread(self.updates.unclaim, guild, recrawl)
                 raise
+        for guild, channel_id, since in advances:  # only after every summary before `since` was handled
+            await asyncio.to_thread(self.updates.advance, guild, channel_id, since)
         return posted
 
     # -- end of issue 22 ------------------------------------------------------------------------------------

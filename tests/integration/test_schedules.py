@@ -93,3 +93,22 @@ def test_schedules_are_listed_removed_and_validated(world):
         with pytest.raises(InvalidArgument, match="every_seconds must be between 2"):
             schedules.set("b", bad, min_seconds=2)
     assert schedules.get("b").every_seconds == 7200  # unchanged
+
+
+def test_the_bot_reads_ended_recrawls_from_a_watermark_that_waits_for_running_ones(world):
+    from ragcord.crawls import recrawl_knowledge_base
+    from ragcord.updates import ended_recrawls
+
+    settings, services, _, _ = world
+    first = start_crawl(settings, services.jobs, lambda *a: None, url=SEED, knowledge_base="kb")
+    services.jobs.cancel(first.id)
+    start_crawl(settings, services.jobs, lambda *a: None, url=SEED, knowledge_base="other")  # not this kb
+    (job,) = recrawl_knowledge_base(settings, services.jobs, lambda *a: None, "kb")
+    now = job.created_at + 1000
+    ended, since = ended_recrawls(services.jobs, "kb", 0.0, now=now)
+    assert ended == [] and since == job.created_at  # the running re-crawl holds the watermark
+    services.jobs.cancel(job.id)
+    ended, since = ended_recrawls(services.jobs, "kb", since, now=now)
+    assert [(batch, [j.id for j in jobs]) for batch, jobs in ended] == [(job.id, [job.id])]  # not `first`
+    assert since == now - 300
+    assert ended_recrawls(services.jobs, "kb", since, now=now) == ([], since)
