@@ -21,6 +21,7 @@ from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
 from cli.kb import add_kb_command
 from cli.kbs import cmd_kbs, cmd_sources
+from cli.report import add_report_command
 from cli.store import cmd_store_copy
 from cli.supervise import cmd_bot, cmd_rpc, cmd_serve, cmd_worker
 from ragcord.errors import RagcordError
@@ -114,6 +115,7 @@ def _add_answer_commands(sub: Subcommands) -> None:
     p.set_defaults(fn=cmd_chat)
 
     add_eval_command(sub, _client)
+    add_report_command(sub, _client)
 
 
 def _add_store_commands(sub: Subcommands) -> None:

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")
     memory_ttl_days: float = Field(30, gt=0)
     memory_token_budget: int = Field(1500, ge=50)
+    # Questions asked and their outcomes (ListUnanswered, GetQuestionStats, `ragcord report`): kept this long;
+    # user ids are hashed with this salt (unset: one generated at first use and kept in Redis).
+    question_retention_days: float = Field(90, gt=0)
+    question_salt: SecretStr | None = None
     openai_timeout_seconds: float = Field(60.0, gt=0)
     openai_max_retries: int = Field(3, ge=0, le=10)
 

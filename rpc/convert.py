@@ -13,6 +13,7 @@ from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState, RenderMode
 from ragcord.knowledge.bases import KnowledgeBaseInfo
 from ragcord.knowledge.records import SourceRecord
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
+from ragcord.questions import Cluster, DayStats
 from ragcord.schedules import Schedule
 from rpc.v1 import admin_pb2 as pb
 
@@ -192,3 +193,40 @@ def schedule_to_pb(schedule: Schedule) -> pb.Schedule:
         every_seconds=schedule.every_seconds,
         next_run_at=timestamp(schedule.next_run_at),
     )
+
+
+def question_day_to_pb(day: DayStats) -> pb.QuestionDay:
+    return pb.QuestionDay(
+        day=day.day,
+        questions=day.questions,
+        answered=day.answered,
+        answered_rate=day.answered_rate,
+        up=day.up,
+        down=day.down,
+        up_rate=day.up_rate,
+        handed_off=day.handed_off,
+        solved=day.solved,
+        solved_without_staff=day.solved_without_staff,
+    )
+
+
+def cluster_to_pb(cluster: Cluster) -> pb.UnansweredCluster:
+    return pb.UnansweredCluster(
+        count=cluster.count, examples=cluster.examples, latest_at=timestamp(cluster.latest_at)
+    )
+
+
+def since_from_pb(request: pb.ListUnansweredRequest | pb.GetQuestionStatsRequest) -> float:
+    """The request's `since` as epoch seconds; 0 when unset."""
+    if not request.HasField("since"):
+        return 0.0
+    since = request.since
+    if not (_MIN_TIMESTAMP <= since.seconds <= _MAX_TIMESTAMP and 0 <= since.nanos < 1_000_000_000):
+        raise InvalidArgument(
+            f"since is not a valid time (seconds {since.seconds}, nanos {since.nanos}): "
+            "give a time between the years 1 and 9999, e.g. a week ago"
+        )
+    return since.seconds + since.nanos / 1e9
+
+
+_MIN_TIMESTAMP, _MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799  # 0001-01-01, 9999-12-31 (protobuf's range)

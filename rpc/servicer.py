@@ -30,9 +30,11 @@ from ragcord.knowledge.bases import (
     list_knowledge_bases,
     set_knowledge_base_servers,
 )
+from ragcord.knowledge.embedders import Embedder, NoEmbedder
 from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
+from ragcord.questions import QuestionLog, build_question_log, total
 from ragcord.schedules import Schedules
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
@@ -139,6 +141,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         feedback: FeedbackStore,
         owners: KnowledgeBaseOwners,
         executors: Executors | None = None,
+        questions: QuestionLog | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -151,6 +155,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         # Knowledge base records, sources and schedules (issue 22): in the jobs' Redis, under their prefix.
         self.records = KnowledgeBaseRecords(jobs.redis, prefix=jobs.keys.prefix)
         self.schedules = Schedules(jobs.redis, prefix=jobs.keys.prefix)
+        self.questions = questions or build_question_log(settings, feedback.redis)
+        self.embedder = embedder  # for ListUnanswered (the process's embedder; None: keyword-only)
         self._event_pbs: dict[tuple[str, str], pb.JobEvent] = {}
         # Redis and store calls on one pool, answers (model calls) on another: slow answers never
         # make a GetJob wait for a thread.
@@ -508,4 +514,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             entries=[convert.feedback_to_pb(e) for e in entries[:size]],
             sources=[pb.SourceFeedback(url=s.url, up=s.up, down=s.down) for s in sources],
             next_page_token=str(offset + size) if len(entries) > size else "",
+        )
+
+    @_unary
+    async def ListUnanswered(
+        self,
+        request: pb.ListUnansweredRequest,
+        context: Context[pb.ListUnansweredRequest, pb.ListUnansweredResponse],
+    ) -> pb.ListUnansweredResponse:
+        kb = self._kb(request.knowledge_base)
+        embedder = self.embedder or NoEmbedder()
+        clusters = await self._io(
+            self.questions.unanswered, kb, embedder, since=convert.since_from_pb(request)
+        )
+        return pb.ListUnansweredResponse(
+            clusters=[convert.cluster_to_pb(c) for c in clusters], questions=sum(c.count for c in clusters)
+        )
+
+    @_unary
+    async def GetQuestionStats(
+        self,
+        request: pb.GetQuestionStatsRequest,
+        context: Context[pb.GetQuestionStatsRequest, pb.QuestionStats],
+    ) -> pb.QuestionStats:
+        kb = self._kb(request.knowledge_base)
+        days = await self._io(self.questions.stats, kb, since=convert.since_from_pb(request))
+        return pb.QuestionStats(
+            days=[convert.question_day_to_pb(d) for d in days],
+            total=convert.question_day_to_pb(total(days)),
         )

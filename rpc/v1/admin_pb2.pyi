@@ -508,3 +508,69 @@ class ListFeedbackResponse(_message.Message):
     sources: _containers.RepeatedCompositeFieldContainer[SourceFeedback]
     next_page_token: str
     def __init__(self, entries: _Optional[_Iterable[_Union[FeedbackEntry, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[SourceFeedback, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListUnansweredRequest(_message.Message):
+    __slots__ = ("knowledge_base", "since")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, knowledge_base: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UnansweredCluster(_message.Message):
+    __slots__ = ("count", "examples", "latest_at")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    LATEST_AT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    examples: _containers.RepeatedScalarFieldContainer[str]
+    latest_at: _timestamp_pb2.Timestamp
+    def __init__(self, count: _Optional[int] = ..., examples: _Optional[_Iterable[str]] = ..., latest_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListUnansweredResponse(_message.Message):
+    __slots__ = ("clusters", "questions")
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    clusters: _containers.RepeatedCompositeFieldContainer[UnansweredCluster]
+    questions: int
+    def __init__(self, clusters: _Optional[_Iterable[_Union[UnansweredCluster, _Mapping]]] = ..., questions: _Optional[int] = ...) -> None: ...
+
+class GetQuestionStatsRequest(_message.Message):
+    __slots__ = ("knowledge_base", "since")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, knowledge_base: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class QuestionDay(_message.Message):
+    __slots__ = ("day", "questions", "answered", "answered_rate", "up", "down", "up_rate", "handed_off", "solved", "solved_without_staff")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_RATE_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    UP_RATE_FIELD_NUMBER: _ClassVar[int]
+    HANDED_OFF_FIELD_NUMBER: _ClassVar[int]
+    SOLVED_FIELD_NUMBER: _ClassVar[int]
+    SOLVED_WITHOUT_STAFF_FIELD_NUMBER: _ClassVar[int]
+    day: str
+    questions: int
+    answered: int
+    answered_rate: float
+    up: int
+    down: int
+    up_rate: float
+    handed_off: int
+    solved: int
+    solved_without_staff: int
+    def __init__(self, day: _Optional[str] = ..., questions: _Optional[int] = ..., answered: _Optional[int] = ..., answered_rate: _Optional[float] = ..., up: _Optional[int] = ..., down: _Optional[int] = ..., up_rate: _Optional[float] = ..., handed_off: _Optional[int] = ..., solved: _Optional[int] = ..., solved_without_staff: _Optional[int] = ...) -> None: ...
+
+class QuestionStats(_message.Message):
+    __slots__ = ("days", "total")
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    days: _containers.RepeatedCompositeFieldContainer[QuestionDay]
+    total: QuestionDay
+    def __init__(self, days: _Optional[_Iterable[_Union[QuestionDay, _Mapping]]] = ..., total: _Optional[_Union[QuestionDay, _Mapping]] = ...) -> None: ...
