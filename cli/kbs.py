@@ -23,6 +23,7 @@ KB_COLUMNS = [
     Column("knowledge base", min_width=10, ratio=1, fold=True),
     Column("chunks", justify="right"),
     Column("Discord servers", min_width=10, ratio=2, fold=True),
+    Column("description", min_width=10, ratio=2, fold=True, needs_width=100),
 ]
 
 
@@ -90,7 +91,7 @@ def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
         return _delete_kb(admin, args.delete, confirmed=args.yes)
     response = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
     rows = [
-        [kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)"]
+        [kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)", kb.description]
         for kb in response.knowledge_bases
     ]
     print_listing(KB_COLUMNS, rows, response.knowledge_bases, json_output=args.json)

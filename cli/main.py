@@ -19,6 +19,7 @@ from cli.console import err
 from cli.demo import add_demo_command
 from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
+from cli.kb import add_kb_command
 from cli.kbs import cmd_kbs, cmd_sources
 from cli.report import add_report_command
 from cli.store import cmd_store_copy
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_answer_commands(sub)
     _add_store_commands(sub)
     _add_kb_commands(sub)
+    add_kb_command(sub)  # `ragcord kb create|update|show|recrawl|schedule` (issue 22)
     add_demo_command(sub)
     return parser
 

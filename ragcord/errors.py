@@ -19,6 +19,14 @@ class NotFound(RagcordError):
     """The named job, knowledge base or source does not exist."""
 
 
+class AlreadyExists(RagcordError):
+    """What the call would create exists already (a knowledge base with a record or pages)."""
+
+
+class Aborted(RagcordError):
+    """A concurrent operation holds what the call needs (a crawl into the knowledge base is running)."""
+
+
 class FailedPrecondition(RagcordError):
     """The operation does not apply in the current state (e.g. cancelling a finished job)."""
 

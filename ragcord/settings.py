@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     event_retention: int = Field(10_000, ge=10, description="events kept per job's stream")
     # An ended job's record and events are kept this long, then expire together (fractions allowed: tests).
     job_retention_days: float = Field(30, gt=0, description="days an ended job stays in GetJob/ListJobs")
+    # -- knowledge base schedules (issue 22) --
+    # The shortest interval SetSchedule accepts (re-crawling a site more often than hourly is rarely polite);
+    # tests lower it to seconds.
+    schedule_min_seconds: int = Field(3600, ge=1, description="shortest schedule SetSchedule accepts")
+    # How often each worker process's scheduler looks for due schedules.
+    schedule_poll_seconds: float = Field(5.0, gt=0, description="seconds between a scheduler's looks")
+    # How often the bot looks for ended re-crawls to summarise in the servers' /kb updates channels.
+    updates_poll_seconds: float = Field(15.0, gt=0, description="seconds between the bot's looks")
+    # -- end of knowledge base schedules --
     watch_heartbeat_seconds: float = Field(5.0, gt=0)
     # WatchJob: one Redis reader per job per process fans events out to every watcher of the job.
     watch_max_streams: int = Field(5000, ge=1, description="WatchJob streams one process serves at once")

@@ -12,8 +12,10 @@ from ragcord.feedback import FeedbackRecord
 from ragcord.jobs import EventKind, JobEvent, JobRecord, JobState, RenderMode, SitemapMode
 from ragcord.knowledge.bases import KnowledgeBaseInfo
 from ragcord.knowledge.pages import PageRecord
+from ragcord.knowledge.records import SourceRecord
 from ragcord.knowledge.stores import SourceDetail, SourceInfo
 from ragcord.questions import Cluster, DayStats
+from ragcord.schedules import Schedule
 from rpc.v1 import admin_pb2 as pb
 
 
@@ -188,9 +190,50 @@ def feedback_to_pb(record: FeedbackRecord) -> pb.FeedbackEntry:
     )
 
 
-def knowledge_base_to_pb(info: KnowledgeBaseInfo) -> pb.KnowledgeBase:
-    return pb.KnowledgeBase(
-        name=info.name, chunk_count=info.chunk_count, discord_guild_ids=sorted(info.servers, key=int)
+def knowledge_base_to_pb(info: KnowledgeBaseInfo, schedule: Schedule | None = None) -> pb.KnowledgeBase:
+    message = pb.KnowledgeBase(
+        name=info.name,
+        chunk_count=info.chunk_count,
+        discord_guild_ids=sorted(info.servers, key=int),
+        page_count=info.page_count,
+        sources=[kb_source_to_pb(source, job) for source, job in info.sources],
+    )
+    if info.record is not None:
+        message.description = info.record.description
+        message.answer_instructions = info.record.answer_instructions
+        if info.record.created_at is not None:
+            message.created_at.FromNanoseconds(int(info.record.created_at * 1e9))
+    if schedule is not None:
+        message.schedule.CopyFrom(schedule_to_pb(schedule))
+    return message
+
+
+def kb_source_to_pb(source: SourceRecord, job: JobRecord | None) -> pb.KnowledgeBaseSource:
+    message = pb.KnowledgeBaseSource(
+        url=source.url,
+        include_patterns=source.include_patterns,
+        exclude_patterns=source.exclude_patterns,
+        max_pages=source.max_pages,
+        max_depth=source.max_depth,
+        max_concurrent_requests=source.max_concurrent_requests,
+        render=render_to_pb(RenderMode(source.render or "auto")),
+        added_at=timestamp(source.added_at or None),
+    )
+    if job is not None:
+        message.last_job_id = job.id
+        message.last_state = job_state_to_pb(job.state)
+        message.last_pages_done = job.pages_done
+        message.last_pages_failed = job.pages_failed
+        if job.finished_at is not None:
+            message.last_finished_at.FromNanoseconds(int(job.finished_at * 1e9))
+    return message
+
+
+def schedule_to_pb(schedule: Schedule) -> pb.Schedule:
+    return pb.Schedule(
+        knowledge_base=schedule.knowledge_base,
+        every_seconds=schedule.every_seconds,
+        next_run_at=timestamp(schedule.next_run_at),
     )
 
 

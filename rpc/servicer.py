@@ -19,16 +19,24 @@ from ragcord.aio import Executors, iterate_in_thread, run_in
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
 from ragcord.bindings import KnowledgeBaseOwners
-from ragcord.crawls import Enqueue, start_crawl
+from ragcord.crawls import Enqueue, recrawl_knowledge_base, start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobEvent, JobStore, JobWatcher
 from ragcord.jobs.watcher import WatchLimitReached
-from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
+from ragcord.knowledge.bases import (
+    create_knowledge_base,
+    delete_knowledge_base,
+    get_knowledge_base,
+    list_knowledge_bases,
+    set_knowledge_base_servers,
+)
 from ragcord.knowledge.embedders import Embedder, NoEmbedder
 from ragcord.knowledge.pages import PageRecords
+from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
 from ragcord.questions import QuestionLog, build_question_log, total
+from ragcord.schedules import Schedules
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 from rpc import convert
@@ -48,6 +56,8 @@ _STATUS = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Aborted: grpc.StatusCode.ABORTED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.AnswerUnavailable: grpc.StatusCode.UNAVAILABLE,
@@ -143,6 +153,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.ask = ask
         self.feedback = feedback
         self.owners = owners
+        # Knowledge base records, sources and schedules (issue 22): in the jobs' Redis, under their prefix.
+        self.records = KnowledgeBaseRecords(jobs.redis, prefix=jobs.keys.prefix)
+        self.schedules = Schedules(jobs.redis, prefix=jobs.keys.prefix)
         self.questions = questions or build_question_log(settings, feedback.redis)
         self.embedder = embedder  # for ListUnanswered (the process's embedder; None: keyword-only)
         # Incremental re-crawls (issue 22): what the crawls recorded of each page (GetSource shows it).
@@ -288,7 +301,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         request: pb.ListKnowledgeBasesRequest,
         context: Context[pb.ListKnowledgeBasesRequest, pb.ListKnowledgeBasesResponse],
     ) -> pb.ListKnowledgeBasesResponse:
-        bases = await self._io(list_knowledge_bases, self.store, self.owners)
+        bases = await self._io(list_knowledge_bases, self.store, self.owners, self.records)
         return pb.ListKnowledgeBasesResponse(knowledge_bases=[convert.knowledge_base_to_pb(b) for b in bases])
 
     @_unary
@@ -323,11 +336,121 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
         deleted = await self._io(
-            delete_knowledge_base, self.store, self.jobs, self.owners, request.knowledge_base
+            delete_knowledge_base,
+            self.store,
+            self.jobs,
+            self.owners,
+            request.knowledge_base,
+            forget=self._forget_knowledge_base,
         )
         await self._io(self.pages.drop, request.knowledge_base)
         log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
         return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)
+
+    # -- knowledge bases that remember their sources; schedules (issue 22) ----------------------------------
+    def _forget_knowledge_base(self, kb: str) -> bool:
+        removed = self.records.delete(kb)
+        return self.schedules.remove(kb) or removed
+
+    def _kb_pb(self, kb: str) -> pb.KnowledgeBase:
+        info = get_knowledge_base(self.store, self.records, self.owners, self.jobs, kb)
+        return convert.knowledge_base_to_pb(info, self.schedules.get(kb))
+
+    @staticmethod
+    def _named(name: str, field: str = "name") -> str:
+        if not name:
+            raise errors.InvalidArgument(f"{field} is required; ListKnowledgeBases shows the knowledge bases")
+        return validate_kb_name(name)
+
+    @_unary
+    async def CreateKnowledgeBase(
+        self,
+        request: pb.CreateKnowledgeBaseRequest,
+        context: Context[pb.CreateKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        kb = self._named(request.name)
+
+        def create() -> pb.KnowledgeBase:
+            create_knowledge_base(
+                self.store,
+                self.records,
+                self.owners,
+                kb,
+                description=request.description,
+                answer_instructions=request.answer_instructions,
+            )
+            return self._kb_pb(kb)
+
+        message = await self._io(create)
+        log.info("knowledge base %s created", kb)
+        return message
+
+    @_unary
+    async def UpdateKnowledgeBase(
+        self,
+        request: pb.UpdateKnowledgeBaseRequest,
+        context: Context[pb.UpdateKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        kb = self._named(request.name)
+        description = request.description if request.HasField("description") else None
+        instructions = request.answer_instructions if request.HasField("answer_instructions") else None
+
+        def update() -> pb.KnowledgeBase:
+            self._kb_pb(kb)  # NotFound before anything is written
+            self.records.update(kb, description=description, answer_instructions=instructions)
+            return self._kb_pb(kb)
+
+        return await self._io(update)
+
+    @_unary
+    async def GetKnowledgeBase(
+        self,
+        request: pb.GetKnowledgeBaseRequest,
+        context: Context[pb.GetKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        return await self._io(self._kb_pb, self._named(request.name))
+
+    @_unary
+    async def RecrawlKnowledgeBase(
+        self,
+        request: pb.RecrawlKnowledgeBaseRequest,
+        context: Context[pb.RecrawlKnowledgeBaseRequest, pb.RecrawlKnowledgeBaseResponse],
+    ) -> pb.RecrawlKnowledgeBaseResponse:
+        kb = self._named(request.knowledge_base, "knowledge_base")
+        jobs = await self._io(recrawl_knowledge_base, self.settings, self.jobs, self.enqueue, kb)
+        log.info("re-crawl of %s: %s", kb, ", ".join(j.id for j in jobs))
+        return pb.RecrawlKnowledgeBaseResponse(jobs=[convert.job_to_pb(j) for j in jobs])
+
+    @_unary
+    async def SetSchedule(
+        self, request: pb.SetScheduleRequest, context: Context[pb.SetScheduleRequest, pb.Schedule]
+    ) -> pb.Schedule:
+        kb = self._named(request.knowledge_base, "knowledge_base")
+
+        def set_schedule() -> pb.Schedule:
+            if request.every_seconds:
+                get_knowledge_base(self.store, self.records, self.owners, self.jobs, kb)  # NotFound
+            schedule = self.schedules.set(
+                kb, request.every_seconds, min_seconds=self.settings.schedule_min_seconds
+            )
+            if schedule is None:
+                return pb.Schedule(knowledge_base=kb)
+            return convert.schedule_to_pb(schedule)
+
+        message = await self._io(set_schedule)
+        log.info("knowledge base %s: schedule every %ss", kb, request.every_seconds or "(removed)")
+        return message
+
+    @_unary
+    async def ListSchedules(
+        self,
+        request: pb.ListSchedulesRequest,
+        context: Context[pb.ListSchedulesRequest, pb.ListSchedulesResponse],
+    ) -> pb.ListSchedulesResponse:
+        schedules = await self._io(self.schedules.list)
+        return pb.ListSchedulesResponse(schedules=[convert.schedule_to_pb(s) for s in schedules])
+
+    # -- end of issue 22 knowledge bases ----------------------------------------------------------------
 
     @_unary
     async def Ask(self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.Answer]) -> pb.Answer:

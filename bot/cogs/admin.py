@@ -1,4 +1,4 @@
-"""/kb bind, /crawl (Manage Server), /sources."""
+"""/kb bind, /kb schedule, /kb updates, /crawl (Manage Server), /sources; the re-crawl summaries."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ from bot.render import clip, link_title
 from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobRecord
+from ragcord.knowledge.records import KnowledgeBaseRecords
+from ragcord.schedules import Schedules, describe_every, parse_every
 from ragcord.support import usable_knowledge_bases
+from ragcord.updates import ServerUpdates, changes_of, ended_recrawls, summary_text
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -56,10 +59,129 @@ class AdminCog(commands.Cog):
         self.bot = bot
         self.services = bot.services
         self._watchers: set[asyncio.Task[None]] = set()
+        # Re-crawl schedules and update channels (issue 22), in the jobs' Redis under their prefix.
+        redis, prefix = self.services.jobs.redis, self.services.jobs.keys.prefix
+        self.records = KnowledgeBaseRecords(redis, prefix=prefix)
+        self.schedules = Schedules(redis, prefix=prefix)
+        self.updates = ServerUpdates(redis, prefix=prefix)
+        self._poster: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self._poster = asyncio.create_task(self._post_updates_forever())
 
     async def cog_unload(self) -> None:
         for task in self._watchers:
             task.cancel()
+        if self._poster is not None:
+            self._poster.cancel()
+
+    # -- /kb schedule, /kb updates and the summaries they lead to (issue 22) --------------------------------
+    def _server_kb(self, guild_id: int) -> str:
+        """The knowledge base bound to the whole server, which this server may use (else RagcordError)."""
+        kb = self.services.bindings.resolve(guild_id)
+        self.services.bindings.owners.check(kb, guild_id)
+        return kb
+
+    def _set_schedule(self, guild_id: int, every: str) -> str:
+        kb = self._server_kb(guild_id)
+        seconds = parse_every(every)
+        if seconds and not self.records.sources(kb):
+            return (
+                f"Knowledge base `{kb}` has no crawled site yet: /crawl one first, then schedule re-crawls."
+            )
+        schedule = self.schedules.set(kb, seconds, min_seconds=self.services.settings.schedule_min_seconds)
+        if schedule is None:
+            return f"Knowledge base `{kb}` is no longer re-crawled on a schedule."
+        return (
+            f"Knowledge base `{kb}` is re-crawled every {describe_every(seconds)}; "
+            f"next <t:{int(schedule.next_run_at)}:R>."
+        )
+
+    @kb.command(name="schedule")
+    @app_commands.describe(every="How often to re-crawl: 1d, 12h, 30m … or off")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_schedule(self, interaction: discord.Interaction, every: str) -> None:
+        """Re-crawl this server's knowledge base on a schedule (only changed pages are re-indexed)."""
+        guild_id = guild_id_of(interaction)
+        try:
+            text = await asyncio.to_thread(self._set_schedule, guild_id, every)
+        except RagcordError as exc:
+            text = str(exc)
+        await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NONE)
+
+    @kb.command(name="updates")
+    @app_commands.describe(channel="Where to post what each re-crawl changed (leave empty to stop)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_updates(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        """Post a summary in a channel after each re-crawl that changed the knowledge base."""
+        guild_id = guild_id_of(interaction)
+        if channel is None:
+            await asyncio.to_thread(self.updates.clear, guild_id)
+            text = "Re-crawl summaries are off."
+        else:
+            await asyncio.to_thread(self.updates.set_channel, guild_id, channel.id)
+            text = f"After each re-crawl that changes something, I'll post a summary in {channel.mention}."
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NONE)
+
+    async def _post_updates_forever(self) -> None:
+        await self.bot.wait_until_ready()
+        while True:
+            try:
+                await self.post_updates()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis or Discord away for a moment: the next look retries
+                log.exception("posting re-crawl summaries failed; trying again")
+            await asyncio.sleep(self.services.settings.updates_poll_seconds)
+
+    def _pending_summaries(self) -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, float]]]:
+        """(server, channel, re-crawl id, text) of the ended re-crawls not posted yet, and where each
+        server's next look may start once they are posted (in a thread)."""
+        pending, advances = [], []
+        for guild, (channel, since) in self.updates.all().items():
+            kb = self.services.bindings.resolve(guild)
+            ended, next_since = ended_recrawls(self.services.jobs, kb, since)
+            advances.append((guild, channel, next_since))
+            for recrawl, jobs in ended:
+                if self.updates.claimed(guild, recrawl):
+                    continue
+                changes = changes_of(self.services.jobs, jobs)
+                if not changes.anything:
+                    self.updates.claim(guild, recrawl)  # nothing to tell: never looked at again
+                    continue
+                pending.append((guild, channel, recrawl, summary_text(changes)))
+        return pending, advances
+
+    async def post_updates(self) -> int:
+        """Posts each pending summary once (SET NX per server and re-crawl); returns how many."""
+        posted = 0
+        pending, advances = await asyncio.to_thread(self._pending_summaries)
+        for guild, channel_id, recrawl, text in pending:
+            if not await asyncio.to_thread(self.updates.claim, guild, recrawl):
+                continue  # another bot process posted it
+            try:
+                channel = self.bot.get_channel(int(channel_id)) or await self.bot.fetch_channel(
+                    int(channel_id)
+                )
+                if not isinstance(channel, discord.abc.Messageable):
+                    raise TypeError(f"channel {channel_id} cannot take messages")
+                await channel.send(clip(text), allowed_mentions=NONE)
+                posted += 1
+            except (discord.NotFound, discord.Forbidden, TypeError) as exc:
+                # The channel is gone or closed to the bot: retrying would not help; the admin sets another.
+                log.warning(
+                    "re-crawl summary for server %s not posted in channel %s: %s", guild, channel_id, exc
+                )
+            except Exception:
+                await asyncio.to_thread(self.updates.unclaim, guild, recrawl)
+                raise
+        for guild, channel_id, since in advances:  # only after every summary before `since` was handled
+            await asyncio.to_thread(self.updates.advance, guild, channel_id, since)
+        return posted
+
+    # -- end of issue 22 ------------------------------------------------------------------------------------
 
     @kb.command(name="bind")
     @app_commands.describe(

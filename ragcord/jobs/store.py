@@ -95,8 +95,10 @@ class JobStore:
         include_patterns: Sequence[str] = (),
         exclude_patterns: Sequence[str] = (),
         render: RenderMode = RenderMode.AUTO,
+        job_id: str | None = None,
     ) -> JobRecord:
-        job_id = new_job_id()
+        """`job_id`: one the caller made with `new_job_id` (to claim the knowledge base under it first)."""
+        job_id = job_id or new_job_id()
         k = self.keys
         fields = {
             "id": job_id,

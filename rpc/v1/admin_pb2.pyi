@@ -291,14 +291,122 @@ class DeleteSourceResponse(_message.Message):
     def __init__(self, chunks_deleted: _Optional[int] = ...) -> None: ...
 
 class KnowledgeBase(_message.Message):
-    __slots__ = ("name", "chunk_count", "discord_guild_ids")
+    __slots__ = ("name", "chunk_count", "discord_guild_ids", "description", "answer_instructions", "page_count", "sources", "schedule", "created_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     DISCORD_GUILD_IDS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     chunk_count: int
     discord_guild_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ..., discord_guild_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    description: str
+    answer_instructions: str
+    page_count: int
+    sources: _containers.RepeatedCompositeFieldContainer[KnowledgeBaseSource]
+    schedule: Schedule
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., chunk_count: _Optional[int] = ..., discord_guild_ids: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., answer_instructions: _Optional[str] = ..., page_count: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[KnowledgeBaseSource, _Mapping]]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class KnowledgeBaseSource(_message.Message):
+    __slots__ = ("url", "include_patterns", "exclude_patterns", "max_pages", "max_depth", "max_concurrent_requests", "render", "added_at", "last_job_id", "last_state", "last_pages_done", "last_pages_failed", "last_finished_at")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    RENDER_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PAGES_DONE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PAGES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    LAST_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    include_patterns: _containers.RepeatedScalarFieldContainer[str]
+    exclude_patterns: _containers.RepeatedScalarFieldContainer[str]
+    max_pages: int
+    max_depth: int
+    max_concurrent_requests: int
+    render: RenderMode
+    added_at: _timestamp_pb2.Timestamp
+    last_job_id: str
+    last_state: JobState
+    last_pages_done: int
+    last_pages_failed: int
+    last_finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, url: _Optional[str] = ..., include_patterns: _Optional[_Iterable[str]] = ..., exclude_patterns: _Optional[_Iterable[str]] = ..., max_pages: _Optional[int] = ..., max_depth: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ..., render: _Optional[_Union[RenderMode, str]] = ..., added_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_job_id: _Optional[str] = ..., last_state: _Optional[_Union[JobState, str]] = ..., last_pages_done: _Optional[int] = ..., last_pages_failed: _Optional[int] = ..., last_finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("knowledge_base", "every_seconds", "next_run_at")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    every_seconds: int
+    next_run_at: _timestamp_pb2.Timestamp
+    def __init__(self, knowledge_base: _Optional[str] = ..., every_seconds: _Optional[int] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("name", "description", "answer_instructions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    answer_instructions: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., answer_instructions: _Optional[str] = ...) -> None: ...
+
+class UpdateKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("name", "description", "answer_instructions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    answer_instructions: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., answer_instructions: _Optional[str] = ...) -> None: ...
+
+class GetKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RecrawlKnowledgeBaseRequest(_message.Message):
+    __slots__ = ("knowledge_base",)
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    def __init__(self, knowledge_base: _Optional[str] = ...) -> None: ...
+
+class RecrawlKnowledgeBaseResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class SetScheduleRequest(_message.Message):
+    __slots__ = ("knowledge_base", "every_seconds")
+    KNOWLEDGE_BASE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    knowledge_base: str
+    every_seconds: int
+    def __init__(self, knowledge_base: _Optional[str] = ..., every_seconds: _Optional[int] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class ListKnowledgeBasesRequest(_message.Message):
     __slots__ = ()

@@ -20,8 +20,10 @@ from redis.crc import key_slot
 from ragcord.jobs import JobState, JobStore, PageOutcome
 from ragcord.jobs.keys import legacy_job_keys
 from ragcord.knowledge.copies import CopyIndex
+from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.lua import script_source
 from ragcord.memory import ConversationMemory
+from ragcord.schedules import Schedules
 from ragcord.threads import OwnedThreads
 from tests.unit.test_lua_scripts import SCRIPTS
 from workers.politeness import SiteLimiter
@@ -143,6 +145,8 @@ def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[
     limiter = SiteLimiter(client, prefix=prefix, keep_alive=False)
     memory = ConversationMemory(client, prefix=prefix)
     threads = OwnedThreads(client, prefix=prefix)
+    records = KnowledgeBaseRecords(client, prefix=prefix)
+    schedules = Schedules(client, prefix=prefix)
     site = limiter._keys("https://docs.example.com:8443")
     conversation, other = memory._keys("thread-1"), memory._keys("thread-2")
     answer = f"{prefix}:answers:a1"
@@ -160,6 +164,8 @@ def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[
         ],
         "threads/own.lua": [[threads.key, threads.used_key]],
         "threads/use.lua": [[threads.key, threads.used_key]],
+        "kbs/claim_crawls.lua": [[records.crawls_key("docs")]],
+        "kbs/claim_firing.lua": [[schedules.due_key, schedules.every_key]],
     }
 
 

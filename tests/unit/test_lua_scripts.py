@@ -36,6 +36,8 @@ SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
         "politeness/renew.lua",
         "threads/own.lua",
         "threads/use.lua",
+        "kbs/claim_crawls.lua",
+        "kbs/claim_firing.lua",
     )
 ]
 
