@@ -22,7 +22,9 @@ from ragcord.answering.types import Answer
 from ragcord.errors import AnswerUnavailable, InvalidArgument, PermissionDenied
 from ragcord.learning import SolvedThread
 from ragcord.questions import total
+from ragcord.schedules import Schedules, describe_every
 from ragcord.support import Mode, is_question
+from ragcord.updates import ServerUpdates
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -91,9 +93,25 @@ def server_settings_text(services: BotServices, guild_id: int) -> str:
     )
     learn = ", ".join(f"<#{c}>" for c in sorted(support.learn))
     lines.append(f"**Learning from solved threads**: {learn or 'off (`/kb learn`)'}")
+    lines.extend(_freshness_lines(services, guild_id, kb))
     for extra in EXTRA_SETTINGS:
         lines.extend(extra(services, guild_id))
     return "\n".join(lines)
+
+
+def _freshness_lines(services: BotServices, guild_id: int, kb: str) -> list[str]:
+    """The knowledge base's re-crawl schedule and the server's updates channel (/kb schedule, /kb updates)."""
+    redis, prefix = services.jobs.redis, services.jobs.keys.prefix
+    schedule = Schedules(redis, prefix=prefix).get(kb)
+    updates = ServerUpdates(redis, prefix=prefix).channel_of(guild_id)
+    return [
+        f"**Re-crawled**: every {describe_every(schedule.every_seconds)}"
+        if schedule
+        else "**Re-crawled**: never on its own (`/kb schedule`)",
+        f"**Updates posted in**: <#{updates[0]}>"
+        if updates
+        else "**Updates posted in**: nowhere (`/kb updates`)",
+    ]
 
 
 def report_text(services: BotServices, kb: str, *, days: int = 7) -> str:

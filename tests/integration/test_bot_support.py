@@ -284,6 +284,8 @@ async def test_settings_report_and_knowledge_base_autocomplete(world):
     shown = await command(fake, fake.boss, "settings", {})
     assert f"<#{forum_id}> (suggest)" in shown["content"] and f"<@&{role_id}>" in shown["content"]
     assert "Learning from solved threads**: <#" in shown["content"]
+    assert "**Re-crawled**: never on its own" in shown["content"]  # /kb schedule and /kb updates show too
+    assert "**Updates posted in**: nowhere" in shown["content"]
     assert shown["flags"] & 64  # ephemeral
 
     typing = await fake.autocomplete(fake.boss, "kb", {"name": "mi"}, focused="name", subcommand="bind")
