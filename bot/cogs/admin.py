@@ -39,6 +39,14 @@ def progress_text(job: JobRecord) -> str:
         f"{finished}/{job.pages_discovered} pages · {job.pages_done} indexed · {job.pages_skipped} skipped · "
         f"{job.pages_failed} failed · {job.chunks_indexed} chunks"
     )
+    changes = [
+        (job.pages_added, "added"),
+        (job.pages_updated, "updated"),
+        (job.pages_unchanged, "unchanged"),
+        (job.pages_removed, "removed"),
+    ]
+    if any(n for n, _ in changes[1:]):  # a re-crawl: say what changed
+        line += " (" + ", ".join(f"{n} {what}" for n, what in changes if n) + ")"
     if job.state.terminal:
         verdict = {"SUCCEEDED": "finished", "FAILED": "failed", "CANCELLED": "was cancelled"}[job.state.value]
         return f"Crawl of <{job.url}> into `{job.knowledge_base}` {verdict}: {line}" + (

@@ -106,3 +106,12 @@ def test_a_source_keeps_every_option_of_its_crawl_through_json():
     )
     # `full` was that crawl's one-off choice: its re-crawls stay incremental.
     assert again.options == {"sitemap": "only", "later": "auto"} and again.last_job_id == "job1"
+
+
+def test_the_bots_progress_line_says_what_a_recrawl_changed():
+    from bot.cogs.admin import progress_text
+
+    first = job()
+    assert "unchanged" not in progress_text(first) and "(" not in progress_text(first)
+    again = dataclasses.replace(first, pages_done=5, pages_unchanged=3, pages_updated=1, pages_removed=1)
+    assert progress_text(again).endswith("(1 updated, 3 unchanged, 1 removed)")
