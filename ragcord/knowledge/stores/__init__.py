@@ -1,4 +1,5 @@
-"""Store backends behind one interface (`Store`); `build_store` picks one from settings."""
+"""Store backends (SQLite or LanceDB embedded, Weaviate) behind one interface (`Store`); `build_store`
+picks one from settings."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ def build_store(settings: Settings, *, dim: int | None) -> Store:
         except BaseException:
             client.close()
             raise
-    from ragcord.knowledge.stores.lancedb import LanceDBStore
+    if settings.store == "sqlite":
+        from ragcord.knowledge.stores.sqlite import SQLiteStore
+
+        return SQLiteStore(settings.sqlite_path, dim=dim)
+    from ragcord.knowledge.stores.lancedb import LanceDBStore  # (pyarrow and lancedb: only when chosen)
 
     return LanceDBStore(settings.lancedb_dir, dim=dim)
