@@ -103,8 +103,9 @@ class _Vectors:
 
     Rows whose chunk is gone are marked dead rather than removed (a copy of the whole matrix per page
     rewritten would cost more than it frees); they are compacted away when they pass a quarter of the rows.
-    Growth doubles the capacity. Searches read a snapshot (arrays and n, taken under the lock) without
-    holding it: a refresh only writes past n, flips `alive` flags, or builds new arrays.
+    Loads reserve what they read; growth beyond adds a quarter. Searches read a snapshot (arrays and n,
+    taken under the lock) without holding it: a refresh only writes past n, flips `alive` flags, or builds
+    new arrays.
     """
 
     incarnation: int
@@ -126,7 +127,15 @@ class _Vectors:
         if not count:
             return
         if self.n + count > len(self.seqs):
-            capacity = max(2 * len(self.seqs), self.n + count, 1024)
+            self.reserve(max(len(self.seqs) + len(self.seqs) // 4, self.n + count, 1024))
+        self.matrix[self.n : self.n + count] = _unit(vectors)
+        self.seqs[self.n : self.n + count] = seqs
+        self.alive[self.n : self.n + count] = True
+        self.n += count
+
+    def reserve(self, capacity: int) -> None:
+        """Room for `capacity` rows (a load reserves what it will read: no copies as it grows)."""
+        if capacity > len(self.seqs):
             matrix = np.empty((capacity, self.matrix.shape[1]), dtype=np.float32)
             matrix[: self.n] = self.matrix[: self.n]
             grown_seqs = np.zeros(capacity, dtype=np.int64)
@@ -134,10 +143,6 @@ class _Vectors:
             alive = np.zeros(capacity, dtype=np.bool_)
             alive[: self.n] = self.alive[: self.n]
             self.matrix, self.seqs, self.alive = matrix, grown_seqs, alive
-        self.matrix[self.n : self.n + count] = _unit(vectors)
-        self.seqs[self.n : self.n + count] = seqs
-        self.alive[self.n : self.n + count] = True
-        self.n += count
 
     def keep_only(self, current: npt.NDArray[np.int64]) -> None:
         """Mark dead every row whose seq is not in `current` (sorted); compact when many are."""
@@ -456,6 +461,10 @@ class SQLiteStore:
                         dtype=np.int64,
                     )
                     cache.keep_only(current)
+                (new,) = db.execute(
+                    f"SELECT count(*) FROM {_table(kb)} WHERE seq > ?", (cache.last_seq,)
+                ).fetchone()
+                cache.reserve(cache.n + new)
                 self._load_after(db, kb, cache, dim)
                 cache.generation = generation
                 self._vectors[kb] = cache
