@@ -11,8 +11,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ragcord.errors import StoreError
@@ -228,3 +230,28 @@ def test_a_crawl_and_an_answer_need_neither_lancedb_nor_pyarrow(redis_url, tmp_p
     assert outcome["found"] and any("/docs/installation.html" in url for url in outcome["citations"][:3])
     assert outcome["loaded"] == []
     assert (tmp_path / "data" / "ragcord.sqlite3").exists()
+
+
+def test_store_copy_moves_knowledge_bases_from_lancedb_to_sqlite_and_back(tmp_path, monkeypatch, capsys):
+    from cli.main import main
+    from ragcord.knowledge.stores.lancedb import LanceDBStore
+
+    rng = np.random.default_rng(3)
+    lance = LanceDBStore(tmp_path / "lancedb", dim=384)
+    for p in range(6):
+        url = f"http://docs.example/{p}"
+        chunks = page(url, 0, 1 + p % 3)
+        lance.replace_page("guides", url, [replace(c, vector=rng.random(384).tolist()) for c in chunks])
+    before = {c.id: c.vector for batch in lance.export("guides") for c in batch}
+    monkeypatch.setenv("RAGCORD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RAGCORD_EMBEDDER", "local")
+
+    assert main(["store", "copy", "--from", "lancedb", "--to", "sqlite"]) == 0
+    assert "guides: 6 pages, 12 chunks copied to sqlite" in capsys.readouterr().out
+    lance.drop_knowledge_base("guides")
+    assert main(["store", "copy", "--from", "sqlite", "--to", "lancedb", "--kb", "guides"]) == 0
+
+    sqlite = SQLiteStore(tmp_path / "ragcord.sqlite3", dim=384)
+    for copied in (sqlite, LanceDBStore(tmp_path / "lancedb", dim=384)):
+        assert {c.id: c.vector for batch in copied.export("guides") for c in batch} == before
+    assert sqlite.knowledge_bases() == ["guides"]
