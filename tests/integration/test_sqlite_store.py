@@ -255,3 +255,18 @@ def test_store_copy_moves_knowledge_bases_from_lancedb_to_sqlite_and_back(tmp_pa
     for copied in (sqlite, LanceDBStore(tmp_path / "lancedb", dim=384)):
         assert {c.id: c.vector for batch in copied.export("guides") for c in batch} == before
     assert sqlite.knowledge_bases() == ["guides"]
+
+
+def test_every_thread_searches_on_a_connection_of_its_own(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SQLiteStore(tmp_path / "s.sqlite3", dim=DIM)
+    store.replace_page("kb", "http://x/a", page("http://x/a", 0, 4))
+
+    def search(i: int) -> int:  # a thread's first call may be a vector search (it opens the connection)
+        return store.vector_search("kb", unit(i), 1)[0].chunk.chunk_index
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(search, range(4))) == [0, 1, 2, 3]
+    assert len(store._connections) >= 2
+    store.close()

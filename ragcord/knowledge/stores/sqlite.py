@@ -181,7 +181,8 @@ class SQLiteStore:
         self.busy_timeout = busy_timeout
         self._local = threading.local()  # a connection per thread: workers and the API run several
         self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the vector caches
+        self._connecting = threading.Lock()  # the list of connections (taken inside _lock: never around it)
         self._vectors: dict[str, _Vectors] = {}
         with self._write() as db:
             db.execute(
@@ -206,7 +207,7 @@ class SQLiteStore:
             )  # WAL stays consistent; a power cut may lose the last writes
             db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._local.db = db
-            with self._lock:
+            with self._connecting:
                 self._connections.append(db)
         return db
 
@@ -526,8 +527,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, []
             self._vectors.clear()
+        with self._connecting:
+            connections, self._connections = self._connections, []
         for db in connections:
             db.close()
         self._local = threading.local()
