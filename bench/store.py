@@ -247,7 +247,7 @@ def run(plots: Path, *, sizes: tuple[int, ...] = SIZES) -> tuple[str, str]:
         "",
         f"float16 for SQLite's matrix at {max(sizes):,}: recall@{K} {half['recall']:.3f} against float32, "
         f"p50 {half['f16_p50']:.1f} ms (converted by blocks) against {half['f32_p50']:.1f} ms for float32: "
-        "half the memory, slower, and not exact; SQLiteStore keeps float32.",
+        "half the memory, but numpy has no fast float16 product; SQLiteStore keeps float32.",
     ]
     big = {r["store"]: r for r in results if r["n"] == max(sizes)}
     sq, lance = big["sqlite"], big["lancedb"]
