@@ -270,3 +270,22 @@ def test_every_thread_searches_on_a_connection_of_its_own(tmp_path):
         assert sorted(pool.map(search, range(4))) == [0, 1, 2, 3]
     assert len(store._connections) >= 2
     store.close()
+
+
+def test_the_fixture_sites_questions_find_their_pages_as_well_as_on_lancedb(indexed, tmp_path):
+    from ragcord.knowledge.embedders import NoEmbedder
+    from ragcord.knowledge.migrate import copy_knowledge_base
+    from ragcord.knowledge.search import Retriever
+    from tests.integration.conftest import QUESTIONS
+    from tests.integration.test_retrieval import evaluate, report
+
+    sqlite = SQLiteStore(tmp_path / "s.sqlite3", dim=indexed.embedder.dim)
+    copy_knowledge_base(indexed.store, sqlite, "docs")
+
+    for name, embedder in (("hybrid", indexed.embedder), ("keyword only", NoEmbedder())):
+        on_sqlite = evaluate(Retriever(sqlite, embedder), QUESTIONS)
+        on_lancedb = evaluate(Retriever(indexed.store, embedder), QUESTIONS)
+        report(f"{name} on sqlite", on_sqlite)
+        report(f"{name} on lancedb", on_lancedb)
+        assert on_sqlite["hit@5"] >= on_lancedb["hit@5"] - 0.05
+        assert on_sqlite["mrr"] >= on_lancedb["mrr"] - 0.05
