@@ -289,3 +289,18 @@ def test_the_fixture_sites_questions_find_their_pages_as_well_as_on_lancedb(inde
         report(f"{name} on lancedb", on_lancedb)
         assert on_sqlite["hit@5"] >= on_lancedb["hit@5"] - 0.05
         assert on_sqlite["mrr"] >= on_lancedb["mrr"] - 0.05
+
+
+def test_a_word_in_most_chunks_is_left_out_of_the_ranking_as_bm25_gives_it_no_weight(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3", dim=DIM)
+    for p in range(6):
+        url = f"http://x/{p}"
+        store.replace_page("kb", url, page(url, p, 3))  # "shared words versionP chunkI" everywhere
+    rare = [r.chunk.id for r in store.keyword_search("kb", "version2 chunk1", 10)]
+    assert len(rare) == 8  # version2: 3 chunks, chunk1: 6, one in both
+
+    assert [r.chunk.id for r in store.keyword_search("kb", "shared version2 chunk1", 10)] == rare
+    assert len(store.keyword_search("kb", "shared words", 30)) == 18  # only common words: all kept
+    assert store.count_chunks("kb") == 18
+    store.remove_chunks("kb", "http://x/0", [0, 2])
+    assert store.count_chunks("kb") == 16
