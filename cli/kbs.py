@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
 from cli.admin import Admin, local_time
 from cli.console import Column, console, err, print_listing
 from ragcord.settings import Settings
@@ -46,7 +50,24 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
 
 def _show_source(admin: Admin, kb: str, url: str) -> int:
     detail = admin.call("GetSource", admin.pb.GetSourceRequest(knowledge_base=kb, url=url))
-    console.print(f"[bold]{detail.source.title}[/] {detail.source.url} ({detail.source.chunk_count} chunks)")
+    console.print(f"[bold]{escape(detail.source.title)}[/] {escape(detail.source.url)}")
+    indexed = detail.source.indexed_at
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="dim")
+    header.add_column()
+    rows = [
+        ("chunks", str(detail.source.chunk_count)),
+        ("content hash", detail.source.content_hash),
+        ("fetched", local_time(detail.fetched_at) if detail.HasField("fetched_at") else ""),
+        ("changed", local_time(detail.changed_at) if detail.HasField("changed_at") else ""),
+        ("indexed", local_time(detail.indexed_at if detail.HasField("indexed_at") else indexed)),
+        ("ETag", detail.etag),
+        ("Last-Modified", detail.last_modified),
+    ]
+    for label, value in rows:
+        if value:
+            header.add_row(label, Text(value))
+    console.print(header)
     for chunk in detail.chunks:
         console.rule(f"#{chunk.index} {chunk.heading}")
         console.print(chunk.text, markup=False)

@@ -20,6 +20,7 @@ from cli.demo import add_demo_command
 from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
 from cli.kbs import cmd_kbs, cmd_sources
+from cli.report import add_report_command
 from cli.store import cmd_store_copy
 from cli.supervise import cmd_bot, cmd_rpc, cmd_serve, cmd_worker
 from ragcord.errors import RagcordError
@@ -77,6 +78,19 @@ def _add_job_commands(sub: Subcommands) -> None:
         help="render pages in a headless Chromium on the workers: auto (pages with no text in their HTML "
         "that load scripts, e.g. Docsify), always, never (default auto)",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="index every page again, ignoring what the knowledge base knows (after changing the embedder "
+        "or chunk settings); by default only changed pages are re-embedded",
+    )
+    p.add_argument(
+        "--sitemap",
+        choices=("include", "only", "skip"),
+        default="include",
+        help="the site's sitemaps: include (their URLs seed the crawl beside the links it follows), only "
+        "(only their URLs), skip (default include)",
+    )
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
     p.add_argument("--watch", action="store_true", help="show progress until the crawl ends")
@@ -112,6 +126,7 @@ def _add_answer_commands(sub: Subcommands) -> None:
     p.set_defaults(fn=cmd_chat)
 
     add_eval_command(sub, _client)
+    add_report_command(sub, _client)
 
 
 def _add_store_commands(sub: Subcommands) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
 
 from ragcord.errors import InvalidArgument
-from ragcord.jobs import JobRecord, JobStore, RenderMode
+from ragcord.jobs import JobRecord, JobStore, RenderMode, SitemapMode
 from ragcord.settings import Settings
 from ragcord.urls import Resolver, Scope, check_address_allowed, parse_seed, validate_kb_name
 
@@ -37,6 +38,8 @@ class CrawlRequest(TypedDict, total=False):
     max_concurrent_requests: int
     render: RenderMode | str
     resolver: Resolver | None
+    full: bool
+    sitemap: SitemapMode | str
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ class CrawlSpec:
     exclude_patterns: tuple[str, ...]
     max_concurrent_requests: int = 0
     render: RenderMode = RenderMode.AUTO
+    full: bool = False
+    sitemap: SitemapMode = SitemapMode.INCLUDE
+
+
+def parse_sitemap_mode(mode: SitemapMode | str) -> SitemapMode:
+    """`include`, `only` or `skip` (empty: include); InvalidArgument otherwise."""
+    try:
+        return SitemapMode(mode or SitemapMode.INCLUDE)
+    except ValueError:
+        raise InvalidArgument(
+            f"sitemap {mode!r} is not one of include (sitemap URLs seed the crawl beside the links it "
+            "follows), only (only the sitemap's URLs), skip"
+        ) from None
 
 
 def parse_render(render: RenderMode | str) -> RenderMode:
@@ -74,6 +90,8 @@ def validate_crawl(
     max_concurrent_requests: int = 0,
     render: RenderMode | str = RenderMode.AUTO,
     resolver: Resolver | None = None,
+    full: bool = False,
+    sitemap: SitemapMode | str = SitemapMode.INCLUDE,
 ) -> CrawlSpec:
     """Raises InvalidArgument (malformed input) or PermissionDenied (a private address)."""
     seed = parse_seed(url)
@@ -88,6 +106,7 @@ def validate_crawl(
             f"site at once (0 = the server's default, {settings.max_concurrent_requests})"
         )
     mode = parse_render(render)
+    sitemap_mode = parse_sitemap_mode(sitemap)
     scope = Scope(seed, tuple(include_patterns), tuple(exclude_patterns))  # compiles the patterns
     kwargs = {"resolver": resolver} if resolver else {}
     check_address_allowed(seed, allow_private=settings.allow_private_networks, **kwargs)
@@ -100,6 +119,8 @@ def validate_crawl(
         exclude_patterns=scope.exclude,
         max_concurrent_requests=max_concurrent_requests or settings.max_concurrent_requests,
         render=mode,
+        full=full,
+        sitemap=sitemap_mode,
     )
 
 
@@ -119,6 +140,11 @@ def start_crawl(
     )
     try:
         jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)
+        # Incremental crawls (issue 22): read by the workers from the job's hash (JobRecord.full, .sitemap).
+        jobs.redis.hset(
+            jobs.keys.job(job.id), mapping={"full": "1" if spec.full else "0", "sitemap": spec.sitemap.value}
+        )
+        job = dataclasses.replace(job, full=spec.full, sitemap=spec.sitemap)
         enqueue(job.id, job.url, 0)
     except Exception:
         jobs.cancel(job.id)

@@ -47,6 +47,14 @@ class FetchFailed(CrawlError):
     """The server answered with a permanent error (4xx) or a malformed response."""
 
 
+class Gone(FetchFailed):
+    """The server answered 404 or 410: the page no longer exists (a re-crawl removes it)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Duplicate(CrawlError):
     """The page is crawled under another URL (a redirect to a page the crawl already has)."""
 

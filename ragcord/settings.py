@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     embed_threads: int = Field(0, ge=0, le=256)
     # Another ONNX export of all-MiniLM-L6-v2 (same inputs and output) instead of the packaged int8 file.
     local_model_path: Path | None = None
+    # A process whose local embedder has not been called for this long drops it and gives its ~225 MB
+    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.03-0.4 s. 0: never.
+    embed_idle_unload_seconds: float = Field(60.0, ge=0)
 
     # Answering.
     answerer: Literal["extractive", "openai"] = "extractive"
@@ -92,6 +95,10 @@ class Settings(BaseSettings):
     min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")
     memory_ttl_days: float = Field(30, gt=0)
     memory_token_budget: int = Field(1500, ge=50)
+    # Questions asked and their outcomes (ListUnanswered, GetQuestionStats, `ragcord report`): kept this long;
+    # user ids are hashed with this salt (unset: one generated at first use and kept in Redis).
+    question_retention_days: float = Field(90, gt=0)
+    question_salt: SecretStr | None = None
     openai_timeout_seconds: float = Field(60.0, gt=0)
     openai_max_retries: int = Field(3, ge=0, le=10)
 

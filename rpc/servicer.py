@@ -24,8 +24,11 @@ from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobEvent, JobStore, JobWatcher
 from ragcord.jobs.watcher import WatchLimitReached
 from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
+from ragcord.knowledge.embedders import Embedder, NoEmbedder
+from ragcord.knowledge.pages import PageRecords
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
+from ragcord.questions import QuestionLog, build_question_log, total
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 from rpc import convert
@@ -129,6 +132,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         feedback: FeedbackStore,
         owners: KnowledgeBaseOwners,
         executors: Executors | None = None,
+        questions: QuestionLog | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -138,6 +143,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.ask = ask
         self.feedback = feedback
         self.owners = owners
+        self.questions = questions or build_question_log(settings, feedback.redis)
+        self.embedder = embedder  # for ListUnanswered (the process's embedder; None: keyword-only)
+        # Incremental re-crawls (issue 22): what the crawls recorded of each page (GetSource shows it).
+        self.pages = PageRecords(jobs.redis, prefix=settings.key_prefix)
         self._event_pbs: dict[tuple[str, str], pb.JobEvent] = {}
         # Redis and store calls on one pool, answers (model calls) on another: slow answers never
         # make a GetJob wait for a thread.
@@ -165,6 +174,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             exclude_patterns=list(request.exclude_patterns),
             max_concurrent_requests=request.max_concurrent_requests,
             render=convert.render_from_pb(request.render),
+            full=request.full,
+            sitemap=convert.sitemap_from_pb(request.sitemap),
         )
         log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
         return convert.job_to_pb(job)
@@ -254,7 +265,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         kb = await self._io(self._existing_kb, request.knowledge_base)
         detail = await self._io(self.store.get_source, kb, request.url)
-        return convert.source_detail_to_pb(detail)
+        record = await self._io(self.pages.get, kb, request.url)
+        return convert.source_detail_to_pb(detail, record)
 
     @_unary
     async def DeleteSource(
@@ -265,6 +277,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         kb = await self._io(self._existing_kb, request.knowledge_base)
+        # The record first: a crash in between leaves the page without one, and the next crawl indexes it.
+        await self._io(self.pages.delete, kb, request.url)
         deleted = await self._io(self.store.delete_source, kb, request.url)
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
 
@@ -311,6 +325,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         deleted = await self._io(
             delete_knowledge_base, self.store, self.jobs, self.owners, request.knowledge_base
         )
+        await self._io(self.pages.drop, request.knowledge_base)
         log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
         return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)
 
@@ -385,4 +400,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             entries=[convert.feedback_to_pb(e) for e in entries[:size]],
             sources=[pb.SourceFeedback(url=s.url, up=s.up, down=s.down) for s in sources],
             next_page_token=str(offset + size) if len(entries) > size else "",
+        )
+
+    @_unary
+    async def ListUnanswered(
+        self,
+        request: pb.ListUnansweredRequest,
+        context: Context[pb.ListUnansweredRequest, pb.ListUnansweredResponse],
+    ) -> pb.ListUnansweredResponse:
+        kb = self._kb(request.knowledge_base)
+        embedder = self.embedder or NoEmbedder()
+        clusters = await self._io(
+            self.questions.unanswered, kb, embedder, since=convert.since_from_pb(request)
+        )
+        return pb.ListUnansweredResponse(
+            clusters=[convert.cluster_to_pb(c) for c in clusters], questions=sum(c.count for c in clusters)
+        )
+
+    @_unary
+    async def GetQuestionStats(
+        self,
+        request: pb.GetQuestionStatsRequest,
+        context: Context[pb.GetQuestionStatsRequest, pb.QuestionStats],
+    ) -> pb.QuestionStats:
+        kb = self._kb(request.knowledge_base)
+        days = await self._io(self.questions.stats, kb, since=convert.since_from_pb(request))
+        return pb.QuestionStats(
+            days=[convert.question_day_to_pb(d) for d in days],
+            total=convert.question_day_to_pb(total(days)),
         )

@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.client import RagcordBotBase, guild_id_of
+from bot.cogs.support import (
+    autoanswer_text,
+    learn_text,
+    report_text,
+    server_settings_text,
+    support_role_text,
+)
 from bot.render import clip, link_title
 from ragcord.crawls import start_crawl, validate_crawl
 from ragcord.errors import RagcordError
 from ragcord.jobs import JobRecord
+from ragcord.support import usable_knowledge_bases
 
 log = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
@@ -164,6 +173,102 @@ class AdminCog(commands.Cog):
             clip(f"**{kb}**: {len(sources)} pages (page {page}/{pages})\n" + "\n".join(lines)),
             ephemeral=True,
             allowed_mentions=NONE,
+        )
+
+    # -- support communities (logic: ragcord.support, bot.cogs.support) ------------------------------------
+
+    @kb.command(name="autoanswer")
+    @app_commands.describe(channel="A forum or text channel", mode="answer, suggest (top 3 pages) or off")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_autoanswer(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.ForumChannel | discord.TextChannel,
+        mode: Literal["answer", "suggest", "off"],
+    ) -> None:
+        """Answer every new question posted in a channel."""
+        await asyncio.to_thread(
+            self.services.support.set_autoanswer, guild_id_of(interaction), channel.id, mode
+        )
+        await interaction.response.send_message(autoanswer_text(channel.mention, mode), ephemeral=True)
+
+    @kb.command(name="support")
+    @app_commands.describe(role="Who to mention when I can't help (leave out to stop mentioning)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_support(self, interaction: discord.Interaction, role: discord.Role | None = None) -> None:
+        """Name the support team I hand a thread to when I can't answer."""
+        await asyncio.to_thread(
+            self.services.support.set_role, guild_id_of(interaction), role.id if role else None
+        )
+        await interaction.response.send_message(
+            support_role_text(role.mention if role else None), ephemeral=True, allowed_mentions=NONE
+        )
+
+    @kb.command(name="learn")
+    @app_commands.describe(channel="A forum or text channel", enabled="Learn from threads solved there")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_learn(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.ForumChannel | discord.TextChannel,
+        enabled: bool,
+    ) -> None:
+        """Turn learning from solved threads on or off in a channel (off removes what was learned)."""
+        guild_id = guild_id_of(interaction)
+        await asyncio.to_thread(self.services.support.set_learn, guild_id, channel.id, enabled)
+        removed, shared = 0, None
+        if enabled:
+            kb = await asyncio.to_thread(self.services.bindings.resolve, guild_id, channel.id)
+            own = str(guild_id) in await asyncio.to_thread(self.services.bindings.owners.servers, kb)
+            shared = None if own else kb
+        else:
+            removed = await asyncio.to_thread(self.services.learning.forget_channel, guild_id, channel.id)
+        await interaction.response.send_message(
+            learn_text(channel.mention, enabled, removed, shared), ephemeral=True, allowed_mentions=NONE
+        )
+
+    @kb.command(name="settings")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_settings(self, interaction: discord.Interaction) -> None:
+        """Show this server's ragcord settings."""
+        guild_id = guild_id_of(interaction)
+        text = await asyncio.to_thread(server_settings_text, self.services, guild_id)
+        await interaction.response.send_message(clip(text), ephemeral=True, allowed_mentions=NONE)
+
+    @kb.command(name="report")
+    @app_commands.describe(knowledge_base="Default: this server's")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def kb_report(self, interaction: discord.Interaction, knowledge_base: str | None = None) -> None:
+        """What people asked this week, and what the docs could not answer."""
+        guild_id = guild_id_of(interaction)
+        try:
+            kb = knowledge_base if knowledge_base else await asyncio.to_thread(self._bound, guild_id)
+            await asyncio.to_thread(self.services.bindings.owners.check, kb, guild_id)
+        except RagcordError as exc:
+            await interaction.response.send_message(clip(str(exc)), ephemeral=True, allowed_mentions=NONE)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await asyncio.to_thread(report_text, self.services, kb)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE)
+
+    @kb_bind.autocomplete("name")
+    @kb_report.autocomplete("knowledge_base")
+    async def kb_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The knowledge bases this server may use (shared ones and its own)."""
+        if interaction.guild_id is None:
+            return []
+        names = await asyncio.to_thread(self._usable_names, interaction.guild_id, current)
+        return [app_commands.Choice(name=n, value=n) for n in names[:25]]
+
+    def _bound(self, guild_id: int) -> str:
+        return self.services.bindings.resolve(guild_id)
+
+    def _usable_names(self, guild_id: int, current: str) -> list[str]:
+        names = self.services.store.knowledge_bases()
+        return usable_knowledge_bases(
+            names, self.services.bindings.owners.servers_of(names), guild_id, current
         )
 
 

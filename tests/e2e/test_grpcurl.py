@@ -68,6 +68,8 @@ def test_crawl_and_watch_with_grpcurl(server, site):
     )
     indexed = {e["page_url"] for e in events if e["kind"] == "JOB_EVENT_KIND_PAGE_INDEXED"}
     assert n(final, "pages_done") == len(indexed) >= len(MANIFEST["indexable"]) - len(MANIFEST["duplicates"])
+    # Incremental crawls (issue 22): a first crawl adds every page it indexes (grpcurl omits zero counters).
+    assert n(final, "pages_added") == n(final, "pages_done") and "pages_unchanged" not in final
     for path in MANIFEST["robots_disallowed"] + MANIFEST["out_of_scope"]:
         assert site.hits(path) == 0
     print(

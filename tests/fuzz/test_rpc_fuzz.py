@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -117,6 +118,7 @@ GUILDS = st.lists(
 )
 CURSOR = st.one_of(st.sampled_from(["", "0", "1", "2", "99999999999999999999"]), TEXT)
 STATE = st.one_of(st.integers(0, 5), INT32)
+SINCE = st.builds(Timestamp, seconds=st.integers(-(2**40), 2**40), nanos=st.integers(0, 999_999_999))
 
 
 @dataclass
@@ -210,6 +212,19 @@ def requests() -> st.SearchStrategy:
             INT32,
             CURSOR,
         ),  # fmt: skip
+        st.builds(
+            lambda kb, since: ("ListUnanswered", pb.ListUnansweredRequest(knowledge_base=kb, since=since)),
+            KB,
+            SINCE,
+        ),
+        st.builds(
+            lambda kb, since: (
+                "GetQuestionStats",
+                pb.GetQuestionStatsRequest(knowledge_base=kb, since=since),
+            ),
+            KB,
+            SINCE,
+        ),
     )
 
 

@@ -99,6 +99,8 @@ async def test_recrawling_replaces_chunks_instead_of_adding(make_settings, site,
             )
             first = (await watch_to_end(stub, (await stub.StartCrawl(request)).id))[-1].job
             count_after_first = services.store.count_chunks("docs")
+            # (`full`: every page written again; an incremental crawl leaves unchanged pages alone)
+            request.full = True
             second = (await watch_to_end(stub, (await stub.StartCrawl(request)).id))[-1].job
             count_after_second = services.store.count_chunks("docs")
 
