@@ -304,3 +304,16 @@ def test_a_word_in_most_chunks_is_left_out_of_the_ranking_as_bm25_gives_it_no_we
     assert store.count_chunks("kb") == 18
     store.remove_chunks("kb", "http://x/0", [0, 2])
     assert store.count_chunks("kb") == 16
+
+
+def test_choosing_lancedb_without_it_installed_says_what_to_do(monkeypatch, tmp_path):
+    from ragcord.knowledge.stores import build_store
+    from ragcord.settings import Settings
+
+    monkeypatch.delitem(sys.modules, "ragcord.knowledge.stores.lancedb", raising=False)
+    monkeypatch.setitem(sys.modules, "lancedb", None)  # as in a venv without the extra
+    settings = Settings(_env_file=None, data_dir=tmp_path, store="lancedb")
+
+    with pytest.raises(StoreError, match=r"pip install 'ragcord\[lancedb\]', or set RAGCORD_STORE=sqlite"):
+        build_store(settings, dim=DIM)
+    assert isinstance(build_store(settings.model_copy(update={"store": "sqlite"}), dim=DIM), SQLiteStore)

@@ -3,6 +3,7 @@ picks one from settings."""
 
 from __future__ import annotations
 
+from ragcord.errors import StoreError
 from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, Store, StoredChunk
 from ragcord.settings import Settings
 
@@ -24,6 +25,11 @@ def build_store(settings: Settings, *, dim: int | None) -> Store:
         from ragcord.knowledge.stores.sqlite import SQLiteStore
 
         return SQLiteStore(settings.sqlite_path, dim=dim)
-    from ragcord.knowledge.stores.lancedb import LanceDBStore  # (pyarrow and lancedb: only when chosen)
-
+    try:
+        from ragcord.knowledge.stores.lancedb import LanceDBStore  # (pyarrow and lancedb: only when chosen)
+    except ImportError as exc:  # an optional extra: a small install leaves it out
+        raise StoreError(
+            f"RAGCORD_STORE=lancedb needs the lancedb extra ({exc}): install it with "
+            "pip install 'ragcord[lancedb]', or set RAGCORD_STORE=sqlite"
+        ) from exc
     return LanceDBStore(settings.lancedb_dir, dim=dim)
