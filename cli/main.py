@@ -32,7 +32,7 @@ from ragcord.settings import Settings
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers() returns
 
-STORES = ["lancedb", "weaviate"]
+STORES = ["sqlite", "lancedb", "weaviate"]
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 

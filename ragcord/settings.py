@@ -68,7 +68,7 @@ class Settings(BaseSettings):
 
     default_knowledge_base: str = "default"
 
-    store: Literal["lancedb", "weaviate"] = "lancedb"
+    store: Literal["sqlite", "lancedb", "weaviate"] = "lancedb"
     weaviate_url: str = "http://127.0.0.1:8080"
     weaviate_grpc_port: int = Field(50051, ge=1, le=65535)
     weaviate_api_key: SecretStr | None = None
@@ -305,6 +305,10 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.data_dir / "lancedb"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ragcord.sqlite3"
 
     @property
     def job_retention_seconds(self) -> float:
