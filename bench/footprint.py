@@ -27,8 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # "After" is read once the idle embedder has been dropped (the default embed_idle_unload_seconds, 60 s,
-# plus the unloader's check interval and some slack).
-AFTER_SECONDS = 80.0
+# plus the unloader's check interval, 15 s, and some slack).
+AFTER_SECONDS = 90.0
 # The whole-manual pages (contents.html: 2.5 MB, thousands of chunks) and the indexes: a few pages that
 # would dominate a short crawl's time; the memory figures are about the ordinary pages.
 EXCLUDE = [r"/contents\.html$", r"/genindex", r"/py-modindex\.html$", r"/search\.html$"]

@@ -184,8 +184,11 @@ class Settings(BaseSettings):
     )
 
     # Workers.
-    worker_processes: int = Field(2, ge=1)
-    worker_threads: int = Field(2, ge=1)
+    # One process whose threads share one model (its calls already use every core): bench/footprint.py
+    # measured 594 MB at the peak of a crawl for the whole tree against 987 MB with 2 x 2, at equal pages/s
+    # within the run's noise. Bigger hosts add processes (or hosts).
+    worker_processes: int = Field(1, ge=1)
+    worker_threads: int = Field(4, ge=1)
     # Dramatiq's Redis broker hands a dead worker's unacknowledged messages to others after this.
     worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # How many broker commands in a million also run its maintenance (requeue of dead workers' messages).

@@ -156,7 +156,7 @@ class LocalEmbedder:
         return self._session
 
     def _unload_when_idle(self) -> None:
-        while not self._stop_unloader.wait(min(self.idle_unload_seconds / 2, 30.0)):
+        while not self._stop_unloader.wait(min(self.idle_unload_seconds / 4, 15.0)):
             if self._session is not None and time.monotonic() - self._last_used >= self.idle_unload_seconds:
                 self.unload()
 
