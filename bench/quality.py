@@ -279,9 +279,12 @@ class Results:
     ask_seconds: float = 0.0
     asks: int = 0
 
-    def figures(self, site: str | None = None) -> dict[str, float | None]:
-        """The suite's figures for one site (or all), each a share in [0, 1] (MRR too); None if no items."""
-        items = [i for i in self.items if site is None or i.site == site]
+    def figures(self, site: str | None = None, sites: set[str] | None = None) -> dict[str, float | None]:
+        """The suite's figures for one site, some `sites`, or all, each a share in [0, 1] (MRR too); None
+        if no items."""
+        items = [
+            i for i in self.items if (site is None or i.site == site) and (sites is None or i.site in sites)
+        ]
         by_kind = {
             k: [i for i in items if i.kind == k]
             for k in ("question", "followup", "off_topic", "missing", "missing_followup")
@@ -649,6 +652,7 @@ def run_suite(
 LOSO_GRID: dict[str, tuple[float, ...]] = {
     "min_similarity": (0.25, 0.3, 0.35, 0.4, 0.45),
     "min_quote_words": (2, 4, 8),
+    "follow_up_own_coverage": (0.0, 0.25, 0.5, 0.75),  # 0: the follow-up rule off
 }
 
 
@@ -705,6 +709,23 @@ def leave_one_site_out(
                 runs[(setting, value)] = ask(DEFAULT_TUNING.with_values(**{setting: value}), tuned)
                 progress(f"asked the tuned sites with {setting}={value}")
         chosen: dict[str, dict[str, float]] = {}
+        on_all: dict[str, float] = {}  # each setting chosen on every tuned site: the default to ship
+        for setting, values in grid.items():
+            default = getattr(DEFAULT_TUNING, setting)
+            scores = {v: objective(runs[(setting, v)]) for v in values}
+            best_all = max(scores.values())
+            on_all[setting] = min(
+                (v for v in values if scores[v] >= best_all - 1e-9), key=lambda v: abs(v - default)
+            )
+        per_value = {
+            setting: {
+                str(v): {
+                    s: round(objective([i for i in runs[(setting, v)] if i.site == s]), 3) for s in tuned
+                }
+                for v in values
+            }
+            for setting, values in grid.items()
+        }
         left_out: list[ItemResult] = []
         for site in tuned:
             picks = {}
@@ -726,6 +747,8 @@ def leave_one_site_out(
     return {
         "grid": {k: list(v) for k, v in grid.items()},
         "chosen": chosen,
+        "chosen_on_all": on_all,
+        "objective_per_value": per_value,
         "figures": {"overall": results.figures(), "sites": {s: results.figures(s) for s in tuned}},
         "objective": {s: round(objective([i for i in left_out if i.site == s]), 3) for s in tuned},
     }
@@ -742,6 +765,8 @@ def render_loso(data: dict[str, Any]) -> str:
         lines.append(f"| {site} | {picks} | " + " | ".join(_cell(figures.get(k)) for k in keys) + " |")
     overall = data["figures"]["overall"]
     lines.append("| **all five** | | " + " | ".join(_cell(overall.get(k)) for k in keys) + " |")
+    lines.append("")
+    lines.append("Chosen on all five: " + ", ".join(f"{k}={v}" for k, v in data["chosen_on_all"].items()))
     return "\n".join(lines) + "\n"
 
 
