@@ -332,9 +332,20 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         sites = sorted({i.site for i in self.items} | {c.site for c in self.crawls})
+        never = set(filter(None, self.settings.get("never_tuned", "").split(",")))
+        groups = {}
+        if never:
+            groups = {
+                "tuned on": self.figures(sites=set(sites) - never),
+                "never tuned on": self.figures(sites=never),
+            }
         return {
             "settings": self.settings,
-            "figures": {"overall": self.figures(), "sites": {s: self.figures(s) for s in sites}},
+            "figures": {
+                "overall": self.figures(),
+                "groups": groups,
+                "sites": {s: self.figures(s) for s in sites},
+            },
             "counts": dict(Counter(i.kind for i in self.items)),
             "crawls": [asdict(c) for c in self.crawls],
             "timing": {
@@ -600,7 +611,15 @@ def run_suite(
         raise ValueError("the quality suite is not valid:\n" + "\n".join(problems))
     kept = json.loads(state.read_text()) if state is not None and state.exists() else None
     prefix = kept["prefix"] if kept else f"quality{uuid.uuid4().hex[:8]}"
-    results = Results(settings={"answerer": "extractive", "embedder": "local", "defaults": "ragcord serve"})
+    never = ",".join(name for name, site in suite.sites.items() if not site.tuned_on)
+    results = Results(
+        settings={
+            "answerer": "extractive",
+            "embedder": "local",
+            "defaults": "ragcord serve",
+            "never_tuned": never,
+        }
+    )
     with contextlib.ExitStack() as stack:
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -829,6 +848,22 @@ def render_markdown(data: dict[str, Any], previous: dict[str, Any] | None) -> st
             f"| {_change(key, overall.get(key), before.get(key))} |"
         )
     keys = list(FIGURES)
+    groups = data["figures"].get("groups") or {}
+    if groups:
+        lines += [
+            "",
+            "## Sites tuned on, and sites never tuned on",
+            "",
+            "No rule or number of the answering path was chosen on the sites marked `tuned_on: false` in "
+            "`tests/quality/sites.yaml`: their figures are leave-one-site-out by construction. For the five "
+            "tuned sites, `python -m bench.quality --keep DIR --loso` re-chooses the main settings on the "
+            "other four and measures the fifth (docs/quality-log.md).",
+            "",
+            "| sites | " + " | ".join(FIGURES[k] for k in keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
+        for group, figures in groups.items():
+            lines.append(f"| {group} | " + " | ".join(_cell(figures.get(k)) for k in keys) + " |")
     lines += [
         "",
         "## Per site",
