@@ -32,6 +32,8 @@ BENCHMARKS = (
     "extraction",
     "render",
     "ask",
+    "store",
+    "recrawl",
     "watch",
     "jobs",
     "quality",

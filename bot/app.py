@@ -17,10 +17,13 @@ from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
 from ragcord.jobs.watcher import settle_reads
+from ragcord.learning import LearnedThreads
 from ragcord.metrics import serve_metrics
+from ragcord.questions import build_question_log
 from ragcord.ratelimit import RateLimiter
 from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings
+from ragcord.support import SupportSettings
 from ragcord.threads import OwnedThreads
 from workers.enqueue import build_enqueue
 
@@ -87,6 +90,13 @@ def build_bot_services(
         ),
         store=services.store,
         enqueue=enqueue,
+        support=SupportSettings(
+            services.redis, prefix=prefix, keep_seconds=settings.question_retention_days * 86400
+        ),
+        learning=LearnedThreads(
+            services.redis, prefix=prefix, store=services.store, embedder=services.embedder
+        ),
+        questions=build_question_log(settings, services.redis),
     )
 
 

@@ -17,14 +17,17 @@ from ragcord.crawls import Enqueue
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobStore, JobWatcher
 from ragcord.knowledge.stores import Store
+from ragcord.learning import LearnedThreads
 from ragcord.metrics import DISCORD_COMMANDS
+from ragcord.questions import QuestionLog
 from ragcord.ratelimit import RateLimiter
 from ragcord.settings import Settings
+from ragcord.support import SupportSettings
 from ragcord.threads import OwnedThreads
 
 log = logging.getLogger(__name__)
 
-COGS = ("bot.cogs.ask", "bot.cogs.admin")
+COGS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.support")
 
 
 @dataclass
@@ -39,6 +42,9 @@ class BotServices:
     watcher: JobWatcher
     store: Store
     enqueue: Enqueue  # sends a crawl's seed page to the workers (workers.enqueue in production)
+    support: SupportSettings  # auto-answer channels, support role, learning, handoffs, resolutions
+    learning: LearnedThreads  # solved threads as sources of the server's knowledge base
+    questions: QuestionLog  # every question and its outcome (the report of what the docs are missing)
 
 
 def intents() -> discord.Intents:
@@ -71,9 +77,10 @@ class RagcordBotBase(_Bot):
         self.services = services
 
     async def setup_hook(self) -> None:
+        from bot.support_views import SupportButton
         from bot.views import FeedbackButton
 
-        self.add_dynamic_items(FeedbackButton)
+        self.add_dynamic_items(FeedbackButton, SupportButton)
         for cog in COGS:
             await self.load_extension(cog)
         self.tree.error(self.on_app_command_error)

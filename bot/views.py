@@ -40,6 +40,8 @@ class FeedbackButton(
         feedback = services_of(interaction.client).feedback
         try:
             await asyncio.to_thread(feedback.vote, self.answer_id, str(interaction.user.id), self.vote)
+            questions = services_of(interaction.client).questions
+            await asyncio.to_thread(questions.mark, self.answer_id, "up" if self.vote == "up" else "down")
         except Exception:
             log.exception("recording feedback on answer %s failed", self.answer_id)
             await interaction.response.send_message(

@@ -139,6 +139,10 @@ class Watch:
             )
         elif event.kind == pb.JOB_EVENT_KIND_PAGE_SKIPPED:
             self.outcomes.skipped.append((event.page_url, event.detail))
+        elif event.kind == pb.JOB_EVENT_KIND_PAGE_REMOVED:  # (rare, and the operator wants to know which)
+            self.progress.console.print(
+                f"[yellow]removed[/] {escape(event.page_url)}: {escape(event.detail)}", soft_wrap=True
+            )
         if ended and event.kind in (pb.JOB_EVENT_KIND_STATE_CHANGED, pb.JOB_EVENT_KIND_SNAPSHOT):
             return job
         return None
@@ -199,10 +203,21 @@ def progress_counts(job: Any, now: float | None = None) -> str:
             parts.append(f"ETA {duration((job.pages_discovered - processed(job)) / rate)}")
     # Last, so that a narrow terminal cuts these rather than the pace: the summary repeats them.
     parts.append(f"{job.chunks_indexed} chunks")
+    parts += [f"{n} {label}" for n, label in changes(job) if n]
     parts += [
         f"{n} {label}" for n, label in ((job.pages_skipped, "skipped"), (job.pages_failed, "failed")) if n
     ]
     return " · ".join(parts)
+
+
+def changes(job: Any) -> list[tuple[int, str]]:
+    """What an incremental crawl did to the knowledge base: (count, label) of each kind of page."""
+    return [
+        (int(job.pages_added), "added"),
+        (int(job.pages_updated), "updated"),
+        (int(job.pages_unchanged), "unchanged"),
+        (int(job.pages_removed), "removed"),
+    ]
 
 
 def pages_per_second(job: Any, now: float | None = None) -> float | None:
@@ -228,8 +243,12 @@ def check_job(admin: Admin, job_id: str) -> None:
 
 def summary(admin: Admin, job: Any, outcomes: Outcomes, *, verbose: bool = False) -> list[str]:
     """What the crawl did, how fast, whether max_pages stopped it, and why pages were skipped or failed."""
+    changed = ", ".join(f"{n} {label}" for n, label in changes(job) if n)
+    # A re-crawl's pages are not all indexed: "8 done (1 added, 4 unchanged, ...)" says what became of them.
+    recrawl = job.pages_updated or job.pages_unchanged or job.pages_removed  # (a first crawl only adds)
+    done = f"{job.pages_done} done ({changed})" if recrawl else f"{job.pages_done} indexed"
     lines = [
-        f"job {job.id} {admin.state_name(job.state)}: {job.pages_done} indexed, {job.pages_skipped} skipped, "
+        f"job {job.id} {admin.state_name(job.state)}: {done}, {job.pages_skipped} skipped, "
         f"{job.pages_failed} failed, {job.chunks_indexed} chunks"
         + _pace(job)
         + (f" — {job.error}" if job.error else "")
@@ -297,6 +316,8 @@ def cmd_crawl(settings: Settings, args: argparse.Namespace) -> int:
             render=admin.pb.RenderMode.Value(f"RENDER_{args.render.upper()}"),
             include_patterns=args.include,
             exclude_patterns=args.exclude,
+            full=args.full,
+            sitemap=admin.pb.SitemapMode.Value(f"SITEMAP_MODE_{args.sitemap.upper()}"),
         ),
     )
     console.print(f"started job {job.id}: {job.url} → knowledge base {job.knowledge_base}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
 from cli.admin import Admin, local_time
 from cli.console import Column, console, err, print_listing
 from ragcord.settings import Settings
@@ -19,6 +23,7 @@ KB_COLUMNS = [
     Column("knowledge base", min_width=10, ratio=1, fold=True),
     Column("chunks", justify="right"),
     Column("Discord servers", min_width=10, ratio=2, fold=True),
+    Column("description", min_width=10, ratio=2, fold=True, needs_width=100),
 ]
 
 
@@ -46,7 +51,24 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
 
 def _show_source(admin: Admin, kb: str, url: str) -> int:
     detail = admin.call("GetSource", admin.pb.GetSourceRequest(knowledge_base=kb, url=url))
-    console.print(f"[bold]{detail.source.title}[/] {detail.source.url} ({detail.source.chunk_count} chunks)")
+    console.print(f"[bold]{escape(detail.source.title)}[/] {escape(detail.source.url)}")
+    indexed = detail.source.indexed_at
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="dim")
+    header.add_column()
+    rows = [
+        ("chunks", str(detail.source.chunk_count)),
+        ("content hash", detail.source.content_hash),
+        ("fetched", local_time(detail.fetched_at) if detail.HasField("fetched_at") else ""),
+        ("changed", local_time(detail.changed_at) if detail.HasField("changed_at") else ""),
+        ("indexed", local_time(detail.indexed_at if detail.HasField("indexed_at") else indexed)),
+        ("ETag", detail.etag),
+        ("Last-Modified", detail.last_modified),
+    ]
+    for label, value in rows:
+        if value:
+            header.add_row(label, Text(value))
+    console.print(header)
     for chunk in detail.chunks:
         console.rule(f"#{chunk.index} {chunk.heading}")
         console.print(chunk.text, markup=False)
@@ -69,7 +91,7 @@ def cmd_kbs(settings: Settings, args: argparse.Namespace) -> int:
         return _delete_kb(admin, args.delete, confirmed=args.yes)
     response = admin.call("ListKnowledgeBases", admin.pb.ListKnowledgeBasesRequest())
     rows = [
-        [kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)"]
+        [kb.name, str(kb.chunk_count), ", ".join(kb.discord_guild_ids) or "(shared)", kb.description]
         for kb in response.knowledge_bases
     ]
     print_listing(KB_COLUMNS, rows, response.knowledge_bases, json_output=args.json)

@@ -19,7 +19,9 @@ from cli.console import err
 from cli.demo import add_demo_command
 from cli.evaluate import add_eval_command
 from cli.jobs import cmd_cancel, cmd_crawl, cmd_jobs, cmd_watch
+from cli.kb import add_kb_command
 from cli.kbs import cmd_kbs, cmd_sources
+from cli.report import add_report_command
 from cli.store import cmd_store_copy
 from cli.supervise import cmd_bot, cmd_rpc, cmd_serve, cmd_worker
 from ragcord.errors import RagcordError
@@ -30,7 +32,7 @@ from ragcord.settings import Settings
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers() returns
 
-STORES = ["lancedb", "weaviate"]
+STORES = ["sqlite", "lancedb", "weaviate"]
 JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_answer_commands(sub)
     _add_store_commands(sub)
     _add_kb_commands(sub)
+    add_kb_command(sub)  # `ragcord kb create|update|show|recrawl|schedule` (issue 22)
     add_demo_command(sub)
     return parser
 
@@ -76,6 +79,19 @@ def _add_job_commands(sub: Subcommands) -> None:
         default="auto",
         help="render pages in a headless Chromium on the workers: auto (pages with no text in their HTML "
         "that load scripts, e.g. Docsify), always, never (default auto)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="index every page again, ignoring what the knowledge base knows (after changing the embedder "
+        "or chunk settings); by default only changed pages are re-embedded",
+    )
+    p.add_argument(
+        "--sitemap",
+        choices=("include", "only", "skip"),
+        default="include",
+        help="the site's sitemaps: include (their URLs seed the crawl beside the links it follows), only "
+        "(only their URLs), skip (default include)",
     )
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only paths matching")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip paths matching")
@@ -112,6 +128,7 @@ def _add_answer_commands(sub: Subcommands) -> None:
     p.set_defaults(fn=cmd_chat)
 
     add_eval_command(sub, _client)
+    add_report_command(sub, _client)
 
 
 def _add_store_commands(sub: Subcommands) -> None:

@@ -19,6 +19,14 @@ class NotFound(RagcordError):
     """The named job, knowledge base or source does not exist."""
 
 
+class AlreadyExists(RagcordError):
+    """What the call would create exists already (a knowledge base with a record or pages)."""
+
+
+class Aborted(RagcordError):
+    """A concurrent operation holds what the call needs (a crawl into the knowledge base is running)."""
+
+
 class FailedPrecondition(RagcordError):
     """The operation does not apply in the current state (e.g. cancelling a finished job)."""
 
@@ -45,6 +53,14 @@ class NotHtml(CrawlError):
 
 class FetchFailed(CrawlError):
     """The server answered with a permanent error (4xx) or a malformed response."""
+
+
+class Gone(FetchFailed):
+    """The server answered 404 or 410: the page no longer exists (a re-crawl removes it)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Duplicate(CrawlError):

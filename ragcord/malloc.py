@@ -41,3 +41,14 @@ def give_memory_back() -> bool:
     if not ok:
         log.debug("mallopt refused the memory settings")
     return ok
+
+
+def trim() -> bool:
+    """Give the free memory at the top of the heap and in free pages back to the system now (glibc's
+    malloc_trim); False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        malloc_trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(malloc_trim(0))

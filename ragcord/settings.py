@@ -68,7 +68,10 @@ class Settings(BaseSettings):
 
     default_knowledge_base: str = "default"
 
-    store: Literal["lancedb", "weaviate"] = "lancedb"
+    # sqlite: embedded, nothing to install (docs/bench/store.md: at 100k chunks exact vector search p50 3.6 ms,
+    # recall@10 1.0; LanceDB 10 ms at recall 0.33, 350 MB more install and ~130 MB more per process).
+    # lancedb needs the `lancedb` extra; weaviate is for production.
+    store: Literal["sqlite", "lancedb", "weaviate"] = "sqlite"
     weaviate_url: str = "http://127.0.0.1:8080"
     weaviate_grpc_port: int = Field(50051, ge=1, le=65535)
     weaviate_api_key: SecretStr | None = None
@@ -80,6 +83,9 @@ class Settings(BaseSettings):
     embed_threads: int = Field(0, ge=0, le=256)
     # Another ONNX export of all-MiniLM-L6-v2 (same inputs and output) instead of the packaged int8 file.
     local_model_path: Path | None = None
+    # A process whose local embedder has not been called for this long drops it and gives its ~225 MB
+    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.03-0.4 s. 0: never.
+    embed_idle_unload_seconds: float = Field(60.0, ge=0)
 
     # Answering.
     answerer: Literal["extractive", "openai"] = "extractive"
@@ -92,6 +98,10 @@ class Settings(BaseSettings):
     min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")
     memory_ttl_days: float = Field(30, gt=0)
     memory_token_budget: int = Field(1500, ge=50)
+    # Questions asked and their outcomes (ListUnanswered, GetQuestionStats, `ragcord report`): kept this long;
+    # user ids are hashed with this salt (unset: one generated at first use and kept in Redis).
+    question_retention_days: float = Field(90, gt=0)
+    question_salt: SecretStr | None = None
     openai_timeout_seconds: float = Field(60.0, gt=0)
     openai_max_retries: int = Field(3, ge=0, le=10)
 
@@ -100,6 +110,15 @@ class Settings(BaseSettings):
     event_retention: int = Field(10_000, ge=10, description="events kept per job's stream")
     # An ended job's record and events are kept this long, then expire together (fractions allowed: tests).
     job_retention_days: float = Field(30, gt=0, description="days an ended job stays in GetJob/ListJobs")
+    # -- knowledge base schedules (issue 22) --
+    # The shortest interval SetSchedule accepts (re-crawling a site more often than hourly is rarely polite);
+    # tests lower it to seconds.
+    schedule_min_seconds: int = Field(3600, ge=1, description="shortest schedule SetSchedule accepts")
+    # How often each worker process's scheduler looks for due schedules.
+    schedule_poll_seconds: float = Field(5.0, gt=0, description="seconds between a scheduler's looks")
+    # How often the bot looks for ended re-crawls to summarise in the servers' /kb updates channels.
+    updates_poll_seconds: float = Field(15.0, gt=0, description="seconds between the bot's looks")
+    # -- end of knowledge base schedules --
     watch_heartbeat_seconds: float = Field(5.0, gt=0)
     # WatchJob: one Redis reader per job per process fans events out to every watcher of the job.
     watch_max_streams: int = Field(5000, ge=1, description="WatchJob streams one process serves at once")
@@ -289,6 +308,10 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.data_dir / "lancedb"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ragcord.sqlite3"
 
     @property
     def job_retention_seconds(self) -> float:

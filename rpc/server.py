@@ -21,6 +21,7 @@ from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobWatcher
 from ragcord.jobs.watcher import settle_reads
 from ragcord.metrics import serve_metrics
+from ragcord.questions import build_question_log
 from ragcord.redisconn import async_redis_client
 from ragcord.settings import Settings, split_host_port
 from rpc.auth import BearerTokenInterceptor
@@ -135,6 +136,8 @@ async def build_server(
             feedback=FeedbackStore(services.redis, prefix=settings.key_prefix),
             owners=KnowledgeBaseOwners(services.redis, prefix=settings.key_prefix),
             executors=services.executors,
+            questions=build_question_log(settings, services.redis),
+            embedder=services.embedder,
         ),
         server,
     )

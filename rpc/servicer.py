@@ -19,13 +19,24 @@ from ragcord.aio import Executors, iterate_in_thread, run_in
 from ragcord.answering.service import AskService
 from ragcord.answering.types import Answer
 from ragcord.bindings import KnowledgeBaseOwners
-from ragcord.crawls import Enqueue, start_crawl
+from ragcord.crawls import Enqueue, recrawl_knowledge_base, start_crawl
 from ragcord.feedback import FeedbackStore
 from ragcord.jobs import JobEvent, JobStore, JobWatcher
 from ragcord.jobs.watcher import WatchLimitReached
-from ragcord.knowledge.bases import delete_knowledge_base, list_knowledge_bases, set_knowledge_base_servers
+from ragcord.knowledge.bases import (
+    create_knowledge_base,
+    delete_knowledge_base,
+    get_knowledge_base,
+    list_knowledge_bases,
+    set_knowledge_base_servers,
+)
+from ragcord.knowledge.embedders import Embedder, NoEmbedder
+from ragcord.knowledge.pages import PageRecords
+from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.knowledge.stores import Store
 from ragcord.metrics import ANSWER_LATENCY
+from ragcord.questions import QuestionLog, build_question_log, total
+from ragcord.schedules import Schedules
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 from rpc import convert
@@ -45,6 +56,8 @@ _STATUS = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Aborted: grpc.StatusCode.ABORTED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.AnswerUnavailable: grpc.StatusCode.UNAVAILABLE,
@@ -129,6 +142,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         feedback: FeedbackStore,
         owners: KnowledgeBaseOwners,
         executors: Executors | None = None,
+        questions: QuestionLog | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.jobs = jobs
@@ -138,6 +153,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.ask = ask
         self.feedback = feedback
         self.owners = owners
+        # Knowledge base records, sources and schedules (issue 22): in the jobs' Redis, under their prefix.
+        self.records = KnowledgeBaseRecords(jobs.redis, prefix=jobs.keys.prefix)
+        self.schedules = Schedules(jobs.redis, prefix=jobs.keys.prefix)
+        self.questions = questions or build_question_log(settings, feedback.redis)
+        self.embedder = embedder  # for ListUnanswered (the process's embedder; None: keyword-only)
+        # Incremental re-crawls (issue 22): what the crawls recorded of each page (GetSource shows it).
+        self.pages = PageRecords(jobs.redis, prefix=settings.key_prefix)
         self._event_pbs: dict[tuple[str, str], pb.JobEvent] = {}
         # Redis and store calls on one pool, answers (model calls) on another: slow answers never
         # make a GetJob wait for a thread.
@@ -165,6 +187,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             exclude_patterns=list(request.exclude_patterns),
             max_concurrent_requests=request.max_concurrent_requests,
             render=convert.render_from_pb(request.render),
+            full=request.full,
+            sitemap=convert.sitemap_from_pb(request.sitemap),
         )
         log.info("started crawl %s of %s into %s", job.id, job.url, job.knowledge_base)
         return convert.job_to_pb(job)
@@ -254,7 +278,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         kb = await self._io(self._existing_kb, request.knowledge_base)
         detail = await self._io(self.store.get_source, kb, request.url)
-        return convert.source_detail_to_pb(detail)
+        record = await self._io(self.pages.get, kb, request.url)
+        return convert.source_detail_to_pb(detail, record)
 
     @_unary
     async def DeleteSource(
@@ -265,6 +290,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not request.url:
             raise errors.InvalidArgument("url is required; ListSources shows the indexed pages")
         kb = await self._io(self._existing_kb, request.knowledge_base)
+        # The record first: a crash in between leaves the page without one, and the next crawl indexes it.
+        await self._io(self.pages.delete, kb, request.url)
         deleted = await self._io(self.store.delete_source, kb, request.url)
         return pb.DeleteSourceResponse(chunks_deleted=deleted)
 
@@ -274,7 +301,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         request: pb.ListKnowledgeBasesRequest,
         context: Context[pb.ListKnowledgeBasesRequest, pb.ListKnowledgeBasesResponse],
     ) -> pb.ListKnowledgeBasesResponse:
-        bases = await self._io(list_knowledge_bases, self.store, self.owners)
+        bases = await self._io(list_knowledge_bases, self.store, self.owners, self.records)
         return pb.ListKnowledgeBasesResponse(knowledge_bases=[convert.knowledge_base_to_pb(b) for b in bases])
 
     @_unary
@@ -309,10 +336,121 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if not request.knowledge_base:
             raise errors.InvalidArgument("knowledge_base is required; ListKnowledgeBases shows them")
         deleted = await self._io(
-            delete_knowledge_base, self.store, self.jobs, self.owners, request.knowledge_base
+            delete_knowledge_base,
+            self.store,
+            self.jobs,
+            self.owners,
+            request.knowledge_base,
+            forget=self._forget_knowledge_base,
         )
+        await self._io(self.pages.drop, request.knowledge_base)
         log.info("knowledge base %s deleted (%d chunks)", request.knowledge_base, deleted)
         return pb.DeleteKnowledgeBaseResponse(chunks_deleted=deleted)
+
+    # -- knowledge bases that remember their sources; schedules (issue 22) ----------------------------------
+    def _forget_knowledge_base(self, kb: str) -> bool:
+        removed = self.records.delete(kb)
+        return self.schedules.remove(kb) or removed
+
+    def _kb_pb(self, kb: str) -> pb.KnowledgeBase:
+        info = get_knowledge_base(self.store, self.records, self.owners, self.jobs, kb)
+        return convert.knowledge_base_to_pb(info, self.schedules.get(kb))
+
+    @staticmethod
+    def _named(name: str, field: str = "name") -> str:
+        if not name:
+            raise errors.InvalidArgument(f"{field} is required; ListKnowledgeBases shows the knowledge bases")
+        return validate_kb_name(name)
+
+    @_unary
+    async def CreateKnowledgeBase(
+        self,
+        request: pb.CreateKnowledgeBaseRequest,
+        context: Context[pb.CreateKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        kb = self._named(request.name)
+
+        def create() -> pb.KnowledgeBase:
+            create_knowledge_base(
+                self.store,
+                self.records,
+                self.owners,
+                kb,
+                description=request.description,
+                answer_instructions=request.answer_instructions,
+            )
+            return self._kb_pb(kb)
+
+        message = await self._io(create)
+        log.info("knowledge base %s created", kb)
+        return message
+
+    @_unary
+    async def UpdateKnowledgeBase(
+        self,
+        request: pb.UpdateKnowledgeBaseRequest,
+        context: Context[pb.UpdateKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        kb = self._named(request.name)
+        description = request.description if request.HasField("description") else None
+        instructions = request.answer_instructions if request.HasField("answer_instructions") else None
+
+        def update() -> pb.KnowledgeBase:
+            self._kb_pb(kb)  # NotFound before anything is written
+            self.records.update(kb, description=description, answer_instructions=instructions)
+            return self._kb_pb(kb)
+
+        return await self._io(update)
+
+    @_unary
+    async def GetKnowledgeBase(
+        self,
+        request: pb.GetKnowledgeBaseRequest,
+        context: Context[pb.GetKnowledgeBaseRequest, pb.KnowledgeBase],
+    ) -> pb.KnowledgeBase:
+        return await self._io(self._kb_pb, self._named(request.name))
+
+    @_unary
+    async def RecrawlKnowledgeBase(
+        self,
+        request: pb.RecrawlKnowledgeBaseRequest,
+        context: Context[pb.RecrawlKnowledgeBaseRequest, pb.RecrawlKnowledgeBaseResponse],
+    ) -> pb.RecrawlKnowledgeBaseResponse:
+        kb = self._named(request.knowledge_base, "knowledge_base")
+        jobs = await self._io(recrawl_knowledge_base, self.settings, self.jobs, self.enqueue, kb)
+        log.info("re-crawl of %s: %s", kb, ", ".join(j.id for j in jobs))
+        return pb.RecrawlKnowledgeBaseResponse(jobs=[convert.job_to_pb(j) for j in jobs])
+
+    @_unary
+    async def SetSchedule(
+        self, request: pb.SetScheduleRequest, context: Context[pb.SetScheduleRequest, pb.Schedule]
+    ) -> pb.Schedule:
+        kb = self._named(request.knowledge_base, "knowledge_base")
+
+        def set_schedule() -> pb.Schedule:
+            if request.every_seconds:
+                get_knowledge_base(self.store, self.records, self.owners, self.jobs, kb)  # NotFound
+            schedule = self.schedules.set(
+                kb, request.every_seconds, min_seconds=self.settings.schedule_min_seconds
+            )
+            if schedule is None:
+                return pb.Schedule(knowledge_base=kb)
+            return convert.schedule_to_pb(schedule)
+
+        message = await self._io(set_schedule)
+        log.info("knowledge base %s: schedule every %ss", kb, request.every_seconds or "(removed)")
+        return message
+
+    @_unary
+    async def ListSchedules(
+        self,
+        request: pb.ListSchedulesRequest,
+        context: Context[pb.ListSchedulesRequest, pb.ListSchedulesResponse],
+    ) -> pb.ListSchedulesResponse:
+        schedules = await self._io(self.schedules.list)
+        return pb.ListSchedulesResponse(schedules=[convert.schedule_to_pb(s) for s in schedules])
+
+    # -- end of issue 22 knowledge bases ----------------------------------------------------------------
 
     @_unary
     async def Ask(self, request: pb.AskRequest, context: Context[pb.AskRequest, pb.Answer]) -> pb.Answer:
@@ -385,4 +523,32 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             entries=[convert.feedback_to_pb(e) for e in entries[:size]],
             sources=[pb.SourceFeedback(url=s.url, up=s.up, down=s.down) for s in sources],
             next_page_token=str(offset + size) if len(entries) > size else "",
+        )
+
+    @_unary
+    async def ListUnanswered(
+        self,
+        request: pb.ListUnansweredRequest,
+        context: Context[pb.ListUnansweredRequest, pb.ListUnansweredResponse],
+    ) -> pb.ListUnansweredResponse:
+        kb = self._kb(request.knowledge_base)
+        embedder = self.embedder or NoEmbedder()
+        clusters = await self._io(
+            self.questions.unanswered, kb, embedder, since=convert.since_from_pb(request)
+        )
+        return pb.ListUnansweredResponse(
+            clusters=[convert.cluster_to_pb(c) for c in clusters], questions=sum(c.count for c in clusters)
+        )
+
+    @_unary
+    async def GetQuestionStats(
+        self,
+        request: pb.GetQuestionStatsRequest,
+        context: Context[pb.GetQuestionStatsRequest, pb.QuestionStats],
+    ) -> pb.QuestionStats:
+        kb = self._kb(request.knowledge_base)
+        days = await self._io(self.questions.stats, kb, since=convert.since_from_pb(request))
+        return pb.QuestionStats(
+            days=[convert.question_day_to_pb(d) for d in days],
+            total=convert.question_day_to_pb(total(days)),
         )

@@ -28,6 +28,12 @@ What real Discord does and the fake copies (because code under test can get it w
 - limits: content <= 2000, embeds (<= 10, title 256, description 4096, 25 fields, 6000 in all),
   5 rows of 5 components, an empty message is refused (50006), a second interaction callback is refused
   (40060), a callback later than `interaction_timeout` seconds gets 10062 "Unknown interaction".
+Forums (type 15) hold posts: `create_forum_post` makes the thread (its id is the starter message's id,
+owned by the poster) and sends THREAD_CREATE (newly_created) then MESSAGE_CREATE, as Discord does; PATCH
+of a thread changes its name, applied_tags (only the forum's tags, at most 5; by the owner or with Manage
+Threads; a moderated tag needs Manage Threads) and archived/locked, and sends THREAD_UPDATE; users edit and
+delete their messages (MESSAGE_UPDATE/DELETE) and moderators delete threads (THREAD_DELETE); role mentions
+follow allowed_mentions (`mention_roles` in the record).
 Not modelled: default_member_permissions is stored but does not hide commands from users, channel
 permission overwrites, DMs, voice, sharding beyond [shard_id, shard_count] being accepted.
 """
@@ -298,6 +304,7 @@ class FakeDiscord:
         self.messages: list[dict] = []  # every message the bot created (live records)
         self.edits: list[dict] = []  # {message_id, payload, at}
         self.deletions: list[dict] = []  # {message_id, at}
+        self.thread_edits: list[dict] = []  # the bot's PATCHes of threads: {thread_id, payload}
         self.requests: list[dict] = []  # every REST call
         self.unhandled: list[dict] = []  # REST calls the fake has no route for (answered 404/405)
         self.global_commands: dict[str, dict] = {}
@@ -466,6 +473,53 @@ class FakeDiscord:
         channel_id = self._make_text_channel(name)
         self._dispatch_soon("CHANNEL_CREATE", self.channels[channel_id], intent=INTENT_GUILDS)
         return channel_id
+
+    def add_forum(self, name: str, tags: list[str] | tuple[str, ...] = ()) -> str:
+        """A forum channel (type 15) with these tags (`available_tags`); dispatches CHANNEL_CREATE."""
+        channel_id = self._make_text_channel(name)
+        forum = self.channels[channel_id]
+        forum.update(
+            type=15,
+            available_tags=[
+                {"id": self._next_id(), "name": tag, "moderated": False, "emoji_id": None, "emoji_name": None}
+                for tag in tags
+            ],
+            default_reaction_emoji=None,
+            default_sort_order=None,
+            default_forum_layout=0,
+        )
+        self._dispatch_soon("CHANNEL_CREATE", forum, intent=INTENT_GUILDS)
+        return channel_id
+
+    def tag_id(self, forum_id: str, name: str) -> str:
+        """The id of the forum's tag called `name`."""
+        return next(t["id"] for t in self.channels[forum_id]["available_tags"] if t["name"] == name)
+
+    def add_role(self, name: str, permissions: int = 0) -> str:
+        """A new guild role (GUILD_ROLE_CREATE); returns its id."""
+        role_id = self._next_id()
+        self.roles[role_id] = self._make_role(role_id, name, permissions, len(self.roles))
+        self._dispatch_soon(
+            "GUILD_ROLE_CREATE",
+            {"guild_id": self.guild_id, "role": self.roles[role_id]},
+            intent=INTENT_GUILDS,
+        )
+        return role_id
+
+    def add_member(self, name: str, roles: list[str] | tuple[str, ...] = ()) -> dict:
+        """A new member (a user) with these role ids; returns the user."""
+        user = self._make_user(name)
+        self.users[user["id"]] = user
+        self.members[user["id"]] = self._make_member(user, list(roles))
+        return user
+
+    def grant_bot(self, permissions: int) -> None:
+        """Add permissions to the bot's managed role (GUILD_ROLE_UPDATE)."""
+        role = self.roles[self.bot_role_id]
+        role["permissions"] = str(int(role["permissions"]) | permissions)
+        self._dispatch_soon(
+            "GUILD_ROLE_UPDATE", {"guild_id": self.guild_id, "role": role}, intent=INTENT_GUILDS
+        )
 
     def _channel(self, channel_id: str) -> dict | None:
         return self.channels.get(channel_id) or self.threads.get(channel_id)
@@ -893,6 +947,92 @@ class FakeDiscord:
         await self._dispatch_message("MESSAGE_CREATE", message)
         return message
 
+    async def create_forum_post(
+        self, author: dict, forum_id: str, title: str, content: str, *, tags: list[str] | tuple[str, ...] = ()
+    ) -> tuple[dict, dict]:
+        """`author` opens a post in the forum: THREAD_CREATE (newly_created, the thread's id is the starter
+        message's), then the starter message's MESSAGE_CREATE. Returns (thread, starter message)."""
+        forum = self.channels.get(str(forum_id))
+        if forum is None or forum["type"] != 15:
+            raise ValueError(f"{forum_id} is not a forum channel")
+        known = {t["id"] for t in forum["available_tags"]}
+        if not set(tags) <= known:
+            raise ValueError(f"unknown tags {sorted(set(tags) - known)}")
+        thread_id = self._next_id()
+        result = self._new_thread(thread_id, forum["id"], {"name": title, "auto_archive_duration": 4320}, 11)
+        if isinstance(result, web.Response):
+            raise ValueError(f"bad post title {title!r}")
+        result.update(owner_id=author["id"], applied_tags=list(tags))
+        event = {**copy.deepcopy(result), "newly_created": True}
+        await self._dispatch("THREAD_CREATE", event, intent=INTENT_GUILDS)
+        payload = {"content": content}
+        message = self._new_message(channel_id=thread_id, author=self.users[author["id"]], payload=payload)
+        # (a post's starter message has the thread's id)
+        del self._all_messages[message["id"]]
+        message["id"] = thread_id
+        self._all_messages[thread_id] = message
+        result["last_message_id"] = thread_id
+        forum["last_message_id"] = thread_id
+        await self._dispatch_message("MESSAGE_CREATE", message)
+        return result, message
+
+    async def edit_user_message(self, author: dict, message: dict, content: str) -> dict:
+        """`author` edits their own message (MESSAGE_UPDATE)."""
+        current = self._all_messages.get(message["id"])
+        if current is None or current["author"]["id"] != author["id"]:
+            raise ValueError(f"{author['username']} cannot edit message {message['id']}")
+        problem = await self._edit(current, {"content": content}, [])
+        if problem is not None:
+            raise ValueError(f"edit refused: {problem.text}")
+        return current
+
+    async def delete_user_message(self, user: dict, message: dict) -> None:
+        """`user` deletes a message: their own, or any with Manage Messages (MESSAGE_DELETE)."""
+        current = self._all_messages.get(message["id"])
+        if current is None:
+            raise ValueError(f"unknown message {message['id']}")
+        if current["author"]["id"] != user["id"] and not self.permissions_of(user["id"]) & MANAGE_MESSAGES:
+            raise ValueError(f"{user['username']} may not delete message {message['id']}")
+        await self._delete(current)
+
+    async def set_thread_tags(self, user: dict, thread_id: str, tags: list[str] | tuple[str, ...]) -> dict:
+        """`user` sets the post's tags in Discord's client (THREAD_UPDATE), with Discord's checks."""
+        thread = self.threads.get(str(thread_id))
+        if thread is None:
+            raise ValueError(f"unknown thread {thread_id}")
+        problem = await self._update_thread(thread, {"applied_tags": list(tags)}, user["id"])
+        if problem is not None:
+            raise ValueError(f"tag change refused: {problem.text}")
+        return thread
+
+    async def rename_thread(self, user: dict, thread_id: str, name: str) -> dict:
+        """`user` (the owner, or with Manage Threads) renames the thread (THREAD_UPDATE)."""
+        thread = self.threads.get(str(thread_id))
+        if thread is None:
+            raise ValueError(f"unknown thread {thread_id}")
+        problem = await self._update_thread(thread, {"name": name}, user["id"])
+        if problem is not None:
+            raise ValueError(f"rename refused: {problem.text}")
+        return thread
+
+    async def delete_thread(self, user: dict, thread_id: str) -> None:
+        """`user` (Manage Threads or the post's owner) deletes the thread and its messages (THREAD_DELETE)."""
+        thread = self.threads.get(str(thread_id))
+        if thread is None:
+            raise ValueError(f"unknown thread {thread_id}")
+        if thread["owner_id"] != user["id"] and not self.permissions_of(user["id"]) & MANAGE_THREADS:
+            raise ValueError(f"{user['username']} may not delete thread {thread_id}")
+        del self.threads[thread["id"]]
+        for message_id in [i for i, m in self._all_messages.items() if m["channel_id"] == thread["id"]]:
+            self._all_messages.pop(message_id)["deleted"] = True
+        data = {
+            "id": thread["id"],
+            "guild_id": self.guild_id,
+            "parent_id": thread["parent_id"],
+            "type": thread["type"],
+        }
+        await self._dispatch("THREAD_DELETE", data, intent=INTENT_GUILDS)
+
     async def invoke_command(
         self,
         user: dict,
@@ -926,6 +1066,38 @@ class FakeDiscord:
         if guild_scoped:
             data["guild_id"] = self.guild_id
         return await self._create_interaction(user, 2, data, str(channel_id or self.channel_id))
+
+    async def autocomplete(
+        self,
+        user: dict,
+        name: str,
+        options: dict,
+        *,
+        focused: str,
+        subcommand: str | None = None,
+        channel_id: str | None = None,
+    ) -> Interaction:
+        """`user` is typing option `focused` of /name (INTERACTION_CREATE type 4, partial values as typed,
+        no required-option checks); the bot's choices arrive as a type 8 callback in `responses`."""
+        command = self.guild_commands.get(name) or self.global_commands.get(name)
+        if command is None:
+            raise ValueError(f"/{name} is not registered")
+        path = subcommand.split() if subcommand else []
+        by_name = {o["name"]: o for o in self._leaf_options(command.get("options") or [], path, name)}
+        if focused not in options or not by_name.get(focused, {}).get("autocomplete"):
+            raise ValueError(f"/{name} option {focused!r} is not given or has no autocomplete")
+        built: list[dict] = []
+        for key, value in options.items():
+            entry = {"name": key, "type": by_name[key]["type"], "value": value}
+            if key == focused:
+                entry["focused"] = True
+            built.append(entry)
+        for depth, part in reversed(list(enumerate(path))):
+            built = [{"name": part, "type": 1 if depth == len(path) - 1 else 2, "options": built}]
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": built}
+        if name in self.guild_commands:
+            data["guild_id"] = self.guild_id
+        return await self._create_interaction(user, 4, data, str(channel_id or self.channel_id))
 
     @staticmethod
     def _leaf_options(schema: list[dict], path: list[str], name: str) -> list[dict]:
@@ -1363,6 +1535,7 @@ class FakeDiscord:
             ("GET", guild + "/members/" + sf.format("user_id"), self._get_guild_member, True),
             ("GET", guild + "/threads/active", self._get_active_threads, True),
             ("GET", channel, self._get_channel, True),
+            ("PATCH", channel, self._patch_channel, True),
             ("GET", channel + "/messages", self._get_messages, True),
             ("POST", channel + "/messages", self._post_message, True),
             ("GET", message, self._get_message, True),
@@ -1588,6 +1761,51 @@ class FakeDiscord:
     async def _get_channel(self, call: _Call) -> web.Response:
         channel, problem = self._channel_or_404(call)
         return problem or _json_response(channel)
+
+    async def _update_thread(self, thread: dict, payload: dict, editor_id: str) -> web.Response | None:
+        """Discord's checks on a thread edit, then the change and THREAD_UPDATE; None when it worked."""
+        may_manage = bool(self.permissions_of(editor_id) & MANAGE_THREADS)
+        if not may_manage and thread["owner_id"] != editor_id:
+            return _error(403, 50013, "Missing Permissions")
+        if "applied_tags" in payload:
+            parent = self.channels.get(thread["parent_id"]) or {}
+            if parent.get("type") != 15:
+                return _error(400, 50024, "Cannot execute action on this channel type")
+            tags = {t["id"]: t for t in parent.get("available_tags", [])}
+            wanted = [str(t) for t in payload["applied_tags"] or []]
+            if len(wanted) > 5 or any(t not in tags for t in wanted):
+                return _invalid_form(
+                    {"applied_tags": _field_error("BASE_TYPE_BAD_VALUE", "Unknown tag or more than 5 tags.")}
+                )
+            changed = set(wanted) ^ set(thread["applied_tags"])
+            if not may_manage and any(tags[t]["moderated"] for t in changed if t in tags):
+                return _error(403, 50013, "Missing Permissions")
+            thread["applied_tags"] = wanted
+        if "name" in payload:
+            name = str(payload["name"] or "")
+            if not 1 <= len(name) <= 100:
+                return _invalid_form(
+                    {"name": _field_error("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")}
+                )
+            thread["name"] = name
+        for key in ("archived", "locked"):
+            if key in payload:
+                thread["thread_metadata"][key] = bool(payload[key])
+        await self._dispatch("THREAD_UPDATE", copy.deepcopy(thread), intent=INTENT_GUILDS)
+        if self.dispatch_grace:
+            await asyncio.sleep(self.dispatch_grace)
+        return None
+
+    async def _patch_channel(self, call: _Call) -> web.Response:
+        """Edits of threads (the bot's own edits of other channels are not modelled)."""
+        thread = self.threads.get(call.params["channel_id"])
+        if thread is None:
+            _, problem = self._channel_or_404(call)
+            return problem or _error(403, 50013, "Missing Permissions")
+        payload = call.json if isinstance(call.json, dict) else {}
+        self.thread_edits.append({"thread_id": thread["id"], "payload": copy.deepcopy(payload)})
+        problem = await self._update_thread(thread, payload, self.bot_user["id"])
+        return problem or _json_response(copy.deepcopy(thread))
 
     async def _get_messages(self, call: _Call) -> web.Response:
         _, problem = self._channel_or_404(call)

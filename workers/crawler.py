@@ -25,7 +25,7 @@ import httpcore
 import httpx
 from protego import Protego
 
-from ragcord.errors import Blocked, Duplicate, FetchFailed, NotHtml, TooLarge, TransientFetchError
+from ragcord.errors import Blocked, Duplicate, FetchFailed, Gone, NotHtml, TooLarge, TransientFetchError
 from ragcord.settings import Settings
 from ragcord.urls import (
     Resolver,
@@ -232,6 +232,13 @@ class FetchedPage:
     body: bytes
     charset: str | None
     truncated: bool = False  # only with `truncate=True`: the body is the first `max_bytes` bytes
+    etag: str = ""  # the validators the site sent with it (for the next crawl's conditional request)
+    last_modified: str = ""
+
+    @property
+    def not_modified(self) -> bool:
+        """The site answered 304 to a conditional request: the stored copy is current (no body)."""
+        return self.status == 304
 
     def text(self) -> str:
         """The body as text, its encoding found as a browser would (robots.txt reads it)."""
@@ -346,8 +353,13 @@ class Fetcher:
         claim_redirect: Callable[[str], bool] | None = None,
         max_bytes: int | None = None,
         truncate: bool = False,
+        validators: dict[str, str] | None = None,
     ) -> FetchedPage:
         """`claim_redirect(target)` returning False stops at a redirect to a page crawled separately.
+
+        `validators` (If-None-Match, If-Modified-Since) go with the request for `url` itself (not to a
+        redirect's target): a 304 comes back as a page with `not_modified` and no body. A 404 or 410 raises
+        Gone (a FetchFailed).
 
         The body is capped at `max_bytes` (default `max_page_bytes`) once decompressed: beyond it TooLarge,
         or with `truncate` the first `max_bytes` bytes. The whole fetch, redirects included, must end
@@ -357,7 +369,7 @@ class Fetcher:
         outer = _DEADLINE.get()
         token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
         try:
-            return self._follow(url, scope, html_only, claim_redirect, max_bytes, truncate)
+            return self._follow(url, scope, html_only, claim_redirect, max_bytes, truncate, validators)
         finally:
             _DEADLINE.reset(token)
 
@@ -369,12 +381,19 @@ class Fetcher:
         claim_redirect: Callable[[str], bool] | None,
         max_bytes: int | None,
         truncate: bool,
+        validators: dict[str, str] | None = None,
     ) -> FetchedPage:
         current = url
         visited = {url}
         for _ in range(self.settings.max_redirects + 1):
             guard_fetch(current, allow_private=self.settings.allow_private_networks, resolver=self._resolve)
-            response = self._get(current, html_only=html_only, max_bytes=max_bytes, truncate=truncate)
+            response = self._get(
+                current,
+                html_only=html_only,
+                max_bytes=max_bytes,
+                truncate=truncate,
+                headers=validators if current == url else None,
+            )
             if response.status not in _REDIRECTS:
                 return FetchedPage(
                     url,
@@ -384,6 +403,8 @@ class Fetcher:
                     response.body,
                     response.charset,
                     response.truncated,
+                    response.etag,
+                    response.last_modified,
                 )
             if not response.location:
                 raise FetchFailed(f"HTTP {response.status} redirect without a Location header")
@@ -411,11 +432,21 @@ class Fetcher:
         location: str | None
         body: bytes
         truncated: bool = False
+        etag: str = ""
+        last_modified: str = ""
 
-    def _get(self, url: str, *, html_only: bool, max_bytes: int | None, truncate: bool) -> Fetcher._Response:
+    def _get(
+        self,
+        url: str,
+        *,
+        html_only: bool,
+        max_bytes: int | None,
+        truncate: bool,
+        headers: dict[str, str] | None = None,
+    ) -> Fetcher._Response:
         settings = self.settings
         try:
-            with self.client.stream("GET", url) as response:
+            with self.client.stream("GET", url, headers=headers or None) as response:
                 self._check_peer(url, response)
                 return self._read(response, html_only=html_only, max_bytes=max_bytes, truncate=truncate)
         except _RefusedPeer as exc:
@@ -451,12 +482,18 @@ class Fetcher:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if status in _REDIRECTS:
             return self._Response(status, content_type, None, response.headers.get("location"), b"")
+        etag = response.headers.get("etag", "")[:512]
+        last_modified = response.headers.get("last-modified", "")[:128]
+        if status == 304:
+            return self._Response(status, content_type, None, None, b"", False, etag, last_modified)
         if status in (429, 503):
             wait = _retry_after(response.headers.get("retry-after"), self.settings.max_retry_after_seconds)
             said = f", Retry-After {wait:g}s" if wait is not None else ""
             raise RetryLater(f"HTTP {status} (the site is busy{said})", wait)
         if status >= 500:
             raise TransientFetchError(f"HTTP {status}")
+        if status in (404, 410):
+            raise Gone(f"HTTP {status}", status)
         if status >= 400:
             raise FetchFailed(f"HTTP {status}")
         # `html_only`: only the types ragcord reads (HTML, PDF, Markdown, RST, text); NotHtml names others.
@@ -492,7 +529,16 @@ class Fetcher:
                 raise TooLarge(f"too large (over {cap} bytes sent)")
         if kind in (Format.HTML, Format.MARKDOWN, Format.RST, Format.TEXT) and b"\x00" in body[:8192]:
             raise NotHtml(f"not {kind.value} (binary content served as {content_type})")
-        return self._Response(status, content_type, response.charset_encoding, None, bytes(body), truncated)
+        return self._Response(
+            status,
+            content_type,
+            response.charset_encoding,
+            None,
+            bytes(body),
+            truncated,
+            etag,
+            last_modified,
+        )
 
 
 class RobotsCache:
@@ -535,6 +581,11 @@ class RobotsCache:
             return None
         delay = rules.crawl_delay(self.AGENT)
         return float(delay) if delay is not None else None
+
+    def sitemaps(self, url: str) -> list[str]:
+        """The `Sitemap:` lines of the site's robots.txt, once it is read (else [])."""
+        rules = self._cached(self._origin(url))
+        return list(rules.sitemaps) if rules is not None else []
 
     def why_refused(self, url: str) -> str | None:
         """Why the site's robots.txt was refused, when it was (the site then counts as disallowed)."""

@@ -18,6 +18,7 @@ from ragcord.settings import Settings
 from workers.actors import declare_actors
 from workers.broker import build_broker
 from workers.pipeline import PageCrawler, build_page_crawler
+from workers.schedules import SchedulerMiddleware
 from workers.stagetimes import StageTimes, StageTimesMiddleware
 
 settings = Settings()
@@ -67,3 +68,5 @@ class LoadAtBoot(dramatiq.Middleware):
 
 broker.add_middleware(LoadAtBoot())
 actors = declare_actors(broker, settings, _get_crawler)
+# Re-crawl schedules fire from the worker side: one scheduler thread per worker process (issue 22).
+broker.add_middleware(SchedulerMiddleware(settings, lambda: (_get_crawler().jobs, actors.enqueue_page)))

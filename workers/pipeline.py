@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
@@ -27,15 +29,18 @@ from ragcord.errors import (
     Duplicate,
     ExtractionFailed,
     FetchFailed,
+    Gone,
+    NotFound,
     NotHtml,
     TooLarge,
     TransientFetchError,
     UnreadableFile,
 )
-from ragcord.jobs import JobRecord, JobStore, PageOutcome
+from ragcord.jobs import JobRecord, JobState, JobStore, PageOutcome, SitemapMode
 from ragcord.knowledge.chunking import Chunk, Section, chunk_id, chunk_sections, content_hash
 from ragcord.knowledge.copies import CopyIndex
 from ragcord.knowledge.embedders import Embedder
+from ragcord.knowledge.pages import PageRecord, PageRecords
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
 from ragcord.urls import Scope
@@ -44,6 +49,7 @@ from workers.batching import CoalescingEmbedder
 from workers.crawler import ExtractedPage, FetchedPage, Fetcher, RetryLater, RobotsCache, extract
 from workers.politeness import Lease, SiteLimiter, origin_of
 from workers.render import Browser, Rendering
+from workers.sitemaps import SitemapEntry, read_sitemaps
 from workers.stagetimes import StageTimes, timed
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ Defer = Callable[[str, str, int, int], None]
 _POLL_SECONDS = 0.05  # how often a worker looks again for a busy site's slot, while it waits
 _RESERVE_BATCH = 1000  # links reserved per call (one Lua call's arguments)
 _PLAIN_FORM_WAIT_MS = 1000  # how long a query URL is put back while its plain form is still to do
+# The message that sweeps a job (its "url"): pages of the knowledge base the crawl did not reach, fetched
+# directly. Not a URL any page can have; it is also the parent that reserves the pages it sends.
+SWEEP = "ragcord:sweep"
 
 
 class _Deferred(Exception):
@@ -97,8 +106,11 @@ class PageCrawler:
         defer: Defer | None = None,
         rendering: Rendering | None = None,
         times: StageTimes | None = None,
+        pages: PageRecords | None = None,
     ) -> None:
         self.settings = settings
+        # None: every crawl indexes every page (tests of other parts); else crawls are incremental.
+        self.pages = pages
         self.rendering = rendering  # None: pages are read as served (no JavaScript rendering)
         self.times = times  # None: stages are not timed (the default; benchmarks and profiling set it)
         # None: no politeness across workers (tests of other parts); no `defer`: a busy site is waited for.
@@ -114,9 +126,16 @@ class PageCrawler:
 
     def crawl_page(self, job_id: str, url: str, depth: int, *, final_attempt: bool = True) -> None:
         """Process one page. Raises only for a transient failure that should be retried."""
+        if url == SWEEP:
+            self._sweep(job_id)
+            return
         verdict, record = self.jobs.begin_page(job_id, url)
         if verdict != "run":
             log.debug("page %s of job %s not run: %s", url, job_id, verdict)
+            if verdict == "done" and self.pages is not None and self.jobs.sweep_running(job_id):
+                # A redelivered last page: the worker that counted it may have died before sending the
+                # sweep. Sending it again is safe (a sweep reserves only unreached pages, ends once).
+                self.enqueue(job_id, SWEEP, 0)
             return
         job = JobRecord.from_fields(record)
         try:
@@ -135,11 +154,17 @@ class PageCrawler:
                 # The site said when: the retry waits that long (the site's gate holds every worker off too).
                 delay = max(int(exc.retry_after * 1000), self.settings.retry_backoff_ms)
                 raise dramatiq.Retry(str(exc), delay=delay) from None
-            result = PageResult(PageOutcome.FAILED, f"{exc} (after {self.settings.page_retries} retries)")
+            result = PageResult(
+                PageOutcome.FAILED,
+                f"{exc} (after {self.settings.page_retries} retries){self._stale(job, url)}",
+            )
         except TransientFetchError as exc:
             if not final_attempt:
                 raise
-            result = PageResult(PageOutcome.FAILED, f"{exc} (after {self.settings.page_retries} retries)")
+            result = PageResult(
+                PageOutcome.FAILED,
+                f"{exc} (after {self.settings.page_retries} retries){self._stale(job, url)}",
+            )
         except Exception as exc:
             if not final_attempt:
                 log.warning("page %s of job %s failed, will retry: %r", url, job_id, exc)
@@ -147,14 +172,132 @@ class PageCrawler:
             log.exception("page %s of job %s failed", url, job_id)
             result = PageResult(PageOutcome.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         finished = self.jobs.finish_page(
-            job_id, url, result.outcome, result.detail, result.chunks, is_seed=(url == job.url)
+            job_id,
+            url,
+            result.outcome,
+            result.detail,
+            result.chunks,
+            is_seed=(url == job.url),
+            may_sweep=self.pages is not None,
         )
-        if finished.final_state is not None:
-            log.info("job %s ended %s", job_id, finished.final_state.value)
+        if finished.sweep:
+            self.enqueue(job_id, SWEEP, job.max_depth)
+        self._ended(job, finished.final_state)
+
+    def _ended(self, job: JobRecord, final_state: JobState | None) -> None:
+        if final_state is not None:
+            log.info("job %s ended %s", job.id, final_state.value)
             try:
                 self.store.optimize(job.knowledge_base)
             except Exception:
-                log.exception("optimizing knowledge base %s after job %s failed", job.knowledge_base, job_id)
+                log.exception("optimizing knowledge base %s after job %s failed", job.knowledge_base, job.id)
+
+    # -- incremental crawls ----------------------------------------------------------------------------
+
+    def _record(self, job: JobRecord, url: str) -> PageRecord | None:
+        """What the knowledge base knows of the page; None when it knows nothing or the crawl is `full`."""
+        if self.pages is None or job.full:
+            return None
+        return self.pages.get(job.knowledge_base, url)
+
+    def _stale(self, job: JobRecord, url: str) -> str:
+        """What a failed page's event adds when the knowledge base keeps the copy it had (now stale)."""
+        if self.pages is None or self.pages.get(job.knowledge_base, url) is None:
+            return ""
+        return "; the indexed copy is kept (stale)"
+
+    def _gone(self, job: JobRecord, url: str, exc: Gone) -> PageResult:
+        """404/410: the page leaves the knowledge base at once (when it was there)."""
+        if self.pages is None:
+            return PageResult(PageOutcome.FAILED, str(exc))
+        kb = job.knowledge_base
+        try:
+            deleted = self.store.delete_source(kb, url)
+        except NotFound:
+            deleted = 0
+        known = self.pages.delete(kb, url)  # after the store: a crash in between deletes again next time
+        if not deleted and not known:
+            return PageResult(PageOutcome.FAILED, str(exc))
+        return PageResult(PageOutcome.REMOVED, f"{exc}: removed from the knowledge base ({deleted} chunks)")
+
+    def _unchanged(
+        self, job: JobRecord, scope: Scope, url: str, depth: int, record: PageRecord, page: FetchedPage
+    ) -> PageResult:
+        """A 304: nothing read, nothing embedded or written but the record; the page's links still lead on."""
+        assert self.pages is not None
+        self.pages.touch(
+            job.knowledge_base,
+            record,
+            time.time(),
+            etag=page.etag or record.etag,
+            last_modified=page.last_modified or record.last_modified,
+        )
+        if record.content_hash:  # a copy of this page under another URL is still its duplicate
+            self.jobs.claim_content(job.id, url, record.content_hash)
+        self._follow(job, scope, url, record.links, depth)
+        return PageResult(PageOutcome.UNCHANGED, "not modified (HTTP 304)")
+
+    def _seed_from_sitemaps(self, job: JobRecord, scope: Scope, seed: str) -> None:
+        """The seed page sends the in-scope pages the site's sitemaps list (robots.txt's `Sitemap:` lines and
+        /sitemap.xml), within max_pages: pages whose `lastmod` is newer than the knowledge base's copy (or
+        that it does not have) first. Each is still fetched conditionally; a sitemap that fails is skipped."""
+        starts = [*self.robots.sitemaps(seed), f"{origin_of(seed)}/sitemap.xml"]
+
+        def fetch(url: str) -> FetchedPage:
+            if not self.robots.allowed(url):
+                raise Blocked("disallowed by robots.txt")
+            with self._slot(job, url, self._crawl_delay_ms(url)):
+                return self.fetcher.fetch(url, html_only=False, max_bytes=self.settings.max_page_bytes)
+
+        entries = [
+            e
+            for e in read_sitemaps(
+                fetch, starts, scope, limit=job.max_pages, cap=self.settings.max_page_bytes
+            )
+            if e.url != seed
+        ]
+        if not entries:
+            return
+        records = (
+            self.pages.get_many(job.knowledge_base, [e.url for e in entries])
+            if self.pages is not None and not job.full
+            else {}
+        )
+
+        def changed(entry: SitemapEntry) -> bool:
+            record = records.get(entry.url)
+            return record is None or (entry.lastmod is not None and entry.lastmod > record.changed_at)
+
+        ordered = sorted(entries, key=lambda e: (not changed(e), -(e.lastmod or 0.0)))
+        log.info("job %s: %d pages from the sitemaps of %s", job.id, len(ordered), seed)
+        urls = [e.url for e in ordered]
+        for start in range(0, len(urls), _RESERVE_BATCH):
+            for child in self.jobs.reserve_links(job.id, seed, urls[start : start + _RESERVE_BATCH]):
+                self.enqueue(job.id, child, 1)
+
+    def _sweep(self, job_id: str) -> None:
+        """After a crawl that reached the end of its site: pages of the knowledge base within its scope it
+        did not reach are sent as pages of their own (fetched directly, no link followed), so those the site
+        no longer has are removed. Always ends the sweep, even when it fails (the job must end)."""
+        job = None
+        try:
+            job = self.jobs.get(job_id)
+            if self.pages is not None and job.state is JobState.RUNNING and not job.cancel_requested:
+                scope = Scope(job.url, tuple(job.include_patterns), tuple(job.exclude_patterns))
+                known = [u for u in self.pages.urls(job.knowledge_base) if scope.why_outside(u) is None]
+                unreached = self.jobs.unreached(job_id, known)
+                if unreached:
+                    log.info("job %s: %d known pages not reached, fetched directly", job_id, len(unreached))
+                for start in range(0, len(unreached), _RESERVE_BATCH):
+                    for page in self.jobs.reserve_links(
+                        job_id, SWEEP, unreached[start : start + _RESERVE_BATCH]
+                    ):
+                        self.enqueue(job_id, page, job.max_depth)
+        except Exception:
+            log.exception("the sweep of job %s failed: pages it did not reach are kept as they are", job_id)
+        final_state = self.jobs.end_sweep(job_id)
+        if job is not None:
+            self._ended(job, final_state)
 
     def _index(self, job: JobRecord, url: str, depth: int) -> PageResult:
         scope = Scope(job.url, tuple(job.include_patterns), tuple(job.exclude_patterns))
@@ -164,14 +307,35 @@ class PageCrawler:
                 why = self.robots.why_refused(url)
                 refused = f" (robots.txt itself was refused: {why})" if why else ""
                 return PageResult(PageOutcome.SKIPPED, f"disallowed by robots.txt{refused}")
+            if url == job.url and depth == 0 and job.sitemap is not SitemapMode.SKIP:
+                try:
+                    self._seed_from_sitemaps(job, scope, url)
+                except _Deferred:
+                    raise
+                except Exception:  # the sitemaps are a bonus: the crawl goes on from the seed's links
+                    log.exception("job %s: the sitemaps of %s could not be read", job.id, url)
+            record = self._record(job, url)
+            # (only when there are some: fetchers that never see a conditional request need not take them)
+            conditional: dict[str, Any] = (
+                {"validators": record.validators} if record and record.validators else {}
+            )
             with self._slot(job, url, self._crawl_delay_ms(url)):
                 page = self.fetcher.fetch(
-                    url, scope, claim_redirect=lambda target: self.jobs.claim_redirect(job.id, url, target)
+                    url,
+                    scope,
+                    claim_redirect=lambda target: self.jobs.claim_redirect(job.id, url, target),
+                    **conditional,
                 )
+        except Gone as exc:
+            return self._gone(job, url, exc)
         except (Blocked, TooLarge, NotHtml, Duplicate) as exc:
             return PageResult(PageOutcome.SKIPPED, str(exc))
         except FetchFailed as exc:
             return PageResult(PageOutcome.FAILED, str(exc))
+        if page.not_modified:
+            if record is None:  # a site answering 304 to a request that asked nothing of the kind
+                return PageResult(PageOutcome.FAILED, "HTTP 304 to an unconditional request")
+            return self._unchanged(job, scope, url, depth, record, page)
 
         redirected = f" (redirected to {page.url})" if page.url != url else ""
         try:
@@ -223,9 +387,43 @@ class PageCrawler:
             if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")
             else:
-                result = self._store_page(job, cited, extracted, redirected)
+                result = self._index_page(job, scope, cited, page, extracted, redirected)
         self._follow(job, scope, url, extracted.links, depth)
         return result
+
+    def _index_page(
+        self,
+        job: JobRecord,
+        scope: Scope,
+        url: str,
+        page: FetchedPage,
+        extracted: ExtractedPage,
+        redirected: str,
+    ) -> PageResult:
+        """Store the page unless the knowledge base holds this very content; then record what was seen."""
+        if self.pages is None:
+            return self._store_page(job, url, extracted, redirected)
+        kb = job.knowledge_base
+        record = self._record(job, url)
+        fingerprint = page_fingerprint(extracted)
+        links = self._in_scope(scope, url, extracted.links)
+        validators = {"etag": page.etag, "last_modified": page.last_modified}
+        now = time.time()
+        if record is not None and record.content_hash == fingerprint:
+            self.pages.touch(kb, record, now, links=links, **validators)
+            return PageResult(PageOutcome.UNCHANGED, f"content unchanged{redirected}")
+        result = self._store_page(job, url, extracted, redirected)
+        if result.outcome is not PageOutcome.INDEXED:
+            return result
+        known = record if record is not None else self.pages.get(kb, url)  # (a `full` crawl ignored it)
+        self.pages.put(
+            kb,
+            PageRecord(
+                url, fingerprint, fetched_at=now, changed_at=now, indexed_at=now, links=links, **validators
+            ),
+        )
+        outcome = PageOutcome.UPDATED if known is not None else PageOutcome.ADDED
+        return dataclasses.replace(result, outcome=outcome)
 
     def _stage(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.times.stage(name) if self.times is not None else contextlib.nullcontext()
@@ -250,16 +448,20 @@ class PageCrawler:
         Only the first `max_links_per_page` links count, always the same ones, so a redelivered page
         re-enqueues exactly the children it reserved.
         """
-        if depth >= job.max_depth:
+        if depth >= job.max_depth or job.sitemap is SitemapMode.ONLY:
             return
+        in_scope = self._in_scope(scope, url, links)
+        for start in range(0, len(in_scope), _RESERVE_BATCH):
+            for child in self.jobs.reserve_links(job.id, url, in_scope[start : start + _RESERVE_BATCH]):
+                self.enqueue(job.id, child, depth + 1)
+
+    def _in_scope(self, scope: Scope, url: str, links: list[str]) -> list[str]:
+        """The page's links the crawl may follow: the first `max_links_per_page`, those within its scope."""
         cap = self.settings.max_links_per_page
         if len(links) > cap:
             log.warning("%s has %d links: the first %d are considered", url, len(links), cap)
             links = links[:cap]
-        in_scope = [link for link in links if scope.why_outside(link) is None]
-        for start in range(0, len(in_scope), _RESERVE_BATCH):
-            for child in self.jobs.reserve_links(job.id, url, in_scope[start : start + _RESERVE_BATCH]):
-                self.enqueue(job.id, child, depth + 1)
+        return [link for link in links if scope.why_outside(link) is None]
 
     # -- politeness ------------------------------------------------------------------------------------
 
@@ -394,6 +596,17 @@ def page_chunks(page: ExtractedPage, embedder: Embedder, settings: Settings) -> 
     return chunk_sections(page.sections, max_tokens=settings.chunk_tokens, count_tokens=count, budget=budget)
 
 
+def page_fingerprint(page: ExtractedPage) -> str:
+    """A hash of everything a page's chunks are made of: its title and each section's headings, anchor and
+    text. Equal fingerprints: the same chunks (for the same embedder and chunk settings)."""
+    digest = hashlib.sha256(page.title.encode())
+    for section in page.sections:
+        for part in (*section.heading_path, section.anchor, section.text):
+            digest.update(b"\x00" + part.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()[:32]
+
+
 def _pages(urls: list[str]) -> str:
     """`a.html`, or `a.html and 3 other pages`, for a job event."""
     if len(urls) <= 1:
@@ -438,6 +651,7 @@ def build_page_crawler(
     rendering = Rendering(settings, Browser(settings, fetcher), first_warning=_first_warning(services))
     copies = CopyIndex(services.redis, prefix=settings.key_prefix)
     limiter = SiteLimiter(services.redis, prefix=settings.key_prefix)
+    pages = PageRecords(services.redis, prefix=settings.key_prefix)
     if times is not None:
         jobs = timed(jobs, times, "redis", _JOB_CALLS)
         store = timed(store, times, "store", ("replace_page", "remove_chunks", "optimize"))
@@ -460,6 +674,7 @@ def build_page_crawler(
         defer=defer,
         rendering=rendering,
         times=times,
+        pages=pages,
     )
 
 

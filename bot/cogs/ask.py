@@ -110,6 +110,14 @@ class AskCog(commands.Cog):
             knowledge_base=knowledge_base,
             guild_id=guild_id,
         )
+        await asyncio.to_thread(
+            self.services.questions.record,
+            knowledge_base,
+            answer_id,
+            question,
+            user=author,
+            found=answer.found,
+        )
         view = feedback_view(answer_id)
         last = len(parts) - 1
         if message is None:

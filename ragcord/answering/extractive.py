@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ragcord.answering.followup import is_follow_up, own_terms
+from ragcord.answering.instructions import parse_instructions
 from ragcord.answering.text import Unit, coverage, passage_units, terms
 from ragcord.answering.tuning import DEFAULT_TUNING, AnswerTuning
 from ragcord.answering.types import Answer, Citation, cited_url
@@ -103,17 +104,34 @@ class ExtractiveAnswerer:
             return max(similarities) >= self.min_similarity or best_coverage >= self.tuning.sure_term_coverage
         return best_coverage >= self.min_term_coverage
 
-    def answer(self, question: str, hits: list[Hit], conversation: Conversation | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        hits: list[Hit],
+        conversation: Conversation | None = None,
+        *,
+        instructions: str = "",
+    ) -> Answer:
+        """`instructions`: its `not found:` and `header:` lines are honoured (answering/instructions.py)."""
+        rules = parse_instructions(instructions)
+        answer = self._compose(question, hits, conversation, rules.not_found)
+        if rules.header and answer.found:
+            return dataclasses.replace(answer, text=f"{rules.header}\n\n{answer.text}")
+        return answer
+
+    def _compose(
+        self, question: str, hits: list[Hit], conversation: Conversation | None, not_found: str
+    ) -> Answer:
         if not self.is_answered(question, hits):
-            return self._not_found(hits)
+            return self._not_found(hits, not_found)
         earlier = [t.text for t in (conversation.turns if conversation else []) if t.role == "user"]
         if not is_follow_up(question):
             earlier = []  # a new topic in the same conversation: the earlier question's words are not wanted
         if earlier and not self._follow_up_held(question, earlier, hits):
-            return self._not_found(hits)
+            return self._not_found(hits, not_found)
         quotes = self._quotes(question, hits, earlier[-1] if earlier else "")
         if not quotes:
-            return self._not_found(hits)
+            return self._not_found(hits, not_found)
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
@@ -390,7 +408,8 @@ class ExtractiveAnswerer:
             return []  # a lone list item (`- CMakeLists.txt` under "Files to Edit") answers nothing
         return [*head, *chosen]
 
-    def _not_found(self, hits: list[Hit]) -> Answer:
+    def _not_found(self, hits: list[Hit], not_found: str = "") -> Answer:
+        """`not_found`: the knowledge base's own refusal (its instructions' `not found:` line), if any."""
         closest: list[Citation] = []
         for hit in hits:  # one per page, at the section of its best passage
             if hit.url not in {c.page_url for c in closest}:
@@ -399,7 +418,11 @@ class ExtractiveAnswerer:
                 )
             if len(closest) == 3:
                 break
-        if closest:
+        if not_found:
+            text = not_found + (
+                "\n" + "\n".join(f"- {c.title} [{c.number}]" for c in closest) if closest else ""
+            )
+        elif closest:
             text = (
                 NOT_FOUND
                 + " The closest pages I have are:\n"
@@ -410,9 +433,14 @@ class ExtractiveAnswerer:
         return Answer(text=text, citations=closest, found=False)
 
     def stream(
-        self, question: str, hits: list[Hit], conversation: Conversation | None = None
+        self,
+        question: str,
+        hits: list[Hit],
+        conversation: Conversation | None = None,
+        *,
+        instructions: str = "",
     ) -> Iterator[str | Answer]:
-        answer = self.answer(question, hits, conversation)
+        answer = self.answer(question, hits, conversation, instructions=instructions)
         yield answer.text
         yield answer
 

@@ -113,11 +113,13 @@ class OpenAIAnswerer:
         self.model = model
         self.temperature = temperature
 
-    def answer(self, question: str, hits: list[Hit], conversation: Conversation) -> Answer:
+    def answer(
+        self, question: str, hits: list[Hit], conversation: Conversation, *, instructions: str = ""
+    ) -> Answer:
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
-                messages=build_messages(question, hits, conversation),
+                messages=build_messages(question, hits, conversation, instructions),
                 temperature=self.temperature,
             )
         except openai.OpenAIError as exc:
@@ -127,13 +129,15 @@ class OpenAIAnswerer:
     def _filter(self) -> OutputFilter:
         return OutputFilter(_api_key(self.client))
 
-    def stream(self, question: str, hits: list[Hit], conversation: Conversation) -> Iterator[str | Answer]:
+    def stream(
+        self, question: str, hits: list[Hit], conversation: Conversation, *, instructions: str = ""
+    ) -> Iterator[str | Answer]:
         parts: list[str] = []
         output = self._filter()
         try:
             stream = self.client.chat.completions.create(
                 model=self.model,
-                messages=build_messages(question, hits, conversation),
+                messages=build_messages(question, hits, conversation, instructions),
                 temperature=self.temperature,
                 stream=True,
             )

@@ -52,10 +52,26 @@ def _turn_message(turn: Turn) -> ChatCompletionMessageParam:
     return {"role": "user", "content": turn.text}
 
 
+OPERATOR = (
+    "The operator of this knowledge base adds the instructions below, between <operator_instructions> and "
+    "</operator_instructions>. Follow them for tone, wording and what to say when the passages lack the "
+    "answer, but they never lift the rules above: answer only from the passages and cite them."
+)
+
+
+def operator_message(instructions: str) -> str:
+    """The system message that carries a knowledge base's answer instructions, after ragcord's rules."""
+    body = re.sub(r"</?\s*operator_instructions\s*>", "", instructions, flags=re.IGNORECASE)
+    return f"{OPERATOR}\n<operator_instructions>\n{body.strip()}\n</operator_instructions>"
+
+
 def build_messages(
-    question: str, hits: list[Hit], conversation: Conversation
+    question: str, hits: list[Hit], conversation: Conversation, instructions: str = ""
 ) -> list[ChatCompletionMessageParam]:
+    """`instructions`: the knowledge base's answer instructions (ragcord/answering/instructions.py)."""
     messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": SYSTEM}]
+    if instructions.strip():
+        messages.append({"role": "system", "content": operator_message(instructions)})
     if conversation.summary:
         messages.append(
             {"role": "system", "content": f"Summary of the earlier conversation: {conversation.summary}"}

@@ -9,14 +9,15 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from ragcord.answering.extractive import ExtractiveAnswerer
 from ragcord.answering.followup import standalone_query
 from ragcord.answering.types import Answer, Answerer
 from ragcord.bootstrap import Services
 from ragcord.errors import InvalidArgument
+from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.knowledge.search import Hit, Retriever
 from ragcord.memory import Conversation, ConversationMemory, Turn
 from ragcord.urls import validate_kb_name
@@ -39,6 +40,7 @@ class _Prepared:
     query: str
     hits: list[Hit]
     timings_ms: dict[str, float]
+    instructions: str = ""  # the knowledge base's answer instructions
 
 
 class AskService:
@@ -51,13 +53,16 @@ class AskService:
         default_knowledge_base: str,
         top_k: int = 5,
         rewriter: QueryRewriter | None = None,
+        instructions: Callable[[str], str] | None = None,
     ) -> None:
+        """`instructions`: knowledge base name -> its answer instructions ("" for none)."""
         self.retriever = retriever
         self.answerer = answerer
         self.memory = memory
         self.default_knowledge_base = default_knowledge_base
         self.top_k = top_k
         self.rewriter = rewriter
+        self.instructions = instructions
         # Refuses when search found nothing; the configured one when it is extractive (same settings).
         self._empty = answerer if isinstance(answerer, ExtractiveAnswerer) else ExtractiveAnswerer()
 
@@ -72,10 +77,11 @@ class AskService:
     ) -> Answer:
         prepared = self._prepare(question, knowledge_base, conversation_id, top_k)
         started = time.perf_counter()
+        extra = _instructed(prepared)
         if prepared.hits:
-            answer = self.answerer.answer(prepared.question, prepared.hits, prepared.conversation)
+            answer = self.answerer.answer(prepared.question, prepared.hits, prepared.conversation, **extra)
         else:
-            answer = self._empty.answer(prepared.question, [])
+            answer = self._empty.answer(prepared.question, [], **extra)
         return self._finish(prepared, answer, author, started)
 
     def ask_stream(
@@ -90,12 +96,13 @@ class AskService:
         """Text deltas as the answer is written, then the final Answer (with citations)."""
         prepared = self._prepare(question, knowledge_base, conversation_id, top_k)
         started = time.perf_counter()
+        extra = _instructed(prepared)
         if not prepared.hits:
-            answer = self._empty.answer(prepared.question, [])
+            answer = self._empty.answer(prepared.question, [], **extra)
             yield answer.text
             yield self._finish(prepared, answer, author, started)
             return
-        for item in self.answerer.stream(prepared.question, prepared.hits, prepared.conversation):
+        for item in self.answerer.stream(prepared.question, prepared.hits, prepared.conversation, **extra):
             if isinstance(item, Answer):
                 yield self._finish(prepared, item, author, started)
             else:
@@ -126,7 +133,8 @@ class AskService:
         t = time.perf_counter()
         hits = self.retriever.search(kb, query, k=top_k or self.top_k)
         timings["search_ms"] = (time.perf_counter() - t) * 1000
-        return _Prepared(question, kb, conversation_id, conversation, query, hits, timings)
+        instructions = self.instructions(kb) if self.instructions is not None else ""
+        return _Prepared(question, kb, conversation_id, conversation, query, hits, timings, instructions)
 
     def _standalone(self, conversation: Conversation, question: str) -> str:
         if self.rewriter is not None and conversation.turns:
@@ -146,6 +154,12 @@ class AskService:
         return dataclasses.replace(
             answer, conversation_id=prepared.conversation_id, query=prepared.query, timings_ms=timings
         )
+
+
+def _instructed(prepared: _Prepared) -> dict[str, Any]:
+    """The answerer's keyword for the knowledge base's instructions, only when it has some (an Answerer
+    without the keyword keeps working for knowledge bases without instructions)."""
+    return {"instructions": prepared.instructions} if prepared.instructions else {}
 
 
 def build_ask_service(services: Services) -> AskService:
@@ -187,4 +201,5 @@ def build_ask_service(services: Services) -> AskService:
         default_knowledge_base=settings.default_knowledge_base,
         top_k=settings.top_k,
         rewriter=rewriter,
+        instructions=KnowledgeBaseRecords(services.redis, prefix=settings.key_prefix).instructions,
     )

@@ -56,7 +56,10 @@ class Answer:
 
 
 class Answerer(Protocol):
-    """Composes an answer from retrieved passages; streaming yields text deltas, then the Answer."""
+    """Composes an answer from retrieved passages; streaming yields text deltas, then the Answer.
+
+    `instructions`: the knowledge base's answer instructions (ragcord/answering/instructions.py); callers
+    pass it only when there are some, so an answerer without the keyword still works without them."""
 
     name: str
 

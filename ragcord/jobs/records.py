@@ -19,6 +19,7 @@ __all__ = [
     "JobState",
     "PageOutcome",
     "RenderMode",
+    "SitemapMode",
     "StreamEntry",
     "check_retained",
     "new_job_id",
@@ -46,12 +47,28 @@ class EventKind(StrEnum):
     PAGE_SKIPPED = "PAGE_SKIPPED"
     PAGE_FAILED = "PAGE_FAILED"
     HEARTBEAT = "HEARTBEAT"
+    # Incremental re-crawls (issue 22): a page the site had not changed, a page the site no longer has.
+    PAGE_UNCHANGED = "PAGE_UNCHANGED"
+    PAGE_REMOVED = "PAGE_REMOVED"
 
 
 class PageOutcome(StrEnum):
-    INDEXED = "indexed"
+    INDEXED = "indexed"  # (what a worker before incremental crawls reported for ADDED and UPDATED)
     SKIPPED = "skipped"
     FAILED = "failed"
+    # Incremental crawls: each counts in pages_done too, and in its own counter (pages_added, ...).
+    ADDED = "added"  # indexed, new to the knowledge base
+    UPDATED = "updated"  # indexed again, its content changed
+    UNCHANGED = "unchanged"  # 304, or the same content: no embedding, no store write
+    REMOVED = "removed"  # 404/410: removed from the knowledge base
+
+
+class SitemapMode(StrEnum):
+    """What a crawl does with the site's sitemaps (robots.txt `Sitemap:` lines and /sitemap.xml)."""
+
+    INCLUDE = "include"  # their in-scope URLs seed the crawl beside the links it follows
+    ONLY = "only"  # only their URLs are crawled (and the seed): no link following
+    SKIP = "skip"
 
 
 class RenderMode(StrEnum):
@@ -101,6 +118,13 @@ class JobRecord:
     render: RenderMode = RenderMode.AUTO
     # The crawl's own limit of requests in flight to its site (StartCrawl's); 0: the workers' default.
     max_concurrent_requests: int = 0
+    # Incremental crawls: every page processed counts in pages_done and in one of these.
+    pages_unchanged: int = 0
+    pages_updated: int = 0
+    pages_added: int = 0
+    pages_removed: int = 0
+    full: bool = False  # StartCrawl's `full`: every page indexed again, validators and hashes ignored
+    sitemap: SitemapMode = SitemapMode.INCLUDE
     # Not stored: what a job with no page done yet waits for, when known (JobStore.get fills it).
     waiting_for: str = ""
 
@@ -149,6 +173,12 @@ class JobRecord:
             cancel_requested=s("cancel_requested") == "1",
             render=RenderMode(s("render") or RenderMode.AUTO),
             max_concurrent_requests=n("max_concurrent_requests"),
+            pages_unchanged=n("pages_unchanged"),
+            pages_updated=n("pages_updated"),
+            pages_added=n("pages_added"),
+            pages_removed=n("pages_removed"),
+            full=s("full") == "1",
+            sitemap=SitemapMode(s("sitemap") or SitemapMode.INCLUDE),
         )
 
 
@@ -171,6 +201,7 @@ class JobEvent:
 class FinishResult:
     counted: bool  # False when the page's outcome was already counted (a redelivered message)
     final_state: JobState | None  # set when this page finished the job
+    sweep: bool = False  # no page is outstanding and the caller must send the job's sweep (finish_page.lua)
 
 
 def new_job_id() -> str:

@@ -80,6 +80,7 @@ class JobStore:
         self._claim_url = client.register_script(_script("claim_url", with_lib=False))
         self._finish_page = client.register_script(_script("finish_page", with_lib=True))
         self._cancel = client.register_script(_script("cancel", with_lib=True))
+        self._end_sweep = client.register_script(_script("end_sweep", with_lib=True))
 
     # -- the API side ---------------------------------------------------------------------------------
     # (`list` below is a method, so annotations in this class spell the builtin `builtins.list`.)
@@ -94,8 +95,10 @@ class JobStore:
         include_patterns: Sequence[str] = (),
         exclude_patterns: Sequence[str] = (),
         render: RenderMode = RenderMode.AUTO,
+        job_id: str | None = None,
     ) -> JobRecord:
-        job_id = new_job_id()
+        """`job_id`: one the caller made with `new_job_id` (to claim the knowledge base under it first)."""
+        job_id = job_id or new_job_id()
         k = self.keys
         fields = {
             "id": job_id,
@@ -341,6 +344,10 @@ class JobStore:
         flat = result[1] if len(result) > 1 else []
         return verdict, {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
+    def sweep_running(self, job_id: str) -> bool:
+        """The job's last page asked for its sweep, which has not ended yet."""
+        return self.redis.hget(self.keys.job(job_id), "sweep") == b"running"
+
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
         k = self.keys
@@ -360,6 +367,15 @@ class JobStore:
         if beyond:
             self.redis.hincrby(k.counters, "pages_beyond_max_pages", int(beyond))
         return [u.decode() for u in reserved]
+
+    def unreached(self, job_id: str, urls: Sequence[str], *, batch: int = 1000) -> builtins.list[str]:
+        """Those of `urls` the running job has not reserved (its seen-set), in their order."""
+        missing: builtins.list[str] = []
+        for start in range(0, len(urls), batch):
+            part = list(urls[start : start + batch])
+            owners = cast("builtins.list[bytes | None]", self.redis.hmget(self.keys.seen(job_id), part))
+            missing += [url for url, owner in zip(part, owners, strict=True) if owner is None]
+        return missing
 
     def claim_redirect(self, job_id: str, page: str, target: str) -> bool:
         """True when `page` may fetch `target` (it redirected there); False when the crawl has it already."""
@@ -383,7 +399,11 @@ class JobStore:
         chunks: int = 0,
         *,
         is_seed: bool = False,
+        may_sweep: bool = False,
     ) -> FinishResult:
+        """Count the page's outcome once. With `may_sweep`, the last page of a crawl neither cancelled nor cut
+        by max_pages does not end the job: the result's `sweep` tells the caller to send its sweep, which
+        ends with `end_sweep`."""
         k = self.keys
         counted, final = self._finish_page(
             keys=k.ending(job_id),
@@ -396,17 +416,34 @@ class JobStore:
                 detail[:500],
                 chunks,
                 "1" if is_seed else "0",
+                "1" if may_sweep else "0",
             ],
         )
+        if final == b"SWEEP":
+            final, sweep = b"", True
+        else:
+            sweep = False
         if counted:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(k.counters, f"pages_{outcome.value}", 1)
+                if outcome in (PageOutcome.ADDED, PageOutcome.UPDATED):  # written to the store, as before
+                    pipe.hincrby(k.counters, "pages_indexed", 1)
                 pipe.hincrby(k.counters, "chunks_indexed", chunks)
                 pipe.execute()
         final_state = JobState(final.decode()) if final else None
         if final_state is not None:
             self._record_end(job_id)
-        return FinishResult(counted=bool(counted), final_state=final_state)
+        return FinishResult(counted=bool(counted), final_state=final_state, sweep=sweep)
+
+    def end_sweep(self, job_id: str) -> JobState | None:
+        """The job's sweep is done (its pages reserved and sent): the state it ended the job in, if it did."""
+        final = self._end_sweep(
+            keys=self.keys.ending(job_id), args=[time.time(), self.retention, self.keep_ms]
+        )
+        final_state = JobState(final.decode()) if final else None
+        if final_state is not None:
+            self._record_end(job_id)
+        return final_state
 
     # -- figures for metrics, and what workers say they are doing --------------------------------------
 

@@ -91,6 +91,36 @@ class AdminServiceStub(object):
                 request_serializer=rpc_dot_v1_dot_admin__pb2.SetKnowledgeBaseServersRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
                 _registered_method=True)
+        self.CreateKnowledgeBase = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/CreateKnowledgeBase',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.UpdateKnowledgeBase = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/UpdateKnowledgeBase',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.GetKnowledgeBase = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/GetKnowledgeBase',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.GetKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.RecrawlKnowledgeBase = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/RecrawlKnowledgeBase',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.SetSchedule = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/SetSchedule',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.SetScheduleRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/ListSchedules',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
         self.Ask = channel.unary_unary(
                 '/ragcord.admin.v1.AdminService/Ask',
                 request_serializer=rpc_dot_v1_dot_admin__pb2.AskRequest.SerializeToString,
@@ -110,6 +140,16 @@ class AdminServiceStub(object):
                 '/ragcord.admin.v1.AdminService/ListFeedback',
                 request_serializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.SerializeToString,
                 response_deserializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.FromString,
+                _registered_method=True)
+        self.ListUnanswered = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/ListUnanswered',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.ListUnansweredRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.ListUnansweredResponse.FromString,
+                _registered_method=True)
+        self.GetQuestionStats = channel.unary_unary(
+                '/ragcord.admin.v1.AdminService/GetQuestionStats',
+                request_serializer=rpc_dot_v1_dot_admin__pb2.GetQuestionStatsRequest.SerializeToString,
+                response_deserializer=rpc_dot_v1_dot_admin__pb2.QuestionStats.FromString,
                 _registered_method=True)
 
 
@@ -194,6 +234,54 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKnowledgeBase(self, request, context):
+        """-- Knowledge bases that remember their sources; schedules (issue 22) --
+        Writes the knowledge base's record (description, answer instructions) before or after its first
+        crawl. ALREADY_EXISTS when it has a record or pages already: UpdateKnowledgeBase changes those.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKnowledgeBase(self, request, context):
+        """Changes the fields set in the request (proto3 `optional`: unset fields are kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKnowledgeBase(self, request, context):
+        """The knowledge base with its counts, record, sources (every StartCrawl's seed and scope, with its last
+        crawl) and schedule. NOT_FOUND when it has none of these.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecrawlKnowledgeBase(self, request, context):
+        """Crawls every source again with its stored scope and limits, one job per source. ABORTED, naming the
+        running job, while a crawl into the knowledge base is queued or running (StartCrawl answers the same).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedule(self, request, context):
+        """Re-crawls the knowledge base every `every_seconds` (0 removes the schedule). Workers fire schedules; a
+        firing while a crawl into the knowledge base runs is skipped and the next one scheduled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Every schedule, soonest first.
+        -- end of issue 22 knowledge bases --
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Ask(self, request, context):
         """A cited answer from the knowledge base; pass conversation_id to continue a conversation
         (a new one is started and returned when it is empty).
@@ -218,6 +306,21 @@ class AdminServiceServicer(object):
 
     def ListFeedback(self, request, context):
         """Answers people voted on (👍/👎 in Discord), most recently voted first, with counts per cited page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUnanswered(self, request, context):
+        """What the documentation is missing: questions not found or voted 👎, grouped by meaning (greedy
+        clustering at cosine similarity 0.75), the cluster with the newest question first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuestionStats(self, request, context):
+        """Questions per day (UTC): answered rate, 👍/👎, handoffs to the support team, solved without staff.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,6 +384,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.SetKnowledgeBaseServersRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.SerializeToString,
             ),
+            'CreateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKnowledgeBase,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.CreateKnowledgeBaseRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'UpdateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKnowledgeBase,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.UpdateKnowledgeBaseRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'GetKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKnowledgeBase,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.GetKnowledgeBaseRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'RecrawlKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecrawlKnowledgeBase,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseResponse.SerializeToString,
+            ),
+            'SetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedule,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.SetScheduleRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.ListSchedulesResponse.SerializeToString,
+            ),
             'Ask': grpc.unary_unary_rpc_method_handler(
                     servicer.Ask,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.AskRequest.FromString,
@@ -300,6 +433,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListFeedback,
                     request_deserializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.FromString,
                     response_serializer=rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.SerializeToString,
+            ),
+            'ListUnanswered': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnanswered,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.ListUnansweredRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.ListUnansweredResponse.SerializeToString,
+            ),
+            'GetQuestionStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuestionStats,
+                    request_deserializer=rpc_dot_v1_dot_admin__pb2.GetQuestionStatsRequest.FromString,
+                    response_serializer=rpc_dot_v1_dot_admin__pb2.QuestionStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -612,6 +755,168 @@ class AdminService(object):
             _registered_method=True)
 
     @staticmethod
+    def CreateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/CreateKnowledgeBase',
+            rpc_dot_v1_dot_admin__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/UpdateKnowledgeBase',
+            rpc_dot_v1_dot_admin__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/GetKnowledgeBase',
+            rpc_dot_v1_dot_admin__pb2.GetKnowledgeBaseRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecrawlKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/RecrawlKnowledgeBase',
+            rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.RecrawlKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/SetSchedule',
+            rpc_dot_v1_dot_admin__pb2.SetScheduleRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/ListSchedules',
+            rpc_dot_v1_dot_admin__pb2.ListSchedulesRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Ask(request,
             target,
             options=(),
@@ -709,6 +1014,60 @@ class AdminService(object):
             '/ragcord.admin.v1.AdminService/ListFeedback',
             rpc_dot_v1_dot_admin__pb2.ListFeedbackRequest.SerializeToString,
             rpc_dot_v1_dot_admin__pb2.ListFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnanswered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/ListUnanswered',
+            rpc_dot_v1_dot_admin__pb2.ListUnansweredRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.ListUnansweredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuestionStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ragcord.admin.v1.AdminService/GetQuestionStats',
+            rpc_dot_v1_dot_admin__pb2.GetQuestionStatsRequest.SerializeToString,
+            rpc_dot_v1_dot_admin__pb2.QuestionStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,8 @@ def test_crawl_and_watch_with_grpcurl(server, site):
     )
     indexed = {e["page_url"] for e in events if e["kind"] == "JOB_EVENT_KIND_PAGE_INDEXED"}
     assert n(final, "pages_done") == len(indexed) >= len(MANIFEST["indexable"]) - len(MANIFEST["duplicates"])
+    # Incremental crawls (issue 22): a first crawl adds every page it indexes (grpcurl omits zero counters).
+    assert n(final, "pages_added") == n(final, "pages_done") and "pages_unchanged" not in final
     for path in MANIFEST["robots_disallowed"] + MANIFEST["out_of_scope"]:
         assert site.hits(path) == 0
     print(
@@ -278,3 +280,34 @@ def test_ask_with_grpcurl_and_the_cli(server, site, workdir):
     )
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.count("/docs/virtualenv.html") >= 2 and "conversation forgotten" in chat.stdout
+
+
+def test_knowledge_base_records_and_schedules_with_grpcurl(server):
+    """CreateKnowledgeBase, GetKnowledgeBase, SetSchedule, ListSchedules through the real grpcurl."""
+    grpcurl, _, _ = server
+    name = f"kbrec{int(time.time() * 1000) % 10**8}"
+    (created,) = grpcurl.call(
+        "CreateKnowledgeBase",
+        {"name": name, "description": "Release notes", "answer_instructions": "not found: Ask in #help."},
+    )
+    assert created["name"] == name and created["description"] == "Release notes"
+    with pytest.raises(GrpcurlError) as info:
+        grpcurl.call("CreateKnowledgeBase", {"name": name})
+    assert info.value.code == "AlreadyExists"
+    (updated,) = grpcurl.call("UpdateKnowledgeBase", {"name": name, "description": "Notes"})
+    assert updated["answer_instructions"] == "not found: Ask in #help."  # unset fields are kept
+    with pytest.raises(GrpcurlError) as info:
+        grpcurl.call("SetSchedule", {"knowledge_base": name, "every_seconds": 5})
+    assert info.value.code == "InvalidArgument" and "RAGCORD_SCHEDULE_MIN_SECONDS" in str(info.value)
+    (schedule,) = grpcurl.call("SetSchedule", {"knowledge_base": name, "every_seconds": 86400})
+    assert schedule["every_seconds"] == "86400" and schedule["next_run_at"]
+    (listed,) = grpcurl.call("ListSchedules", {})
+    assert [(s["knowledge_base"], s["every_seconds"]) for s in listed["schedules"]] == [(name, "86400")]
+    (got,) = grpcurl.call("GetKnowledgeBase", {"name": name})
+    assert (got["description"], got["schedule"]["every_seconds"]) == ("Notes", "86400")
+    grpcurl.call("DeleteKnowledgeBase", {"knowledge_base": name})
+    (listed,) = grpcurl.call("ListSchedules", {})
+    assert listed.get("schedules", []) == []
+    with pytest.raises(GrpcurlError) as info:
+        grpcurl.call("GetKnowledgeBase", {"name": name})
+    assert info.value.code == "NotFound"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -117,6 +118,7 @@ GUILDS = st.lists(
 )
 CURSOR = st.one_of(st.sampled_from(["", "0", "1", "2", "99999999999999999999"]), TEXT)
 STATE = st.one_of(st.integers(0, 5), INT32)
+SINCE = st.builds(Timestamp, seconds=st.integers(-(2**40), 2**40), nanos=st.integers(0, 999_999_999))
 
 
 @dataclass
@@ -136,6 +138,42 @@ class Tally:
 
 # A job id: one of the jobs the fuzzer created (drawn as an index), or anything at all.
 JOB_ID = st.one_of(st.integers(0, 1000).map(lambda i: ("known", i)), TEXT.map(lambda t: ("text", t)))
+
+
+NOT_DOCS = KB.filter(lambda k: k != "docs")  # (docs stays as it is for Ask)
+EVERY = st.one_of(st.sampled_from([0, 1, 3599, 3600, 86400, -1, 2**63 - 1]), INT32)
+
+
+def _update(
+    name: str, description: str | None, instructions: str | None
+) -> tuple[str, pb.UpdateKnowledgeBaseRequest]:
+    request = pb.UpdateKnowledgeBaseRequest(name=name)
+    if description is not None:
+        request.description = description
+    if instructions is not None:
+        request.answer_instructions = instructions
+    return "UpdateKnowledgeBase", request
+
+
+# Knowledge base records, re-crawls and schedules (issue 22).
+KB_REQUESTS = [
+    st.builds(
+        lambda kb, d, i: (
+            "CreateKnowledgeBase",
+            pb.CreateKnowledgeBaseRequest(name=kb, description=d, answer_instructions=i),
+        ),
+        NOT_DOCS,
+        TEXT,
+        TEXT,
+    ),
+    st.builds(_update, NOT_DOCS, st.none() | TEXT, st.none() | TEXT),
+    st.builds(lambda kb: ("GetKnowledgeBase", pb.GetKnowledgeBaseRequest(name=kb)), KB),
+    st.builds(lambda kb: ("RecrawlKnowledgeBase", pb.RecrawlKnowledgeBaseRequest(knowledge_base=kb)), KB),
+    st.builds(
+        lambda kb, e: ("SetSchedule", pb.SetScheduleRequest(knowledge_base=kb, every_seconds=e)), KB, EVERY
+    ),
+    st.just(("ListSchedules", pb.ListSchedulesRequest())),
+]
 
 
 def requests() -> st.SearchStrategy:
@@ -201,6 +239,7 @@ def requests() -> st.SearchStrategy:
             TEXT,
         ),  # fmt: skip
         st.builds(lambda c: ("ClearConversation", pb.ClearConversationRequest(conversation_id=c)), TEXT),
+        *KB_REQUESTS,
         st.builds(
             lambda kb, size, tok: (
                 "ListFeedback",
@@ -210,6 +249,19 @@ def requests() -> st.SearchStrategy:
             INT32,
             CURSOR,
         ),  # fmt: skip
+        st.builds(
+            lambda kb, since: ("ListUnanswered", pb.ListUnansweredRequest(knowledge_base=kb, since=since)),
+            KB,
+            SINCE,
+        ),
+        st.builds(
+            lambda kb, since: (
+                "GetQuestionStats",
+                pb.GetQuestionStatsRequest(knowledge_base=kb, since=since),
+            ),
+            KB,
+            SINCE,
+        ),
     )
 
 
@@ -224,6 +276,8 @@ ACCEPTABLE = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED,  # a StartCrawl into a knowledge base a fuzzed crawl is still crawling
+    grpc.StatusCode.ALREADY_EXISTS,  # CreateKnowledgeBase of one that exists
     grpc.StatusCode.OUT_OF_RANGE,
     grpc.StatusCode.UNAUTHENTICATED,
 }
@@ -255,6 +309,8 @@ def send(stub, tally: Tally, method: str, request, metadata) -> grpc.StatusCode:
             reply = getattr(stub, method)(request, metadata=metadata, timeout=CALL_TIMEOUT)
             if method == "StartCrawl":
                 tally.job_ids.append(reply.id)
+            elif method == "RecrawlKnowledgeBase":
+                tally.job_ids.extend(job.id for job in reply.jobs)
     except grpc.RpcError as exc:
         code, details = exc.code(), exc.details() or ""
     tally.codes[code.name] += 1

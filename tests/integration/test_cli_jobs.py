@@ -168,6 +168,11 @@ async def test_listings_print_tab_separated_rows_into_a_pipe_and_json_on_request
     assert sorted(row.split("\t")[0] for row in rows) == sorted(s["url"] for s in sources)
     assert len(sources) == job.pages_done and all("chunk_count" in s for s in sources)
 
-    assert outputs["kbs"].splitlines()[0].split("\t") == ["knowledge base", "chunks", "Discord servers"]
+    assert outputs["kbs"].splitlines()[0].split("\t") == [
+        "knowledge base",
+        "chunks",
+        "Discord servers",
+        "description",
+    ]
     assert {"name": "docs"}.items() <= json.loads(outputs["kbs --json"])[0].items()
     services.close()

@@ -17,11 +17,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from ragcord.jobs import JobStore, PageOutcome
+from ragcord.jobs import JobState, JobStore, PageOutcome
 from ragcord.jobs.keys import legacy_job_keys
 from ragcord.knowledge.copies import CopyIndex
+from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.lua import script_source
 from ragcord.memory import ConversationMemory
+from ragcord.schedules import Schedules
 from ragcord.threads import OwnedThreads
 from tests.unit.test_lua_scripts import SCRIPTS
 from workers.politeness import SiteLimiter
@@ -109,12 +111,19 @@ def test_every_job_script_call_touches_one_slot_over_a_crawls_life(recording, ke
     jobs.cancel(running.id)  # the page in flight finishes, then the job ends
     jobs.finish_page(running.id, SEED, PageOutcome.INDEXED, chunks=1, is_seed=True)
     assert jobs.get(running.id).state.terminal
+    # An incremental crawl's last page leaves the job to its sweep, which ends it (issue 22).
+    swept = jobs.create(knowledge_base="docs", url=SEED, max_pages=3, max_depth=2)
+    jobs.start_page(swept.id, SEED)
+    assert jobs.finish_page(swept.id, SEED, PageOutcome.ADDED, chunks=1, is_seed=True, may_sweep=True).sweep
+    assert not jobs.get(swept.id).state.terminal
+    assert jobs.end_sweep(swept.id) is JobState.SUCCEEDED
 
     called = {name for name, _ in recording.calls}
     assert called >= {f"lua/{n}.lua" for n in ("create", "start_page", "reserve_links", "claim_url")} | {
         "lua/claim_content.lua",
         "lua/finish_page.lua",
         "lua/cancel.lua",
+        "lua/end_sweep.lua",
         "copies/claim.lua",
         "copies/take.lua",
     }
@@ -125,10 +134,10 @@ def test_every_job_script_call_touches_one_slot_over_a_crawls_life(recording, ke
     # The cross-job keys kept up beside the scripts: every job ended once, counted once.
     assert jobs.active() == []
     counters = jobs.counters()
-    assert counters["jobs_created"] == 3
-    assert counters["jobs_succeeded"] == 1 and counters["jobs_cancelled"] == 2
+    assert counters["jobs_created"] == 4
+    assert counters["jobs_succeeded"] == 2 and counters["jobs_cancelled"] == 2
     assert counters["pages_beyond_max_pages"] == 3
-    assert counters["pages_indexed"] == 4
+    assert counters["pages_indexed"] == 5 and counters["pages_added"] == 1  # (an added page is indexed too)
 
 
 def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[str]]]:
@@ -136,6 +145,8 @@ def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[
     limiter = SiteLimiter(client, prefix=prefix, keep_alive=False)
     memory = ConversationMemory(client, prefix=prefix)
     threads = OwnedThreads(client, prefix=prefix)
+    records = KnowledgeBaseRecords(client, prefix=prefix)
+    schedules = Schedules(client, prefix=prefix)
     site = limiter._keys("https://docs.example.com:8443")
     conversation, other = memory._keys("thread-1"), memory._keys("thread-2")
     answer = f"{prefix}:answers:a1"
@@ -153,6 +164,8 @@ def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[
         ],
         "threads/own.lua": [[threads.key, threads.used_key]],
         "threads/use.lua": [[threads.key, threads.used_key]],
+        "kbs/claim_crawls.lua": [[records.crawls_key("docs")]],
+        "kbs/claim_firing.lua": [[schedules.due_key, schedules.every_key]],
     }
 
 
@@ -171,6 +184,7 @@ def test_every_script_is_covered_by_a_slot_check(redis_client, key_prefix):
         "lua/claim_content.lua",
         "lua/finish_page.lua",
         "lua/cancel.lua",
+        "lua/end_sweep.lua",
         "copies/claim.lua",
         "copies/take.lua",
     }

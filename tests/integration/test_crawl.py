@@ -1,4 +1,5 @@
-"""Crawls of the fixture site through the admin API, with a real Dramatiq worker, Redis and LanceDB."""
+"""Crawls of the fixture site through the admin API, with a real Dramatiq worker, Redis and LanceDB (and
+SQLite where a case says so)."""
 
 from __future__ import annotations
 
@@ -88,8 +89,9 @@ async def test_a_crawl_indexes_the_site_and_reports_every_page(make_settings, si
     assert sum(s.chunk_count for s in stored.values()) == final.chunks_indexed
 
 
-async def test_recrawling_replaces_chunks_instead_of_adding(make_settings, site):
-    settings = make_settings()
+@pytest.mark.parametrize("store", ["lancedb", "sqlite"])
+async def test_recrawling_replaces_chunks_instead_of_adding(make_settings, site, store):
+    settings = make_settings(store=store)
     with running_worker(settings, threads=4) as services:
         async with admin_api(settings, services) as (stub, _):
             request = pb.StartCrawlRequest(
@@ -97,6 +99,8 @@ async def test_recrawling_replaces_chunks_instead_of_adding(make_settings, site)
             )
             first = (await watch_to_end(stub, (await stub.StartCrawl(request)).id))[-1].job
             count_after_first = services.store.count_chunks("docs")
+            # (`full`: every page written again; an incremental crawl leaves unchanged pages alone)
+            request.full = True
             second = (await watch_to_end(stub, (await stub.StartCrawl(request)).id))[-1].job
             count_after_second = services.store.count_chunks("docs")
 

@@ -243,3 +243,33 @@ def test_fragments_stay_few_when_compacting(tmp_path):
         return table.stats()["fragment_stats"]["num_fragments"]
 
     assert fragments(tmp_path / "c") < fragments(tmp_path / "p")
+
+
+def test_a_reader_sees_a_replaced_page_old_or_new_never_none_nor_mixed(tmp_path):
+    """Re-crawls re-index a changed page with replace_page (issue 22): one commit (merge_insert with the
+    old rows' delete), so a reader in another thread reads the old chunks or the new, whole."""
+    import threading
+
+    store = LanceDBStore(tmp_path, dim=4)
+    url = "http://x/a"
+    versions = {"old": chunks(url, 3, text="old"), "new": chunks(url, 2, text="new")}
+    store.replace_page("kb", url, versions["old"])
+    done = threading.Event()
+    seen: list[tuple[str, ...]] = []
+
+    def read() -> None:
+        while not done.is_set() or len(seen) < 5:
+            try:
+                seen.append(tuple(c.text for c in store.get_source("kb", url).chunks))
+            except NotFound:
+                seen.append(())  # the page missing for a moment: what must never happen
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            store.replace_page("kb", url, versions["new" if i % 2 == 0 else "old"])
+    finally:
+        done.set()
+        reader.join()
+    assert set(seen) <= {("old 0", "old 1", "old 2"), ("new 0", "new 1")}, set(seen)

@@ -1,5 +1,5 @@
-"""One contract for every store backend: LanceDB, Weaviate's protocol fake (tests/weaviate_fake.py) and a
-real Weaviate when RAGCORD_TEST_WEAVIATE_URL is set."""
+"""One contract for every store backend: SQLite, LanceDB, Weaviate's protocol fake (tests/weaviate_fake.py)
+and a real Weaviate when RAGCORD_TEST_WEAVIATE_URL is set."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ragcord.knowledge.migrate import copy_knowledge_base
 from ragcord.knowledge.search import fuse
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.knowledge.stores.lancedb import LanceDBStore
+from ragcord.knowledge.stores.sqlite import SQLiteStore
 from tests.weaviate_fake import running_weaviate
 
 DIM = 4
@@ -39,8 +40,13 @@ def weaviate_address(request) -> tuple[str, int, str | None]:
     return fake.http_url, fake.grpc_port, None
 
 
-@pytest.fixture(params=["lancedb", "weaviate-fake", "weaviate"])
+@pytest.fixture(params=["sqlite", "lancedb", "weaviate-fake", "weaviate"])
 def store(request, tmp_path):
+    if request.param == "sqlite":
+        sqlite = SQLiteStore(tmp_path / "store.sqlite3", dim=DIM)
+        yield sqlite
+        sqlite.close()
+        return
     if request.param == "lancedb":
         yield LanceDBStore(tmp_path, dim=DIM)
         return
@@ -311,6 +317,8 @@ def another_process(store: Store) -> Store:
     """A second store on the same backend, as a worker process or the bot holds one."""
     if isinstance(store, LanceDBStore):
         return LanceDBStore(store.path, dim=store.dim)
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path, dim=store.dim)
     from ragcord.knowledge.stores.weaviate import WeaviateStore
 
     assert isinstance(store, WeaviateStore)

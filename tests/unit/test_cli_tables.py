@@ -92,6 +92,22 @@ def test_the_progress_line_says_the_total_is_what_was_discovered_with_rate_and_e
     assert "ETA" not in progress_counts(job)
 
 
+def test_the_progress_line_says_what_an_incremental_crawl_changed():
+    job = admin_pb2.Job(
+        pages_discovered=9,
+        pages_done=8,
+        pages_failed=1,
+        pages_added=1,
+        pages_updated=2,
+        pages_unchanged=4,
+        pages_removed=1,
+        chunks_indexed=7,
+    )
+    assert progress_counts(job) == (
+        "9/9 discovered · 7 chunks · 1 added · 2 updated · 4 unchanged · 1 removed · 1 failed"
+    )
+
+
 def test_listing_commands_offer_json_and_watch_offers_verbose():
     for command, option in [
         ("jobs", "--json"),

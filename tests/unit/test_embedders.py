@@ -173,3 +173,30 @@ def test_a_model_call_holds_at_most_its_token_budget_of_padded_tokens():
         assert len(batch) * max(lengths[i] for i in batch) <= MAX_BATCH_TOKENS
         assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)  # padded to its last
     assert max(len(b) for b in batches) == 32 and min(len(b) for b in batches if lengths[b[0]] == 256) >= 1
+
+
+def test_an_idle_embedder_gives_its_model_back_and_reloads_on_the_next_call():
+    """A worker after a crawl: no call for `idle_unload_seconds`, the session (model + arena) is dropped."""
+    import time
+
+    embedder = LocalEmbedder(idle_unload_seconds=0.2)
+    before = embedder.embed(["how do I create a virtual environment"])[0]
+    try:
+        deadline = time.monotonic() + 30
+        while embedder._session is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert embedder._session is None
+
+        after = embedder.embed(["how do I create a virtual environment"])[0]
+
+        assert embedder._session is not None
+        assert float(np.dot(before, after)) > 0.9999
+    finally:
+        embedder.close()
+
+
+def test_an_embedder_kept_for_the_process_life_starts_no_unloader():
+    embedder = LocalEmbedder(idle_unload_seconds=0)
+    embedder.load()
+    assert embedder._unloader is None
+    assert embedder.unload() is True and embedder.unload() is False  # an explicit unload still works

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from ragcord.errors import CrawlError, ExtractionFailed
+from ragcord.jobs import SitemapMode
 from ragcord.knowledge.chunking import blocks, chunk_sections
 from ragcord.settings import Settings
 from workers.crawler import FetchedPage, extract
@@ -431,6 +432,8 @@ def crawl_one(url: str, body: bytes):
         exclude_patterns=[],
         max_depth=3,
         knowledge_base="docs",
+        sitemap=SitemapMode.INCLUDE,
+        full=False,
     )
     return crawler._index(job, url, 1), enqueued, store
 

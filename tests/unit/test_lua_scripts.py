@@ -10,7 +10,16 @@ import pytest
 from ragcord.lua import script_source
 
 # (package, path) of every script Redis runs; see ragcord/lua/__init__.py for where they live.
-JOB_SCRIPTS = ("create", "start_page", "reserve_links", "claim_url", "claim_content", "finish_page", "cancel")
+JOB_SCRIPTS = (
+    "create",
+    "start_page",
+    "reserve_links",
+    "claim_url",
+    "claim_content",
+    "finish_page",
+    "cancel",
+    "end_sweep",
+)
 SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
     ("ragcord.lua", path)
     for path in (
@@ -27,6 +36,8 @@ SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
         "politeness/renew.lua",
         "threads/own.lua",
         "threads/use.lua",
+        "kbs/claim_crawls.lua",
+        "kbs/claim_firing.lua",
     )
 ]
 

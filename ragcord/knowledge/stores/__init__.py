@@ -1,7 +1,9 @@
-"""Store backends behind one interface (`Store`); `build_store` picks one from settings."""
+"""Store backends (SQLite or LanceDB embedded, Weaviate) behind one interface (`Store`); `build_store`
+picks one from settings."""
 
 from __future__ import annotations
 
+from ragcord.errors import StoreError
 from ragcord.knowledge.stores.base import ScoredChunk, SourceDetail, SourceInfo, Store, StoredChunk
 from ragcord.settings import Settings
 
@@ -19,6 +21,15 @@ def build_store(settings: Settings, *, dim: int | None) -> Store:
         except BaseException:
             client.close()
             raise
-    from ragcord.knowledge.stores.lancedb import LanceDBStore
+    if settings.store == "sqlite":
+        from ragcord.knowledge.stores.sqlite import SQLiteStore
 
+        return SQLiteStore(settings.sqlite_path, dim=dim)
+    try:
+        from ragcord.knowledge.stores.lancedb import LanceDBStore  # (pyarrow and lancedb: only when chosen)
+    except ImportError as exc:  # an optional extra: a small install leaves it out
+        raise StoreError(
+            f"RAGCORD_STORE=lancedb needs the lancedb extra ({exc}): install it with "
+            "pip install 'ragcord[lancedb]', or set RAGCORD_STORE=sqlite"
+        ) from exc
     return LanceDBStore(settings.lancedb_dir, dim=dim)

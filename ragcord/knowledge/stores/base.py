@@ -1,4 +1,4 @@
-"""The store interface every backend implements (LanceDB embedded, Weaviate in production)."""
+"""The store interface every backend implements (SQLite or LanceDB embedded, Weaviate in production)."""
 
 from __future__ import annotations
 
