@@ -59,11 +59,13 @@ FIGURES = {
     "mrr": "MRR",
     "page_hit5": "page hit@5",
     "key_term": "key term",
+    "usable": "usable",
     "followup_hit5": "follow-up hit@5",
     "followup_key_term": "follow-up key term",
     "wrongly_refused": "in-domain refused",
     "off_topic_refused": "off-topic refused",
     "missing_refused": "missing refused",
+    "followup_missing_refused": "follow-up missing refused",
     "fragment_answers": "answers with fragments",
     "bm25_hit1": "BM25 hit@1",
     "bm25_hit5": "BM25 hit@5",
@@ -117,6 +119,18 @@ def shown_text(text: str) -> str:
 def has_key_term(answer: str, terms: Iterable[str]) -> bool:
     shown = shown_text(answer)
     return any(" ".join(t.split()).lower() in shown for t in terms)
+
+
+def first_quote(text: str) -> str:
+    """The answer's first passage: the first paragraph (a quote with its heading line, or a code block)."""
+    parts = answer_parts(text)
+    return parts[0] if parts else ""
+
+
+def is_usable(answer: str, found: bool, terms: Iterable[str]) -> bool:
+    """The rule for *usable*: the answer's first passage alone names the command, function, setting or
+    statement that answers (one of the question's key terms); a reader who stops there can act."""
+    return found and has_key_term(first_quote(answer), terms)
 
 
 def answer_parts(text: str) -> list[str]:
@@ -241,7 +255,7 @@ class ItemResult:
     """One scored question (for a conversation: its second turn)."""
 
     id: str
-    kind: str  # question | followup | off_topic | missing
+    kind: str  # question | followup | off_topic | missing | missing_followup
     site: str
     question: str
     found: bool
@@ -249,6 +263,7 @@ class ItemResult:
     rank: int | None = None  # first citation matching an expected page (sections count when named)
     page_rank: int | None = None  # the same, #fragments ignored
     key_term: bool | None = None
+    usable: bool | None = None  # the first passage holds a key term (is_usable)
     fragments: int = 0
     baseline_rank: int | None = None
     seconds: float = 0.0
@@ -264,11 +279,15 @@ class Results:
     ask_seconds: float = 0.0
     asks: int = 0
 
-    def figures(self, site: str | None = None) -> dict[str, float | None]:
-        """The suite's figures for one site (or all), each a share in [0, 1] (MRR too); None if no items."""
-        items = [i for i in self.items if site is None or i.site == site]
+    def figures(self, site: str | None = None, sites: set[str] | None = None) -> dict[str, float | None]:
+        """The suite's figures for one site, some `sites`, or all, each a share in [0, 1] (MRR too); None
+        if no items."""
+        items = [
+            i for i in self.items if (site is None or i.site == site) and (sites is None or i.site in sites)
+        ]
         by_kind = {
-            k: [i for i in items if i.kind == k] for k in ("question", "followup", "off_topic", "missing")
+            k: [i for i in items if i.kind == k]
+            for k in ("question", "followup", "off_topic", "missing", "missing_followup")
         }
         singles, followups = by_kind["question"], by_kind["followup"]
         in_domain = singles + followups
@@ -285,11 +304,13 @@ class Results:
             else None,
             "page_hit5": share([i.page_rank is not None and i.page_rank <= 5 for i in singles]),
             "key_term": share([bool(i.key_term) for i in singles]),
+            "usable": share([bool(i.usable) for i in singles]),
             "followup_hit5": share([i.rank is not None and i.rank <= 5 for i in followups]),
             "followup_key_term": share([bool(i.key_term) for i in followups]),
             "wrongly_refused": share([not i.found for i in in_domain]),
             "off_topic_refused": share([not i.found for i in by_kind["off_topic"]]),
             "missing_refused": share([not i.found for i in by_kind["missing"]]),
+            "followup_missing_refused": share([not i.found for i in by_kind["missing_followup"]]),
             "fragment_answers": share([i.fragments > 0 for i in found]),
             "bm25_hit1": share([i.baseline_rank == 1 for i in singles]),
             "bm25_hit5": share([i.baseline_rank is not None for i in singles]),
@@ -311,9 +332,20 @@ class Results:
 
     def to_json(self) -> dict[str, Any]:
         sites = sorted({i.site for i in self.items} | {c.site for c in self.crawls})
+        never = set(filter(None, self.settings.get("never_tuned", "").split(",")))
+        groups = {}
+        if never:
+            groups = {
+                "tuned on": self.figures(sites=set(sites) - never),
+                "never tuned on": self.figures(sites=never),
+            }
         return {
             "settings": self.settings,
-            "figures": {"overall": self.figures(), "sites": {s: self.figures(s) for s in sites}},
+            "figures": {
+                "overall": self.figures(),
+                "groups": groups,
+                "sites": {s: self.figures(s) for s in sites},
+            },
             "counts": dict(Counter(i.kind for i in self.items)),
             "crawls": [asdict(c) for c in self.crawls],
             "timing": {
@@ -436,6 +468,8 @@ class InProcess:
 
     Same knowledge bases, same scoring; only the transport differs (AskService called directly, as the
     admin API's Ask does). For measuring a change to search or answering; crawl changes need a server run.
+    `retune` swaps the extractive answerer's settings; searches are remembered, so asking again with other
+    settings costs only the answering.
     """
 
     def __init__(self, workdir: Path, redis_url: str, prefix: str) -> None:
@@ -446,6 +480,15 @@ class InProcess:
         settings = Settings(_env_file=None, redis_url=redis_url, key_prefix=prefix, data_dir=workdir / "data")
         self.services = bootstrap(settings)
         self.service = build_ask_service(self.services)
+        self.service.retriever = _RememberedSearch(self.service.retriever)  # type: ignore[assignment]
+        self.base_answerer = self.service.answerer
+
+    def retune(self, tuning: Any) -> None:
+        """Answer with these AnswerTuning values from now on (the extractive answerer only)."""
+        from ragcord.answering.extractive import ExtractiveAnswerer
+
+        embedder = self.services.embedder if self.services.embedder.dim is not None else None
+        self.service.answerer = ExtractiveAnswerer(embedder=embedder, tuning=tuning)
 
     def __enter__(self) -> InProcess:
         return self
@@ -457,6 +500,20 @@ class InProcess:
         started = time.perf_counter()
         answer = self.service.ask(question, knowledge_base=knowledge_base, conversation_id=conversation_id)
         return answer, time.perf_counter() - started
+
+
+class _RememberedSearch:
+    """The retriever, its results remembered per (knowledge base, query, k): a kept crawl does not change."""
+
+    def __init__(self, retriever: Any) -> None:
+        self.retriever = retriever
+        self.seen: dict[tuple[str, str, int], Any] = {}
+
+    def search(self, knowledge_base: str, query: str, k: int = 5) -> Any:
+        key = (knowledge_base, query, k)
+        if key not in self.seen:
+            self.seen[key] = self.retriever.search(knowledge_base, query, k=k)
+        return list(self.seen[key])
 
 
 def _kb(site: str) -> str:
@@ -495,7 +552,12 @@ def _ask_site(deployment: Deployment | InProcess, suite: Suite, site: Site, run:
         _, first_seconds = deployment.ask(c.first, kb, f"{run}-{c.id}")
         out.append(asked(c.id, "followup", c.question, first_seconds))
     out += [asked(o.id, "off_topic", o.question) for o in suite.off_topic if o.site == site.name]
-    out += [asked(m.id, "missing", m.question) for m in suite.missing if m.site == site.name]
+    for m in (m for m in suite.missing if m.site == site.name):
+        if not m.first:
+            out.append(asked(m.id, "missing", m.question))
+            continue
+        _, first_seconds = deployment.ask(m.first, kb, f"{run}-{m.id}")
+        out.append(asked(m.id, "missing_followup", m.question, first_seconds))
     return out
 
 
@@ -520,6 +582,7 @@ def score(results: Results, suite: Suite) -> None:
         item.page_rank = first_hit_rank(item.citations, base, [page_path(e) for e in expected])
         if item.text:
             item.key_term = has_key_term(item.text, terms)
+        item.usable = is_usable(item.text, item.found, terms)
         indexed = set(crawls[item.site].pages_indexed)
         if indexed:
             item.expected_indexed = any(normalise_page(page_path(e)) in indexed for e in expected)
@@ -548,7 +611,15 @@ def run_suite(
         raise ValueError("the quality suite is not valid:\n" + "\n".join(problems))
     kept = json.loads(state.read_text()) if state is not None and state.exists() else None
     prefix = kept["prefix"] if kept else f"quality{uuid.uuid4().hex[:8]}"
-    results = Results(settings={"answerer": "extractive", "embedder": "local", "defaults": "ragcord serve"})
+    never = ",".join(name for name, site in suite.sites.items() if not site.tuned_on)
+    results = Results(
+        settings={
+            "answerer": "extractive",
+            "embedder": "local",
+            "defaults": "ragcord serve",
+            "never_tuned": never,
+        }
+    )
     with contextlib.ExitStack() as stack:
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -588,9 +659,134 @@ def run_suite(
             results.items += items
             progress(f"asked {name}: {len(items)} items")
         results.ask_seconds = time.perf_counter() - started
-        results.asks = sum(2 if i.kind == "followup" else 1 for i in results.items)
+        results.asks = sum(2 if i.kind in ("followup", "missing_followup") else 1 for i in results.items)
     score(results, suite)
     return results
+
+
+# --- leave-one-site-out
+
+# The main numbers re-chosen per left-out site: each value asked over the sites tuned on (in process, over a
+# kept crawl), one setting at a time around the defaults.
+LOSO_GRID: dict[str, tuple[float, ...]] = {
+    "min_similarity": (0.25, 0.3, 0.35, 0.4, 0.45),
+    "min_quote_words": (2, 4, 8),
+    "follow_up_own_coverage": (0.0, 0.25, 0.5, 0.75),  # 0: the follow-up rule off
+}
+
+
+def objective(items: list[ItemResult]) -> float:
+    """What a setting is chosen for: in-domain answered with a right page in the top 5, the first quote
+    usable, out-of-scope refused; the mean of the three shares (a missing share counts as 0)."""
+    in_domain = [i for i in items if i.kind in ("question", "followup")]
+    singles = [i for i in items if i.kind == "question"]
+    refuse = [i for i in items if i.kind in ("off_topic", "missing", "missing_followup")]
+
+    def share(values: list[bool]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    return (
+        share([i.found and i.rank is not None and i.rank <= 5 for i in in_domain])
+        + share([bool(i.usable) for i in singles])
+        + share([not i.found for i in refuse])
+    ) / 3
+
+
+def leave_one_site_out(
+    suite: Suite,
+    keep: Path,
+    *,
+    redis_url: str = REDIS_URL,
+    grid: dict[str, tuple[float, ...]] | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """For each site tuned on: choose each grid setting on the other tuned sites, freeze, measure it.
+
+    Sites with `tuned_on: false` are never used for choosing; their figures (at the defaults) are
+    leave-one-site-out by construction. Needs a crawl kept with --keep.
+    """
+    from ragcord.answering.tuning import DEFAULT_TUNING
+
+    grid = grid or LOSO_GRID
+    kept = json.loads((keep / "crawls.json").read_text())
+    crawls = [CrawlResult(**c) for c in kept["crawls"] if c["site"] in suite.sites]
+    tuned = [name for name, site in suite.sites.items() if site.tuned_on]
+    runs: dict[tuple[str, float], list[ItemResult]] = {}
+    with InProcess(keep, redis_url, kept["prefix"]) as deployment:
+
+        def ask(tuning: Any, names: list[str]) -> list[ItemResult]:
+            deployment.retune(tuning)
+            results = Results(settings={}, crawls=crawls)
+            run = f"loso{uuid.uuid4().hex[:8]}"
+            for name in names:
+                results.items += _ask_site(deployment, suite, suite.sites[name], run)
+            score(results, suite)
+            return results.items
+
+        for setting, values in grid.items():
+            for value in values:
+                runs[(setting, value)] = ask(DEFAULT_TUNING.with_values(**{setting: value}), tuned)
+                progress(f"asked the tuned sites with {setting}={value}")
+        chosen: dict[str, dict[str, float]] = {}
+        on_all: dict[str, float] = {}  # each setting chosen on every tuned site: the default to ship
+        for setting, values in grid.items():
+            default = getattr(DEFAULT_TUNING, setting)
+            scores = {v: objective(runs[(setting, v)]) for v in values}
+            best_all = max(scores.values())
+            on_all[setting] = min(
+                (v for v in values if scores[v] >= best_all - 1e-9), key=lambda v: abs(v - default)
+            )
+        per_value = {
+            setting: {
+                str(v): {
+                    s: round(objective([i for i in runs[(setting, v)] if i.site == s]), 3) for s in tuned
+                }
+                for v in values
+            }
+            for setting, values in grid.items()
+        }
+        left_out: list[ItemResult] = []
+        for site in tuned:
+            picks = {}
+            for setting, values in grid.items():
+                default = getattr(DEFAULT_TUNING, setting)
+
+                def others(value: float, setting: str = setting, site: str = site) -> float:
+                    return objective([i for i in runs[(setting, value)] if i.site != site])
+
+                best = max(others(v) for v in values)
+                # Ties go to the default, then to the value nearest it: no change without a gain.
+                picks[setting] = min(
+                    (v for v in values if others(v) >= best - 1e-9), key=lambda v: abs(v - default)
+                )
+            chosen[site] = picks
+            left_out += ask(DEFAULT_TUNING.with_values(**picks), [site])
+            progress(f"{site} left out: chosen on the others {picks}")
+    results = Results(settings={"loso": "true"}, crawls=crawls, items=left_out)
+    return {
+        "grid": {k: list(v) for k, v in grid.items()},
+        "chosen": chosen,
+        "chosen_on_all": on_all,
+        "objective_per_value": per_value,
+        "figures": {"overall": results.figures(), "sites": {s: results.figures(s) for s in tuned}},
+        "objective": {s: round(objective([i for i in left_out if i.site == s]), 3) for s in tuned},
+    }
+
+
+def render_loso(data: dict[str, Any]) -> str:
+    keys = ["hit1", "hit5", "key_term", "usable", "followup_hit5", "wrongly_refused", "missing_refused"]
+    lines = [
+        "| left-out site | chosen on the others | " + " | ".join(FIGURES[k] for k in keys) + " |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
+    for site, figures in data["figures"]["sites"].items():
+        picks = ", ".join(f"{k}={v}" for k, v in data["chosen"][site].items())
+        lines.append(f"| {site} | {picks} | " + " | ".join(_cell(figures.get(k)) for k in keys) + " |")
+    overall = data["figures"]["overall"]
+    lines.append("| **all five** | | " + " | ".join(_cell(overall.get(k)) for k in keys) + " |")
+    lines.append("")
+    lines.append("Chosen on all five: " + ", ".join(f"{k}={v}" for k, v in data["chosen_on_all"].items()))
+    return "\n".join(lines) + "\n"
 
 
 # --- report
@@ -652,6 +848,22 @@ def render_markdown(data: dict[str, Any], previous: dict[str, Any] | None) -> st
             f"| {_change(key, overall.get(key), before.get(key))} |"
         )
     keys = list(FIGURES)
+    groups = data["figures"].get("groups") or {}
+    if groups:
+        lines += [
+            "",
+            "## Sites tuned on, and sites never tuned on",
+            "",
+            "No rule or number of the answering path was chosen on the sites marked `tuned_on: false` in "
+            "`tests/quality/sites.yaml`: their figures are leave-one-site-out by construction. For the five "
+            "tuned sites, `python -m bench.quality --keep DIR --loso` re-chooses the main settings on the "
+            "other four and measures the fifth (docs/quality-log.md).",
+            "",
+            "| sites | " + " | ".join(FIGURES[k] for k in keys) + " |",
+            "|---" * (len(keys) + 1) + "|",
+        ]
+        for group, figures in groups.items():
+            lines.append(f"| {group} | " + " | ".join(_cell(figures.get(k)) for k in keys) + " |")
     lines += [
         "",
         "## Per site",
@@ -698,7 +910,11 @@ def render_markdown(data: dict[str, Any], previous: dict[str, Any] | None) -> st
                 f"| {item['id']} | {question} | {'yes' if not item['found'] else 'no'} | {first} "
                 f"| {indexed_label[item.get('expected_indexed')]} |"
             )
-    answered = [i["id"] for i in data["items"] if i["kind"] in ("off_topic", "missing") and i["found"]]
+    answered = [
+        i["id"]
+        for i in data["items"]
+        if i["kind"] in ("off_topic", "missing", "missing_followup") and i["found"]
+    ]
     lines += [
         "",
         "Off-topic or missing-page questions answered anyway: " + (", ".join(answered) or "none") + ".",
@@ -761,6 +977,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="ask tests/quality/heldout.yaml, the questions no change was tuned on (report: docs/heldout/)",
     )
     parser.add_argument(
+        "--loso",
+        action="store_true",
+        help="with --keep DIR of an earlier run: re-choose the main settings leaving each tuned site out",
+    )
+    parser.add_argument(
         "--rescore",
         type=Path,
         metavar="JSON",
@@ -772,6 +993,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     docs = DOCS / "heldout" if args.held_out else DOCS
     if args.rescore:
         print(rescore(args.rescore, args.out or docs, suite))
+        return
+    if args.loso:
+        if args.keep is None:
+            raise SystemExit("--loso asks a kept crawl: give --keep DIR (of an earlier run)")
+        data = leave_one_site_out(suite, args.keep)
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "loso.json").write_text(json.dumps(data, indent=1) + "\n")
+        print(render_loso(data))
         return
     partial = bool(args.sites or args.limit)
     if not partial and not args.held_out and (problems := check_counts(suite)):

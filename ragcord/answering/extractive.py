@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ragcord.answering.followup import is_follow_up
+from ragcord.answering.followup import is_follow_up, own_terms
 from ragcord.answering.instructions import parse_instructions
 from ragcord.answering.text import Unit, coverage, passage_units, terms
+from ragcord.answering.tuning import DEFAULT_TUNING, AnswerTuning
 from ragcord.answering.types import Answer, Citation, cited_url
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.search import Hit
@@ -27,20 +28,7 @@ _HOW_TO = re.compile(
     r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
 )
 _TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
-MAX_CODE_LINES = 30
-MIN_QUOTE_WORDS = 4  # fewer, with no code or table: not worth quoting
 OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
-CODE_BONUS = 1.6  # a unit with code in it more often holds the command or function asked for
-RANK_DECAY = 0.25  # the retriever's order counts: the 2nd passage weighs 1/1.25, the 3rd 1/1.5
-SECOND_QUOTE = 0.3  # another section is quoted only when it scores at least this share of the best
-SAME_SECTION = 0.1  # more of a section already quoted needs less: it reads on from the same place
-TOTAL_WORDS = 1.6  # all quotes together: at most this many times max_words
-WINDOWS = 10  # the best units whose quotes are compared
-WINDOW_LENGTH = 0.15  # how much a longer quote is discounted
-TOP_PAGE = 0.3  # the search's best page opens the answer when its best quote scores this share of the best
-SEMANTIC_POWER = 1.0  # how much a quote's meaning, against the best quote's, weighs on its score
-SEMANTIC_WORDS = 24  # what of a quote the embedder reads: its section and first words (code is many tokens)
-SEE_ALSO = 0.25  # a page the answer does not quote is linked when its search score is this share of the best
 
 
 def _snippet(text: str, limit: int = 240) -> str:
@@ -77,23 +65,32 @@ class ExtractiveAnswerer:
     def __init__(
         self,
         *,
-        min_similarity: float = 0.35,
-        min_term_coverage: float = 0.6,
-        max_sentences: int = 4,  # accepted for old callers; quotes are bounded by whole units and max_words
-        max_words: int = 130,
-        max_passages: int = 3,
-        max_citations: int = 5,
-        considered: int = 5,
+        min_similarity: float | None = None,
+        min_term_coverage: float | None = None,
+        max_words: int | None = None,
+        max_passages: int | None = None,
+        max_citations: int | None = None,
+        considered: int | None = None,
         embedder: Embedder | None = None,
+        tuning: AnswerTuning = DEFAULT_TUNING,
     ) -> None:
-        self.min_similarity = min_similarity
-        self.min_term_coverage = min_term_coverage
-        self.max_sentences = max_sentences
-        self.max_words = max_words
-        self.max_passages = max_passages
-        self.max_citations = max_citations
+        given = {
+            "min_similarity": min_similarity,
+            "min_term_coverage": min_term_coverage,
+            "max_words": max_words,
+            "max_passages": max_passages,
+            "max_citations": max_citations,
+            "considered": considered,
+        }
+        self.tuning = tuning.with_values(**{k: v for k, v in given.items() if v is not None})
+        t = self.tuning
+        self.min_similarity = t.min_similarity
+        self.min_term_coverage = t.min_term_coverage
+        self.max_words = t.max_words
+        self.max_passages = t.max_passages
+        self.max_citations = t.max_citations
         self.embedder = embedder  # None: quotes are chosen by their words alone
-        self.considered = considered  # the best passages quotes are chosen from; later ones are only linked
+        self.considered = t.considered  # the best passages quotes are chosen from; later ones are only linked
 
     def is_answered(self, question: str, hits: list[Hit]) -> bool:
         """Whether the best passages are about the question at all (absolute, not relative, scores)."""
@@ -104,7 +101,7 @@ class ExtractiveAnswerer:
         best_coverage = max(coverage(question, hit.passage or hit.chunk.text) for hit in hits)
         similarities = [hit.vector_score for hit in hits if hit.vector_score is not None]
         if similarities:
-            return max(similarities) >= self.min_similarity or best_coverage >= 0.75
+            return max(similarities) >= self.min_similarity or best_coverage >= self.tuning.sure_term_coverage
         return best_coverage >= self.min_term_coverage
 
     def answer(
@@ -130,6 +127,8 @@ class ExtractiveAnswerer:
         earlier = [t.text for t in (conversation.turns if conversation else []) if t.role == "user"]
         if not is_follow_up(question):
             earlier = []  # a new topic in the same conversation: the earlier question's words are not wanted
+        if earlier and not self._follow_up_held(question, earlier, hits):
+            return self._not_found(hits, not_found)
         quotes = self._quotes(question, hits, earlier[-1] if earlier else "")
         if not quotes:
             return self._not_found(hits, not_found)
@@ -150,6 +149,27 @@ class ExtractiveAnswerer:
             parts.append("See also " + _listed([f"[{c.number}]" for c in related]) + ".")
         return Answer(text="\n\n".join(parts), citations=citations, found=True)
 
+    def _follow_up_held(self, question: str, earlier: list[str], hits: list[Hit]) -> bool:
+        """Whether the passages found for the thread speak of what the follow-up adds (see
+        AnswerTuning.follow_up_own_coverage): its new words, or else its meaning read alone."""
+        own = own_terms(earlier, question)
+        considered = hits[: self.considered]
+        if not own or not considered:
+            return True
+        seen = set(
+            terms(" ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in considered))
+        )
+        if len(own & seen) / len(own) >= self.tuning.follow_up_own_coverage:
+            return True
+        if self.embedder is None:
+            return False
+        texts = [
+            " ".join(f"{section_label(h)}\n{h.passage or h.chunk.text}".split()[:64]) for h in considered
+        ]
+        vectors = self.embedder.embed([question, *texts])
+        best = max(sum(a * b for a, b in zip(vectors[0], v, strict=True)) for v in vectors[1:])
+        return best >= self.min_similarity
+
     def _see_also(self, hits: list[Hit], cited: list[Citation]) -> list[Citation]:
         """Other pages the search ranked close to the quoted ones, one citation each, up to max_citations.
 
@@ -162,7 +182,7 @@ class ExtractiveAnswerer:
         for hit in hits:
             if len(pages) >= self.max_citations or top <= 0:
                 break
-            if hit.url in pages or hit.score < SEE_ALSO * top:
+            if hit.url in pages or hit.score < self.tuning.see_also * top:
                 continue
             pages.add(hit.url)
             number = len(cited) + len(related) + 1
@@ -212,13 +232,13 @@ class ExtractiveAnswerer:
                 if unit.kind == "code" and not how_to:
                     score *= 0.5
                 if "`" in unit.text or unit.kind in ("code", "signature"):
-                    score *= CODE_BONUS
-                candidates.append((score / (1 + RANK_DECAY * rank), rank, index))
+                    score *= self.tuning.code_bonus
+                candidates.append((score / (1 + self.tuning.rank_decay * rank), rank, index))
         candidates.sort(key=lambda c: -c[0])
         # The best units' quotes, ranked again as a reader sees them: how much of the question each covers.
         windows: list[tuple[float, int, list[Unit]]] = []
         top_page = [c for c in candidates if considered[c[1]].url == considered[0].url][:3]
-        for _, rank, index in dict.fromkeys([*candidates[:WINDOWS], *top_page]):
+        for _, rank, index in dict.fromkeys([*candidates[: self.tuning.windows], *top_page]):
             window = self._window(units[rank], index, how_to)
             if not window:
                 continue
@@ -226,13 +246,15 @@ class ExtractiveAnswerer:
             heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
             score = weight(covered | heading_terms)
             if how_to and any(u.kind == "code" or "`" in u.text for u in window):
-                score *= CODE_BONUS
-            score /= (1 + RANK_DECAY * rank) * max(_words(window), 15) ** WINDOW_LENGTH
+                score *= self.tuning.code_bonus
+            score /= (1 + self.tuning.rank_decay * rank) * max(
+                _words(window), 15
+            ) ** self.tuning.window_length
             log.debug("quote %.3f from passage %d: %.60s", score, rank, window[0].text)
             windows.append((score, rank, window))
         windows = self._semantic(question, earlier, considered, windows)
         windows.sort(key=lambda w: -w[0])
-        return self._choose(_top_page_first(windows, considered), considered, units)
+        return self._choose(_top_page_first(windows, considered, self.tuning.top_page), considered, units)
 
     def _semantic(
         self, question: str, earlier: str, hits: list[Hit], windows: list[tuple[float, int, list[Unit]]]
@@ -247,7 +269,7 @@ class ExtractiveAnswerer:
             return windows
         query = f"{earlier}\n{question}" if earlier else question
         texts = [
-            " ".join(f"{section_label(hits[rank])}\n{_body(window)}".split()[:SEMANTIC_WORDS])
+            " ".join(f"{section_label(hits[rank])}\n{_body(window)}".split()[: self.tuning.semantic_words])
             for _, rank, window in windows
         ]
         # Windows of one passage, or of a page's copies, often read alike: each text is embedded once.
@@ -261,7 +283,7 @@ class ExtractiveAnswerer:
         if top <= 0:
             return windows
         return [
-            (score * (similarity / top) ** SEMANTIC_POWER, rank, window)
+            (score * (similarity / top) ** self.tuning.semantic_power, rank, window)
             for (score, rank, window), similarity in zip(windows, similarities, strict=True)
         ]
 
@@ -277,16 +299,16 @@ class ExtractiveAnswerer:
         words = 0
         extra: list[tuple[float, int, list[Unit]]] = []
         for score, rank, chosen in windows:
-            if quotes and score < SAME_SECTION * quotes[0].score:
+            if quotes and score < self.tuning.same_section * quotes[0].score:
                 break
             same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
             if same:
                 extra.append((score, rank, chosen))
                 continue
-            if quotes and score < SECOND_QUOTE * quotes[0].score:
+            if quotes and score < self.tuning.second_quote * quotes[0].score:
                 continue
             size = _words(chosen)
-            if quotes and words + size > self.max_words * TOTAL_WORDS:
+            if quotes and words + size > self.max_words * self.tuning.total_words:
                 continue
             if len(quotes) < self.max_passages:
                 words += size
@@ -296,7 +318,7 @@ class ExtractiveAnswerer:
             seen = {u.text for u in same[0].units}
             chosen = _whole([u for u in chosen if u.text not in seen])
             size = _words(chosen)
-            if not chosen or words + size > self.max_words * TOTAL_WORDS:
+            if not chosen or words + size > self.max_words * self.tuning.total_words:
                 continue
             words += size
             quotes[quotes.index(same[0])] = _joined(same[0], rank, chosen, hits, units)
@@ -367,7 +389,7 @@ class ExtractiveAnswerer:
             )
             if not (needed or same_paragraph or wanted_code):
                 break
-            if nxt.kind == "code" and nxt.text.count("\n") > MAX_CODE_LINES + 1:
+            if nxt.kind == "code" and nxt.text.count("\n") > self.tuning.max_code_lines + 1:
                 break
             if _words([*head, *chosen, nxt]) > budget and not needed:
                 break
@@ -380,7 +402,9 @@ class ExtractiveAnswerer:
         if not any(u.prose or u.kind in ("item", "table") for u in chosen):
             if not (chosen and chosen[0].kind == "code" and head):
                 return []  # a signature or code alone says too little
-        if _words(chosen) < MIN_QUOTE_WORDS and not any(u.kind in ("code", "table") for u in chosen):
+        if _words(chosen) < self.tuning.min_quote_words and not any(
+            u.kind in ("code", "table") for u in chosen
+        ):
             return []  # a lone list item (`- CMakeLists.txt` under "Files to Edit") answers nothing
         return [*head, *chosen]
 
@@ -433,7 +457,7 @@ def _joined(quote: _Quote, rank: int, more: list[Unit], hits: list[Hit], units: 
 
 
 def _top_page_first(
-    windows: list[tuple[float, int, list[Unit]]], hits: list[Hit]
+    windows: list[tuple[float, int, list[Unit]]], hits: list[Hit], top_page: float
 ) -> list[tuple[float, int, list[Unit]]]:
     """The search's best page opens the answer when it has a quote nearly as good as the best one.
 
@@ -446,7 +470,7 @@ def _top_page_first(
     best = windows[0][0]
     for position, window in enumerate(windows):
         if hits[window[1]].url == top:
-            if position and window[0] >= TOP_PAGE * best:
+            if position and window[0] >= top_page * best:
                 return [window, *windows[:position], *windows[position + 1 :]]
             break
     return windows

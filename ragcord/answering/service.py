@@ -63,7 +63,8 @@ class AskService:
         self.top_k = top_k
         self.rewriter = rewriter
         self.instructions = instructions
-        self._empty = ExtractiveAnswerer()
+        # Refuses when search found nothing; the configured one when it is extractive (same settings).
+        self._empty = answerer if isinstance(answerer, ExtractiveAnswerer) else ExtractiveAnswerer()
 
     def ask(
         self,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
+
+import Stemmer  # type: ignore[import-not-found]  # PyStemmer ships no type hints
 
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_]|[A-Za-z0-9_]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])|\n{2,}")
@@ -17,14 +20,13 @@ STOPWORDS = frozenset(
 )
 
 
+_STEMMER = Stemmer.Stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light English stemmer: enough to match 'retries' with 'retry' and 'activating' with 'activate'."""
-    word = word.lower()
-    for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)] + replacement
-            break
-    return word.rstrip("e") if len(word) > 4 else word
+    """Snowball's English stemmer (PyStemmer): 'retries' and 'retry' meet, 'class' stays 'class'."""
+    return str(_STEMMER.stemWord(word.lower()))
 
 
 def terms(text: str) -> list[str]:

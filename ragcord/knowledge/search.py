@@ -142,6 +142,7 @@ class Retriever:
         per_source: int = 2,
         neighbours: int = 1,
         page_decay: float = 0.5,
+        reread: int = 0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -151,6 +152,9 @@ class Retriever:
         self.per_source = per_source
         self.neighbours = neighbours
         self.page_decay = page_decay
+        # Second stage: the best page searched again on its own, its best `reread` sections not already
+        # found put right after its first hit (0: off; docs/quality-log.md, session 7).
+        self.reread = reread
 
     def search(
         self,
@@ -169,7 +173,23 @@ class Retriever:
         pool = max(self.candidates, k * 4)
         candidates = self._candidates(kb, query, pool, alpha, source)
         fused = fuse(candidates.keyword, candidates.vector, alpha=alpha, fusion=self.fusion)
-        return self._hits(kb, by_page(fused, decay=self.page_decay), k, [candidates], expand)
+        hits = self._hits(kb, by_page(fused, decay=self.page_decay), k, [candidates], expand)
+        if self.reread > 0 and hits and source is None:
+            hits = self._reread_top_page(kb, query, hits, alpha, expand)
+        return hits
+
+    def _reread_top_page(self, kb: str, query: str, hits: list[Hit], alpha: float, expand: bool) -> list[Hit]:
+        """The best page's other sections against the question, after its first hit: the first search
+        ranked chunks across the site, so the page's best answer may have missed the cut."""
+        top = hits[0]
+        page = self._candidates(kb, query, self.candidates, alpha, top.chunk.url)
+        have = {h.chunk.id for h in hits}
+        ranked = fuse(page.keyword, page.vector, alpha=alpha, fusion=self.fusion)
+        extra = [(chunk, top.score) for chunk, _ in ranked if chunk.id not in have][: self.reread]
+        if not extra:
+            return hits
+        more = self._hits(kb, extra, len(extra), [page], expand)
+        return [top, *more, *hits[1:]]
 
     def _candidates(self, kb: str, query: str, pool: int, alpha: float, source: str | None) -> _Candidates:
         vector: list[ScoredChunk] = []

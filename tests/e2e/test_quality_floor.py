@@ -1,6 +1,6 @@
 """Answer quality on real documentation may not drop below what we reached (docs/quality.md).
 
-The whole suite of tests/quality/ runs as `make bench` runs it: five Debian documentation sites served on
+The whole suite of tests/quality/ runs as `make bench` runs it: nine Debian documentation sites served on
 loopback, crawled and asked through the admin API of `ragcord serve` with the default settings (extractive
 answerer, local embedder). The figures come from the answers, not from timings. Raise a floor when a change
 lifts its figure; lowering one needs a reason in the commit.
@@ -20,28 +20,48 @@ from tests.quality.suite import load_suite
 from tests.realsites.catalog import SITES
 from tests.realsites.install import CannotInstall, install
 
-# Crawling five sites with the local embedder takes 6-10 minutes here: past the suite's default timeout.
+# Crawling nine sites (~8,300 chunks) with the local embedder takes 8-11 minutes here: past the default
+# timeout.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
-# figure -> (floor, higher is better). Reached on 2026-12-01 (docs/quality.md): hit@1 0.73, hit@5 0.92,
-# MRR 0.80, key term 0.66, follow-up hit@5 0.96, follow-up key term 0.73-0.77 (26 conversations, two
-# crawls), off-topic refused 1.00, in-domain refused 0.02, fragments 0.00. Ranking is deterministic; the
-# margin (about three questions, one follow-up) covers which of two identical pages a crawl indexes first.
+# figure -> (floor, higher is better), over the five sites the answering path was tuned on. Reached on
+# 2026-12-01 (docs/quality.md): hit@1 0.73, hit@5 0.92, MRR 0.80, key term 0.66, follow-up hit@5 0.96,
+# follow-up key term 0.73-0.77 (26 conversations, two crawls), off-topic refused 1.00, in-domain refused 0.02,
+# fragments 0.00. On 2026-12-07 (issue 21, the Snowball stemmer): hit@1 0.73, hit@5 0.91, MRR 0.80, key term
+# 0.65, usable 0.51, follow-up hit@5 0.96, follow-up key term 0.65 (one conversation fewer: the stemmer; the
+# held-out follow-up key term rose 0.80 -> 0.85), in-domain refused 0.02. Ranking is deterministic; the margin
+# (about three questions, one follow-up) covers which of two identical pages a crawl indexes first.
 FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.69, True),
-    "hit5": (0.89, True),
+    "hit5": (0.88, True),
     "mrr": (0.76, True),
-    "key_term": (0.62, True),
+    "key_term": (0.61, True),
+    "usable": (0.47, True),
     "followup_hit5": (0.90, True),
-    "followup_key_term": (0.69, True),
+    "followup_key_term": (0.61, True),
     "off_topic_refused": (1.00, True),
     "wrongly_refused": (0.05, False),
     "fragment_answers": (0.02, False),
 }
-# The held-out set (tests/quality/heldout.yaml, docs/heldout/quality.md), asked over the same crawl: hit@1
-# 0.82-0.83 (crawls differ), hit@5 0.96, MRR 0.88-0.89, key term 0.58-0.59, follow-up hit@5 1.00, follow-up
-# key term 0.75, in-domain refused 0.01, fragments 0.00. Its floors keep a change tuned on the suite from
-# costing questions nobody tuned on.
+# The four sites nothing was ever tuned on (`tuned_on: false` in tests/quality/sites.yaml: go spec, SDL2,
+# bash, Sphinx's docs): leave-one-site-out figures. Reached on 2026-12-07: hit@1 0.59, hit@5 0.84, MRR 0.72,
+# key term 0.49, usable 0.35, follow-up hit@5 0.75 (8 conversations), in-domain refused 0.07, fragments 0.00;
+# with main's SQLite store (same day): hit@1 0.60, hit@5 0.81, MRR 0.70, usable 0.38, follow-up hit@5 0.62.
+# One conversation of 8 is 0.125: its floor sits one conversation below the lower of the two.
+NEVER_TUNED_FLOORS: dict[str, tuple[float, bool]] = {
+    "hit1": (0.54, True),
+    "hit5": (0.77, True),
+    "mrr": (0.65, True),
+    "key_term": (0.43, True),
+    "usable": (0.30, True),
+    "followup_hit5": (0.50, True),
+    "wrongly_refused": (0.11, False),
+    "fragment_answers": (0.02, False),
+}
+# The held-out set (tests/quality/heldout.yaml, docs/heldout/quality.md) of the five tuned sites, asked over
+# the same crawl: hit@1 0.82-0.83 (crawls differ), hit@5 0.96, MRR 0.88-0.89, key term 0.58-0.63, follow-up
+# hit@5 1.00, follow-up key term 0.75-0.85, in-domain refused 0.01, fragments 0.00. Its floors keep a change
+# tuned on the suite from costing questions nobody tuned on.
 HELD_OUT_FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.80, True),
     "hit5": (0.93, True),
@@ -82,14 +102,20 @@ def test_answer_quality_stays_at_or_above_its_floors(redis_url, suite, tmp_path)
     finally:
         if (state := keep / "crawls.json").is_file():
             delete_prefixed_keys(redis_url, json.loads(state.read_text())["prefix"])
-    figures, held_out_figures = results.figures(), held_out.figures()
+    never = {name for name, site in suite.sites.items() if not site.tuned_on}
+    tuned = set(suite.sites) - never
+    figures, never_figures = results.figures(sites=tuned), results.figures(sites=never)
+    held_out_figures = held_out.figures(sites=tuned)
     if report := os.environ.get("RAGCORD_QUALITY_REPORT"):
         with open(report, "w", encoding="utf-8") as out:
             out.write(render_markdown(results.to_json(), None))
     print({name: figures[name] for name in FLOORS})
+    print("never tuned on:", {name: never_figures[name] for name in NEVER_TUNED_FLOORS})
     print("held out:", {name: held_out_figures[name] for name in HELD_OUT_FLOORS})
     assert all(crawl.state == "SUCCEEDED" for crawl in results.crawls), results.crawls
     below = _below(figures, FLOORS)
     assert not below, f"quality dropped below its floor (figure, floor): {below}"
+    below = _below(never_figures, NEVER_TUNED_FLOORS)
+    assert not below, f"quality on the sites never tuned on dropped below its floor (figure, floor): {below}"
     below = _below(held_out_figures, HELD_OUT_FLOORS)
     assert not below, f"quality on the held-out set dropped below its floor (figure, floor): {below}"

@@ -26,7 +26,7 @@ MIN_QUESTIONS = 80
 MIN_QUESTION_SITES = 4
 MIN_CONVERSATIONS = 20
 MIN_OFF_TOPIC = 10
-MISSING_RANGE = (4, 6)
+MISSING_RANGE = (4, 16)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Site:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    tuned_on: bool = True  # false: no rule or number was ever chosen on this site (leave-one-site-out)
 
     @functools.cached_property
     def scope(self) -> Scope:
@@ -117,13 +118,17 @@ class OffTopic:
 
 @dataclass(frozen=True)
 class Missing:
-    """Answered only on `page`, which the scope leaves out: refuse rather than cite a wrong page."""
+    """Answered only on `page`, which the scope leaves out: refuse rather than cite a wrong page.
+
+    With `first`, the question is the second turn of a conversation that opened with `first` (a follow-up
+    about something the knowledge base does not hold)."""
 
     id: str
     site: str
     question: str
     page: str
     key_terms: tuple[str, ...]
+    first: str = ""
 
 
 Item = Question | Conversation | OffTopic | Missing
@@ -193,6 +198,7 @@ def load_suite(directory: Path = HERE, questions: str = "questions.yaml") -> Sui
             include=_strings(s.get("include")),
             exclude=_strings(s.get("exclude")),
             missing=_strings(s.get("missing")),
+            tuned_on=bool(s.get("tuned_on", True)),
         )
         for s in raw_sites
     }
@@ -216,7 +222,9 @@ def load_suite(directory: Path = HERE, questions: str = "questions.yaml") -> Sui
         ),
         off_topic=tuple(OffTopic(o["id"], o["site"], o["question"]) for o in raw.get("off_topic") or ()),
         missing=tuple(
-            Missing(m["id"], m["site"], m["question"], m["page"], _strings(m["key_terms"]))
+            Missing(
+                m["id"], m["site"], m["question"], m["page"], _strings(m["key_terms"]), m.get("first", "")
+            )
             for m in raw.get("missing") or ()
         ),
     )

@@ -67,6 +67,7 @@ def test_keyword_only_mode_decides_on_term_coverage():
 
 def test_text_tools():
     assert stem("retries") == stem("retry") and stem("activating") == stem("activate")
+    assert stem("class") == "class" and stem("classes") == "class"  # the hand-made stemmer said "clas"
     assert coverage("activate the environment", VENV) == 1.0
     units = sentences("First one. Second one!\n\n```\ncode here\n```\n- item")
     assert units == ["First one.", "Second one!", "```\ncode here\n```", "- item"]

@@ -54,7 +54,7 @@ def test_an_extractive_answer_cites_the_section_it_quotes():
 def test_two_sections_of_one_page_are_two_citations_and_one_section_is_one():
     hits = [hit(PORTS, "ports"), hit(LOGGING, "logging", index=3), hit(MORE_PORTS, "ports", index=1)]
 
-    answer = ExtractiveAnswerer(max_sentences=10, max_words=500).answer(
+    answer = ExtractiveAnswerer(max_words=500).answer(
         "Which port does the server use and how do I set the log level?", hits
     )
 

@@ -7,6 +7,7 @@ import dataclasses
 from bench.quality import count_fragments
 from ragcord.answering.extractive import ExtractiveAnswerer, _whole, section_label
 from ragcord.answering.text import passage_units
+from ragcord.answering.tuning import DEFAULT_TUNING
 from ragcord.knowledge.search import Hit
 from ragcord.knowledge.stores import StoredChunk
 from ragcord.memory import Conversation, Turn
@@ -379,3 +380,39 @@ def test_a_lone_list_item_of_a_few_words_is_not_a_quote():
     assert answer.found
     assert "add_subdirectory()" in answer.text
     assert "Files to Edit" not in answer.text
+
+
+def test_a_follow_up_about_something_no_passage_holds_is_not_found():
+    mouse = hit(
+        "SDL_GetMouseState retrieves the current state of the mouse: its x and y position in the window.",
+        heading="SDL_mouse.h > SDL_GetMouseState",
+        vector=0.62,
+    )
+    conversation = Conversation(id="c", turns=[Turn(role="user", text="how do i get the mouse position")])
+    question = "and how do i read whats on the clipboard"
+    strict = ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(follow_up_own_coverage=0.5))
+    assert not strict.answer(question, [mouse], conversation).found
+    assert ExtractiveAnswerer().answer(question, [mouse], conversation).found  # the rule is off by default
+
+
+def test_a_follow_up_whose_own_words_the_passages_hold_is_answered():
+    timer = hit(
+        "SDL_RemoveTimer removes a timer created with SDL_AddTimer; the callback is not called again.",
+        heading="SDL_timer.h > SDL_RemoveTimer",
+    )
+    conversation = Conversation(id="c", turns=[Turn(role="user", text="call a function every second")])
+    strict = ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(follow_up_own_coverage=0.5))
+    answer = strict.answer("how do i remove the timer later", [timer], conversation)
+    assert answer.found and "SDL_RemoveTimer" in answer.text
+
+
+def test_settings_come_from_one_object_and_a_wrong_name_says_which_exist():
+    strict = ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(min_similarity=0.9))
+    assert strict.min_similarity == 0.9 and strict.tuning.min_quote_words == DEFAULT_TUNING.min_quote_words
+    assert ExtractiveAnswerer(min_similarity=0.2).tuning.min_similarity == 0.2
+    try:
+        DEFAULT_TUNING.with_values(min_similarty=0.2)
+    except ValueError as exc:
+        assert "min_similarity" in str(exc)
+    else:
+        raise AssertionError("a misspelt setting was accepted")

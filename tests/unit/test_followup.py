@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragcord.answering.followup import standalone_query
+from ragcord.answering.followup import is_follow_up, own_terms, standalone_query
 from ragcord.memory import Conversation, Turn
 
 
@@ -97,3 +97,26 @@ def test_a_question_longer_than_the_cap_is_never_cut():
 def test_a_short_question_that_names_its_own_subject_is_a_new_topic(question, follow_up):
     expected = f"How do I create a virtual environment? {question}" if follow_up else question
     assert standalone_query(VENV, question) == expected
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "how do I check that a file exists",
+        "make sure that the server restarts after a crash",
+    ],
+)
+def test_that_opening_a_clause_does_not_make_a_follow_up(question):
+    assert not is_follow_up(question)
+    assert standalone_query(VENV, question) == question
+
+
+def test_that_pointing_back_still_makes_a_follow_up():
+    assert is_follow_up("how do I undo that")
+
+
+def test_a_follow_ups_own_terms_are_the_words_the_thread_did_not_use():
+    assert own_terms(["how do i get the mouse position"], "and how do i read the clipboard") == {
+        "read",
+        "clipboard",
+    }

@@ -19,6 +19,7 @@ from bench.quality import (
     first_hit_rank,
     has_key_term,
     is_fragment,
+    is_usable,
     score,
 )
 from tests.quality.suite import check_counts, load_suite, validate
@@ -282,3 +283,14 @@ def test_asking_in_process_needs_a_kept_crawl(tmp_path):
         main(["--in-process"])
     with pytest.raises(ValueError, match="needs a kept crawl"):
         run_suite(load_suite(), keep=tmp_path / "nothing-kept-here", in_process=True)
+
+
+def test_an_answer_is_usable_when_its_first_passage_names_what_answers():
+    answer = (
+        "**functools › lru_cache**\nUse `@lru_cache` to memoise. [1]\n\n**functools › cache**\nUse cache. [1]"
+    )
+    assert is_usable(answer, True, ["lru_cache"])
+    assert not is_usable(answer, True, ["cache("])  # only in no passage
+    late = "**functools › partial**\nPartial objects. [1]\n\n**functools › lru_cache**\n`lru_cache` [1]"
+    assert not is_usable(late, True, ["lru_cache"])  # the reader has to get past the first quote
+    assert not is_usable(answer, False, ["lru_cache"])

@@ -154,3 +154,19 @@ def test_neighbours_of_every_hit_come_in_one_read_and_stay_within_each_section()
     }
     unexpanded = Retriever(store, _NoVectors()).search("kb", "text", k=4, expand=False)  # type: ignore[arg-type]
     assert [h.passage for h in unexpanded] == [h.chunk.text for h in unexpanded] and len(store.reads) == 1
+
+
+class _PagesStore(_TiedStore):
+    """Site-wide search finds one section of each page; asked about one page, it lists all of its sections."""
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        if source is None:
+            return [ScoredChunk(chunk("a1", "a"), 3.0), ScoredChunk(chunk("b1", "b"), 2.0)]
+        return [ScoredChunk(chunk(f"{source}{i}", source), 1.0 / i) for i in (1, 2, 3)][:k]
+
+
+def test_the_second_stage_puts_the_best_pages_other_sections_right_after_its_first_hit():
+    plain = Retriever(_PagesStore(), _NoVectors()).search("kb", "q", k=2)  # type: ignore[arg-type]
+    assert [h.chunk.id for h in plain] == ["a1", "b1"]
+    again = Retriever(_PagesStore(), _NoVectors(), reread=2)  # type: ignore[arg-type]
+    assert [h.chunk.id for h in again.search("kb", "q", k=2)] == ["a1", "a2", "a3", "b1"]
