@@ -68,8 +68,8 @@ class Settings(BaseSettings):
 
     default_knowledge_base: str = "default"
 
-    # sqlite: embedded, nothing to install (docs/bench/store.md: at 100k chunks exact vector search p50 3.6 ms,
-    # recall@10 1.0; LanceDB 10 ms at recall 0.33, 350 MB more install and ~130 MB more per process).
+    # sqlite: embedded, nothing to install (docs/bench/store.md: at 100k chunks exact vector search p50
+    # 3.6 ms, recall@10 1.0; LanceDB 10 ms at recall 0.33, 350 MB more install, ~130 MB more per process).
     # lancedb needs the `lancedb` extra; weaviate is for production.
     store: Literal["sqlite", "lancedb", "weaviate"] = "sqlite"
     weaviate_url: str = "http://127.0.0.1:8080"
