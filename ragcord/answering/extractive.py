@@ -179,14 +179,29 @@ class ExtractiveAnswerer:
         pages = {c.page_url for c in cited}
         top = max((h.score for h in hits), default=0.0)
         related: list[Citation] = []
-        for hit in hits:
-            if len(pages) >= self.max_citations or top <= 0:
+        if top <= 0:
+            return related
+        close = [hit for hit in hits if hit.score >= self.tuning.see_also * top]
+        for hit in close:
+            if len(cited) + len(related) >= self.max_citations:
                 break
-            if hit.url in pages or hit.score < self.tuning.see_also * top:
+            if hit.url in pages:
                 continue
             pages.add(hit.url)
             number = len(cited) + len(related) + 1
             related.append(Citation(number, cited_url(hit), hit.title, _snippet(hit.chunk.text), hit.score))
+        # Other pages first; room left (a manual on one page, a site with few pages) goes to other sections
+        # of the pages already cited, which are links of their own.
+        sections = {c.url for c in [*cited, *related]}
+        for hit in close:
+            if len(cited) + len(related) >= self.max_citations:
+                break
+            url = cited_url(hit)
+            if url in sections or url == hit.url:
+                continue  # a section cited already, or a page's top with no section of its own
+            sections.add(url)
+            number = len(cited) + len(related) + 1
+            related.append(Citation(number, url, hit.title, _snippet(hit.chunk.text), hit.score))
         return related
 
     # --- choosing what to quote

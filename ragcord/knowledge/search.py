@@ -111,16 +111,23 @@ def fuse(
 def diversify(
     ranked: list[tuple[StoredChunk, float]], k: int, per_source: int
 ) -> list[tuple[StoredChunk, float]]:
-    """Top k with at most `per_source` chunks of one page, so one page cannot fill every slot."""
+    """Top k with at most `per_source` chunks of one page while other pages can fill the slots, so one page
+    cannot crowd the others out; slots no other page fills (a manual on one page, a site of few pages) go
+    to the capped pages' next chunks, best first."""
     taken: list[tuple[StoredChunk, float]] = []
+    skipped: list[tuple[StoredChunk, float]] = []
     per_url: dict[str, int] = {}
     for chunk, score in ranked:
+        if len(taken) == k:
+            break
         if per_url.get(chunk.url, 0) >= per_source:
+            skipped.append((chunk, score))
             continue
         per_url[chunk.url] = per_url.get(chunk.url, 0) + 1
         taken.append((chunk, score))
-        if len(taken) == k:
-            break
+    if len(taken) < k and skipped:
+        taken += skipped[: k - len(taken)]
+        taken.sort(key=lambda x: (-x[1], x[0].id))
     return taken
 
 

@@ -104,3 +104,16 @@ def test_reciprocal_rank_fusion():
 def test_diversify_caps_each_page():
     ranked = [(chunk(f"{u}{i}", u), 1.0) for u in "xy" for i in range(3)]
     assert [c.id for c, _ in diversify(ranked, 3, per_source=2)] == ["x0", "x1", "y0"]
+
+
+def test_diversify_gives_the_slots_no_other_page_fills_to_the_capped_pages():
+    """A manual on one page (Bash's, Go's spec): its next chunks fill the slots, best first."""
+    one_page = [(chunk(f"m{i}", "m"), 1.0 - i / 10) for i in range(6)]
+    assert [c.id for c, _ in diversify(one_page, 4, per_source=2)] == ["m0", "m1", "m2", "m3"]
+    two_pages = [
+        (chunk("x0", "x"), 1.0),
+        (chunk("x1", "x"), 0.9),
+        (chunk("x2", "x"), 0.8),
+        (chunk("y0", "y"), 0.5),
+    ]
+    assert [c.id for c, _ in diversify(two_pages, 4, per_source=2)] == ["x0", "x1", "x2", "y0"]

@@ -46,9 +46,24 @@ def test_an_extractive_answer_cites_the_section_it_quotes():
     )
 
     assert answer.found and "port 8080" in answer.text
+    # The quoted section first; the search's next section, nearly as strong and of the only page it found,
+    # is linked after it ("See also").
     assert [(c.number, c.url, c.page_url) for c in answer.citations] == [
-        (1, "http://d/config#ports", "http://d/config")
+        (1, "http://d/config#ports", "http://d/config"),
+        (2, "http://d/config#logging", "http://d/config"),
     ]
+    assert answer.text.endswith("See also [2].")
+
+
+def test_other_pages_come_before_other_sections_of_a_cited_page_in_see_also():
+    hits = [
+        hit(PORTS, "ports"),
+        hit(LOGGING, "logging", index=1),
+        hit(LOGGING, "levels", url="http://d/logging", index=2),
+    ]
+    answer = ExtractiveAnswerer(max_citations=2).answer("Which port does the server listen on?", hits)
+
+    assert [c.url for c in answer.citations] == ["http://d/config#ports", "http://d/logging#levels"]
 
 
 def test_two_sections_of_one_page_are_two_citations_and_one_section_is_one():
