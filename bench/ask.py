@@ -51,6 +51,7 @@ LANCEDB_SIZES = (10_000,)  # (100k: ~10,000 replace_page calls, a LanceDB versio
 NOISE = 0.02  # per dimension, before renormalising: a copy keeps cosine ~0.93 to its original
 TARGET_P50_MS = 40.0
 TARGET_RECALL = 0.95
+STORE_STAGES = ("keyword_search", "vector_search", "neighbours")
 STAGES = (
     ("memory_load", "memory load"),
     ("query_embedding", "query embedding"),
@@ -221,6 +222,11 @@ class Run:
 
     def stage(self, name: str) -> float:
         return percentile(self.stages.get(name, []), 50)
+
+    @property
+    def store_ms(self) -> float:
+        """The store's stages (medians summed): what changes with the store."""
+        return sum(float(np.nan_to_num(self.stage(name))) for name in STORE_STAGES)
 
     def share(self, *names: str) -> float:
         """These stages' share of all the time asked (sums, so shares of one run add up)."""
@@ -574,6 +580,13 @@ def render(
             + default
             + " (p50 ratio, same run): "
             + "; ".join(f"{n // 1000}k {answerer} {ratio:.2f}x" for n, answerer, ratio in ratios)
+            + ". The stores' own stages (keyword search + vector search + neighbour expansion, medians "
+            "summed), which the model's time and the machine's load swings do not blur: "
+            + "; ".join(
+                f"{n // 1000}k {answerer} {by[(default, n, answerer)].store_ms:.1f} ms on {default}, "
+                f"{by[('lancedb', n, answerer)].store_ms:.1f} ms on lancedb"
+                for n, answerer, _ in ratios
+            )
             + ".",
         ]
     if api:
