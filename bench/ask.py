@@ -464,7 +464,7 @@ def plot(runs: list[Run], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     labels = [run.label for run in runs]
     bottom = np.zeros(len(runs))
     for name, shown in STAGES:
@@ -474,7 +474,7 @@ def plot(runs: list[Run], path: Path) -> None:
     ax.set_xlabel("median ms per question (server side)")
     ax.set_title("Ask: where a question's time goes")
     ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
