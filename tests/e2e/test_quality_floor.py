@@ -47,14 +47,17 @@ FLOORS: dict[str, tuple[float, bool]] = {
 # bash, Sphinx's docs): leave-one-site-out figures. Reached on 2026-12-07: hit@1 0.59, hit@5 0.84, MRR 0.72,
 # key term 0.49, usable 0.35, follow-up hit@5 0.75 (8 conversations), in-domain refused 0.07, fragments 0.00;
 # with main's SQLite store (same day): hit@1 0.60, hit@5 0.81, MRR 0.70, usable 0.38, follow-up hit@5 0.62.
-# One conversation of 8 is 0.125: its floor sits one conversation below the lower of the two.
+# One conversation of 8 is 0.125: its floor sits one conversation below the lower of the two. With the
+# few-page changes (search slots and See also, docs/quality-log.md), through `ragcord serve` on SQLite: hit@1
+# 0.57, hit@5 0.92, MRR 0.72, key term 0.54, usable 0.38, follow-up hit@5 0.88 (7 of 8); one question of 37 is
+# 0.027: floors about three questions (one conversation) below.
 NEVER_TUNED_FLOORS: dict[str, tuple[float, bool]] = {
-    "hit1": (0.54, True),
-    "hit5": (0.77, True),
+    "hit1": (0.51, True),
+    "hit5": (0.84, True),
     "mrr": (0.65, True),
-    "key_term": (0.43, True),
+    "key_term": (0.46, True),
     "usable": (0.30, True),
-    "followup_hit5": (0.50, True),
+    "followup_hit5": (0.75, True),
     "wrongly_refused": (0.11, False),
     "fragment_answers": (0.02, False),
 }
