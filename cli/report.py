@@ -91,7 +91,8 @@ def write_chart(path: str, kb: str, days: Sequence[tuple[str, int, float]]) -> i
         import matplotlib.pyplot as plt
     except ImportError:
         err.print(
-            "no chart: matplotlib is not installed (pip install matplotlib); the tables above are complete"
+            "no chart: matplotlib is not installed (pip install 'ragcord[report]'); "
+            "the tables above are complete"
         )
         return 0
     fig, questions = plt.subplots(figsize=(8, 4))
