@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline import REDIS_URL, REPO, _crawl, _settings, start_workers, stop_workers, tree_cpu_seconds
+from ragcord.settings import Settings
 from rpc.v1 import admin_pb2 as pb
 from tests.harness import delete_prefixed_keys
 
@@ -192,14 +193,16 @@ def report(results: dict[str, dict[str, Any]], plots: Path, command: str) -> tup
     rate = {n: r["pages"] / r["seconds"] for n, r in results.items()}
     per_cpu = {n: r["pages"] / max(r["cpu"], 1e-9) for n, r in results.items()}
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    defaults = Settings(_env_file=None)
     out = [
         "## Crawl + extract against peer crawlers (Python's docs on loopback)",
         "",
         f"{today}, `{command}` (as root: the site is served on 127.0.0.1:80), {os.cpu_count()} cores shared "
         "with other work. Python 3.11's documentation (Debian's python3.11-doc) served by a process of its "
         "own; each crawler crawls and extracts all it finds from /index.html, one after the other in this "
-        "run. **ragcord**: embedder `none`, the admin API and `ragcord worker`'s processes (2 × 2 threads), "
-        "every page fetched, extracted, chunked and stored (LanceDB, full-text index built at the end). "
+        "run. **ragcord**: embedder `none`, the admin API and `ragcord worker` (the default shape: "
+        f"{defaults.worker_processes} × {defaults.worker_threads} threads), every page fetched, extracted, "
+        f"chunked and stored (the default store, {defaults.store}). "
         "**trafilatura**: its focused crawler (no delay between requests) then `trafilatura.extract` on "
         "each page. **Scrapy**: a plain spider with Scrapy's defaults calling ragcord's extraction "
         "(bench/scrapy_spider.py). Seconds and CPU from the start of the crawl to its end; CPU is user + "
