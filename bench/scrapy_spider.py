@@ -34,7 +34,9 @@ class DocsSpider(scrapy.Spider):
         content_type = response.headers.get("Content-Type", b"").decode("latin-1")
         if "html" not in content_type:
             return
-        page = FetchedPage(response.url, response.url, response.status, content_type, response.body, None)
+        mime, _, params = content_type.partition(";")  # the fetcher keeps the type and its charset apart
+        charset = params.split("charset=", 1)[1].strip() if "charset=" in params else None
+        page = FetchedPage(response.url, response.url, response.status, mime.strip(), response.body, charset)
         try:
             extracted = extract(page)
         except ExtractionFailed as exc:
