@@ -232,8 +232,8 @@ class PageCrawler:
             etag=page.etag or record.etag,
             last_modified=page.last_modified or record.last_modified,
         )
-        if record.content_hash:  # a copy of this page under another URL is still its duplicate
-            self.jobs.claim_content(job.id, url, record.content_hash)
+        if record.text_hash:  # a copy of this page under another URL is still its duplicate
+            self.jobs.claim_content(job.id, url, record.text_hash)
         self._follow(job, scope, url, record.links, depth)
         return PageResult(PageOutcome.UNCHANGED, "not modified (HTTP 304)")
 
@@ -409,8 +409,9 @@ class PageCrawler:
         links = self._in_scope(scope, url, extracted.links)
         validators = {"etag": page.etag, "last_modified": page.last_modified}
         now = time.time()
+        text_hash = content_hash(extracted.text)  # what the duplicate check claimed for it
         if record is not None and record.content_hash == fingerprint:
-            self.pages.touch(kb, record, now, links=links, **validators)
+            self.pages.touch(kb, record, now, links=links, text_hash=text_hash, **validators)
             return PageResult(PageOutcome.UNCHANGED, f"content unchanged{redirected}")
         result = self._store_page(job, url, extracted, redirected)
         if result.outcome is not PageOutcome.INDEXED:
@@ -419,7 +420,14 @@ class PageCrawler:
         self.pages.put(
             kb,
             PageRecord(
-                url, fingerprint, fetched_at=now, changed_at=now, indexed_at=now, links=links, **validators
+                url,
+                fingerprint,
+                text_hash=text_hash,
+                fetched_at=now,
+                changed_at=now,
+                indexed_at=now,
+                links=links,
+                **validators,
             ),
         )
         outcome = PageOutcome.UPDATED if known is not None else PageOutcome.ADDED

@@ -33,6 +33,9 @@ def page_records_key(prefix: str, kb: str) -> str:
 class PageRecord:
     url: str
     content_hash: str = ""  # of everything the page's chunks are made of (title and sections)
+    # The job's duplicate check's hash of the page's text (chunking.content_hash): a 304 claims it again, so
+    # a copy of the page under another URL stays a duplicate in every crawl.
+    text_hash: str = ""
     etag: str = ""
     last_modified: str = ""  # the Last-Modified header as the site sent it
     fetched_at: float = 0.0  # last time the site answered for the page (200 or 304)

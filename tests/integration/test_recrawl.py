@@ -305,3 +305,25 @@ async def test_an_unknown_sitemap_mode_is_refused_with_the_modes(make_settings, 
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "SITEMAP_MODE_INCLUDE, SITEMAP_MODE_ONLY or SITEMAP_MODE_SKIP" in info.value.details()
     assert not listed.jobs  # nothing half-written
+
+
+async def test_a_copy_of_a_page_that_answers_304_stays_a_duplicate_in_the_recrawl(make_settings):
+    """The job's duplicate check sees a 304 page's text too: its copy under another URL is not added."""
+    settings = make_settings()
+    services = bootstrap(settings, embedder=CountingEmbedder())
+    with FreshSite() as site:
+        body = html("Page A", WORDS["a"] * 8, ["copy.html"])
+        site.set("/docs/a.html", Page(body, "etag"))
+        site.set("/docs/copy.html", Page(body.replace(b'href="copy.html"', b'href="a.html"')))
+        site.set("/docs/", index(["a.html"]))
+        with running_worker(settings, services, threads=2):
+            async with admin_api(settings, services) as (stub, _):
+                first = await crawl(stub, site.url("/docs/"))
+                before = await sources(stub)
+                second = await crawl(stub, site.url("/docs/"))
+                after = await sources(stub)
+
+    assert first.pages_skipped == 1 and second.pages_skipped == 1  # copy.html: a duplicate both times
+    assert second.pages_unchanged == 2 and second.pages_added == 0
+    assert [r.status for r in site.requests_of("/docs/a.html")] == [200, 304]
+    assert sorted(after) == sorted(before) and site.url("/docs/copy.html") not in after
