@@ -383,11 +383,12 @@ class PageCrawler:
             notes = f" ({'; '.join(extracted.notes)})" if extracted.notes else ""
             result = PageResult(PageOutcome.SKIPPED, f"no text could be extracted{redirected}{notes}")
         else:
-            owner = self.jobs.claim_content(job.id, cited, content_hash(text))
+            text_hash = content_hash(text)
+            owner = self.jobs.claim_content(job.id, cited, text_hash)
             if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")
             else:
-                result = self._index_page(job, scope, cited, page, extracted, redirected)
+                result = self._index_page(job, scope, cited, page, extracted, redirected, text_hash)
         self._follow(job, scope, url, extracted.links, depth)
         return result
 
@@ -399,21 +400,22 @@ class PageCrawler:
         page: FetchedPage,
         extracted: ExtractedPage,
         redirected: str,
+        text_hash: str,
     ) -> PageResult:
-        """Store the page unless the knowledge base holds this very content; then record what was seen."""
+        """Store the page unless the knowledge base holds this very content; then record what was seen.
+        `text_hash`: its text's content_hash, which the job's duplicate check claimed."""
         if self.pages is None:
-            return self._store_page(job, url, extracted, redirected)
+            return self._store_page(job, url, extracted, redirected, text_hash)
         kb = job.knowledge_base
         record = self._record(job, url)
         fingerprint = page_fingerprint(extracted)
         links = self._in_scope(scope, url, extracted.links)
         validators = {"etag": page.etag, "last_modified": page.last_modified}
         now = time.time()
-        text_hash = content_hash(extracted.text)  # what the duplicate check claimed for it
         if record is not None and record.content_hash == fingerprint:
             self.pages.touch(kb, record, now, links=links, text_hash=text_hash, **validators)
             return PageResult(PageOutcome.UNCHANGED, f"content unchanged{redirected}")
-        result = self._store_page(job, url, extracted, redirected)
+        result = self._store_page(job, url, extracted, redirected, text_hash)
         if result.outcome is not PageOutcome.INDEXED:
             return result
         known = record if record is not None else self.pages.get(kb, url)  # (a `full` crawl ignored it)
@@ -526,7 +528,10 @@ class PageCrawler:
                 raise _Deferred(got.wait_ms + random.randint(0, 250))
             time.sleep(min(wait, 1.0))
 
-    def _store_page(self, job: JobRecord, url: str, page: ExtractedPage, redirected: str) -> PageResult:
+    def _store_page(
+        self, job: JobRecord, url: str, page: ExtractedPage, redirected: str, page_hash: str
+    ) -> PageResult:
+        """`page_hash`: content_hash of the page's text (the chunks' content_hash)."""
         kb = job.knowledge_base
         with self._stage("chunk"):
             chunks = self._chunks(page)
@@ -544,7 +549,6 @@ class PageCrawler:
                     f" ({verdict.left_out} of {len(chunks)} chunks repeat {_pages(verdict.copies)}: left out)"
                 )
                 chunks = [c for position, c in enumerate(chunks) if position in kept]
-        page_hash = content_hash(page.text)
         title = page.title
         texts = [self.embedded_text(title, c) for c in chunks]
         vectors = self.embedder.embed(texts)
