@@ -180,14 +180,18 @@ def _start_one(jobs: JobStore, enqueue: Enqueue, spec: CrawlSpec, job_id: str, *
         job_id=job_id,
     )
     try:
-        jobs.redis.hset(jobs.keys.job(job.id), SITE_LIMIT_FIELD, spec.max_concurrent_requests)
-        # Incremental crawls (issue 22): read by the workers from the job's hash (JobRecord.full, .sitemap).
+        # Read by the workers from the job's hash: the site limit, and for incremental crawls (issue 22)
+        # JobRecord.full and .sitemap; a re-crawl's batch id.
         jobs.redis.hset(
-            jobs.keys.job(job.id), mapping={"full": "1" if spec.full else "0", "sitemap": spec.sitemap.value}
+            jobs.keys.job(job.id),
+            mapping={
+                SITE_LIMIT_FIELD: spec.max_concurrent_requests,
+                "full": "1" if spec.full else "0",
+                "sitemap": spec.sitemap.value,
+                **({RECRAWL_FIELD: batch} if batch else {}),
+            },
         )
         job = dataclasses.replace(job, full=spec.full, sitemap=spec.sitemap)
-        if batch:
-            jobs.redis.hset(jobs.keys.job(job.id), RECRAWL_FIELD, batch)
         enqueue(job.id, job.url, 0)
     except Exception:
         jobs.cancel(job.id)
