@@ -384,6 +384,12 @@ class PageCrawler:
             result = PageResult(PageOutcome.SKIPPED, f"no text could be extracted{redirected}{notes}")
         else:
             text_hash = content_hash(text)
+            if self.pages is not None and not job.full:
+                known = self.pages.page_with_text(job.knowledge_base, text_hash)
+                if known is not None and known != cited:
+                    # The knowledge base's own copy of this text keeps its place, whichever page of a
+                    # re-crawl comes first: its twin under another URL stays a duplicate.
+                    self.jobs.claim_content(job.id, known, text_hash)
             owner = self.jobs.claim_content(job.id, cited, text_hash)
             if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")

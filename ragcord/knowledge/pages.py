@@ -2,6 +2,7 @@
 
 Keys (P = settings.key_prefix, KB = knowledge base name):
   P:kb:{KB}:pages    hash: url -> the page's record (JSON; `z` + zlib-compressed JSON when it is large)
+  P:kb:{KB}:texts    hash: text hash -> the url of the page holding that text (the duplicate check's)
 
 Redis Cluster: the hash tag `{KB}` keeps every key of one knowledge base in one slot. A record is written
 after the store write it describes succeeded: a crash in between leaves the old record (or none), so the next
@@ -27,6 +28,11 @@ _COMPRESS_OVER = 2048  # bytes of JSON from which a record is stored compressed 
 def page_records_key(prefix: str, kb: str) -> str:
     """`P:kb:{KB}:pages`: the braces make the knowledge base's name the key's hash tag."""
     return f"{prefix}:kb:{{{kb}}}:pages"
+
+
+def page_texts_key(prefix: str, kb: str) -> str:
+    """`P:kb:{KB}:texts`, in the slot of the knowledge base's page records."""
+    return f"{prefix}:kb:{{{kb}}}:texts"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,16 @@ class PageRecords:
         return {url: PageRecord.decode(raw) for url, raw in zip(urls, raws, strict=True) if raw is not None}
 
     def put(self, kb: str, record: PageRecord) -> None:
-        self.redis.hset(self.key(kb), record.url, record.encode())
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key(kb), record.url, record.encode())
+            if record.text_hash:
+                pipe.hset(page_texts_key(self.prefix, kb), record.text_hash, record.url)
+            pipe.execute()
+
+    def page_with_text(self, kb: str, text_hash: str) -> str | None:
+        """The page of the knowledge base whose text has this hash, if it holds one."""
+        url = cast("bytes | None", self.redis.hget(page_texts_key(self.prefix, kb), text_hash))
+        return url.decode() if url is not None else None
 
     def touch(self, kb: str, record: PageRecord, fetched_at: float, **changes: Any) -> PageRecord:
         """The record with `fetched_at` (and any other field given) updated, written back."""
@@ -98,11 +113,18 @@ class PageRecords:
         return updated
 
     def delete(self, kb: str, url: str) -> bool:
-        return bool(self.redis.hdel(self.key(kb), url))
+        record = self.get(kb, url)
+        if record is None:
+            return False
+        self.redis.hdel(self.key(kb), url)
+        texts = page_texts_key(self.prefix, kb)
+        if record.text_hash and self.redis.hget(texts, record.text_hash) == url.encode():
+            self.redis.hdel(texts, record.text_hash)
+        return True
 
     def drop(self, kb: str) -> None:
         """Forget every page of the knowledge base (it is being deleted)."""
-        self.redis.delete(self.key(kb))
+        self.redis.delete(self.key(kb), page_texts_key(self.prefix, kb))
 
     def urls(self, kb: str) -> Iterator[str]:
         for url in cast("list[bytes]", self.redis.hkeys(self.key(kb))):

@@ -327,3 +327,23 @@ async def test_a_copy_of_a_page_that_answers_304_stays_a_duplicate_in_the_recraw
     assert second.pages_unchanged == 2 and second.pages_added == 0
     assert [r.status for r in site.requests_of("/docs/a.html")] == [200, 304]
     assert sorted(after) == sorted(before) and site.url("/docs/copy.html") not in after
+
+
+async def test_the_knowledge_bases_copy_keeps_its_place_when_a_recrawl_reaches_its_twin_first(make_settings):
+    settings = make_settings()
+    services = bootstrap(settings, embedder=CountingEmbedder())
+    with FreshSite() as site:
+        body = html("Page A", WORDS["a"] * 8)
+        site.set("/docs/a.html", Page(body, "etag"))
+        site.set("/docs/twin.html", Page(body))
+        site.set("/docs/", index(["a.html"]))
+        with running_worker(settings, services, threads=2):
+            async with admin_api(settings, services) as (stub, _):
+                await crawl(stub, site.url("/docs/"))
+                before = await sources(stub)
+                site.set("/docs/", index(["twin.html"]))  # the twin is found, the original only by the sweep
+                second = await crawl(stub, site.url("/docs/"))
+                after = await sources(stub)
+
+    assert site.url("/docs/a.html") in before and site.url("/docs/twin.html") not in before
+    assert second.pages_added == 0 and sorted(after) == sorted(before)
