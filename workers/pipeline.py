@@ -386,9 +386,12 @@ class PageCrawler:
             text_hash = content_hash(text)
             if self.pages is not None and not job.full:
                 known = self.pages.page_with_text(job.knowledge_base, text_hash)
-                if known is not None and known != cited:
+                if known is not None and known != cited and scope.why_outside(known) is None:
                     # The knowledge base's own copy of this text keeps its place, whichever page of a
-                    # re-crawl comes first: its twin under another URL stays a duplicate.
+                    # re-crawl comes first: its twin under another URL stays a duplicate. Only a copy within
+                    # this crawl's scope: the crawl reaches it (or its sweep does), so it is kept or
+                    # removed by what the site says of it; a copy from another source (the site's old host)
+                    # is not this crawl's to keep.
                     self.jobs.claim_content(job.id, known, text_hash)
             owner = self.jobs.claim_content(job.id, cited, text_hash)
             if owner != cited:

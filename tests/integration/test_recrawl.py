@@ -329,6 +329,26 @@ async def test_a_copy_of_a_page_that_answers_304_stays_a_duplicate_in_the_recraw
     assert sorted(after) == sorted(before) and site.url("/docs/copy.html") not in after
 
 
+async def test_a_site_moved_to_another_host_is_indexed_under_its_new_address(make_settings, site):
+    """The same pages under another host (the site moved) are not duplicates of the old host's copies: the
+    knowledge base's copy keeps its place only within the crawl's own scope."""
+    settings = make_settings()
+    services = bootstrap(settings, embedder=CountingEmbedder())
+    with FreshSite() as moved:
+        for name in "abcdef":
+            moved.set(f"/docs/{name}.html", page(name))
+        moved.set("/docs/", index([f"{n}.html" for n in "abcdef"]))
+        with running_worker(settings, services, threads=2):
+            async with admin_api(settings, services) as (stub, _):
+                await crawl(stub, site.url("/docs/"))
+                second = await crawl(stub, moved.url("/docs/"))
+                listed = await sources(stub)
+
+    assert second.state == pb.JOB_STATE_SUCCEEDED, second.error
+    assert (second.pages_added, second.pages_skipped) == (7, 0)
+    assert moved.url("/docs/a.html") in listed and site.url("/docs/a.html") in listed
+
+
 async def test_the_knowledge_bases_copy_keeps_its_place_when_a_recrawl_reaches_its_twin_first(make_settings):
     settings = make_settings()
     services = bootstrap(settings, embedder=CountingEmbedder())
