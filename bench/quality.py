@@ -31,16 +31,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import grpc
 import redis
 
+from ragcord import evaluation
 from rpc.v1 import admin_pb2 as pb
 from rpc.v1 import admin_pb2_grpc
 from tests.e2e.procs import Grpcurl, Service, wait_healthy
 from tests.harness import free_port
-from tests.quality.suite import Site, Suite, check_counts, load_suite, page_fragment, page_path, page_text
+from tests.quality.suite import Site, Suite, check_counts, load_suite, page_path, page_text
 from tests.quality.suite import validate as validate_suite
 from tests.sitekit import FixtureSite
 
@@ -84,41 +85,10 @@ def normalise_page(path: str) -> str:
     return path + "index.html" if not path or path.endswith("/") else path
 
 
-def citation_matches(url: str, site_base: str, expected: str) -> bool:
-    """Whether a cited URL is the expected page (and section, when `expected` names one)."""
-    parts = urlsplit(url)
-    base = urlsplit(site_base)
-    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
-        return False
-    if normalise_page(parts.path) != normalise_page(page_path(expected)):
-        return False
-    fragment = page_fragment(expected)
-    return not fragment or parts.fragment == fragment
-
-
 def first_hit_rank(urls: Sequence[str], site_base: str, expected: Iterable[str]) -> int | None:
-    """1-based rank of the first cited URL that matches any expected page, or None."""
-    wanted = list(expected)
-    for rank, url in enumerate(urls, start=1):
-        if any(citation_matches(url, site_base, e) for e in wanted):
-            return rank
-    return None
-
-
-_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
-
-
-_MARKUP = re.compile(r"(?<!\\)(`+|\*\*)")  # inline code and bold marks: Discord shows `du`(1) as du(1)
-
-
-def shown_text(text: str) -> str:
-    """What a reader sees: marks and escapes (`lru\\_cache`) undone, whitespace collapsed, lowercased."""
-    return " ".join(_ESCAPE.sub(r"\1", _MARKUP.sub("", text)).split()).lower()
-
-
-def has_key_term(answer: str, terms: Iterable[str]) -> bool:
-    shown = shown_text(answer)
-    return any(" ".join(t.split()).lower() in shown for t in terms)
+    """1-based rank of the first cited URL that is an expected page of the site (and section, when named):
+    the suite's pages are paths under the site, scored by `ragcord eval`'s own rule."""
+    return evaluation.rank([urljoin(site_base + "/", e) for e in expected], urls)
 
 
 def first_quote(text: str) -> str:
@@ -130,7 +100,7 @@ def first_quote(text: str) -> str:
 def is_usable(answer: str, found: bool, terms: Iterable[str]) -> bool:
     """The rule for *usable*: the answer's first passage alone names the command, function, setting or
     statement that answers (one of the question's key terms); a reader who stops there can act."""
-    return found and has_key_term(first_quote(answer), terms)
+    return found and evaluation.has_key_term(terms, first_quote(answer)) is True
 
 
 def answer_parts(text: str) -> list[str]:
@@ -581,7 +551,7 @@ def score(results: Results, suite: Suite) -> None:
         item.rank = first_hit_rank(item.citations, base, expected)
         item.page_rank = first_hit_rank(item.citations, base, [page_path(e) for e in expected])
         if item.text:
-            item.key_term = has_key_term(item.text, terms)
+            item.key_term = evaluation.has_key_term(terms, item.text)
         item.usable = is_usable(item.text, item.found, terms)
         indexed = set(crawls[item.site].pages_indexed)
         if indexed:

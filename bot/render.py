@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 
-from ragcord.answering.text import fenced_blocks
 from ragcord.answering.types import Answer
+from ragcord.knowledge.chunking import SENTENCE_END, blocks
 
 LIMIT = 2000
 _FENCE = "```"
 _ATOM = re.compile(r"\[[^\]\n]*\]\(<?[^)\s]*>?\)|\S+")  # a markdown link is never split
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 # Mentions in documentation text (@everyone, @here, <@user>, <@!user>, <@&role>, <#channel>): shown as
@@ -119,7 +118,7 @@ def _split_code(block: str, limit: int) -> list[str]:
 def _split_prose(block: str, limit: int) -> list[str]:
     pieces: list[str] = []
     current = ""
-    for sentence in _SENTENCE.split(block):
+    for sentence in SENTENCE_END.split(block):
         units = [sentence] if len(sentence) <= limit else _ATOM.findall(sentence)
         for unit in units:
             unit = unit[:limit]  # only a single word longer than a message is cut
@@ -139,7 +138,7 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     if len(text) <= limit:
         return [text]
     pieces: list[str] = []
-    for block in fenced_blocks(text):
+    for block in blocks(text):
         if len(block) <= limit:
             pieces.append(block)
         elif block.lstrip().startswith(_FENCE):

@@ -8,11 +8,12 @@ conversation, which is scored the same way. Answers voted up in Discord make a s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import unquote, urldefrag, urlsplit
 
 import yaml
 
@@ -81,7 +82,8 @@ class Report:
 def matches(expected: str, cited: str) -> bool:
     """Whether a cited URL is the expected page: a full URL or a path (a suffix of the cited path).
 
-    The section counts only when the expected entry names one (`page.html#section`).
+    The section counts only when the expected entry names one (`page.html#section`). The one citation rule:
+    `ragcord eval` and the quality suite (bench/quality.py, its pages resolved against the site) use it.
     """
     want, want_fragment = urldefrag(expected)
     got, got_fragment = urldefrag(cited)
@@ -95,22 +97,37 @@ def matches(expected: str, cited: str) -> bool:
 
 
 def _normal(url: str) -> str:
-    """`/docs/` and `/docs/index.html` are one page."""
-    return url.removesuffix("index.html").rstrip("/") or "/"
+    """`/docs/` and `/docs/index.html` are one page; `A%20Step.html` is `A Step.html`."""
+    url = unquote(url)
+    if url.endswith("/index.html"):
+        url = url.removesuffix("index.html")
+    return url.rstrip("/") or "/"
 
 
 def rank(expected: Sequence[str], cited: Sequence[str]) -> int | None:
+    """1-based position of the first cited URL that matches any expected page, or None."""
     for position, url in enumerate(cited, start=1):
         if any(matches(want, url) for want in expected):
             return position
     return None
 
 
-def has_key_term(terms: Sequence[str], text: str) -> bool | None:
-    if not terms:
+_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
+_MARKUP = re.compile(r"(?<!\\)(`+|\*\*)")  # inline code and bold marks: Discord shows `du`(1) as du(1)
+
+
+def shown_text(text: str) -> str:
+    """What a reader sees: marks and escapes (`lru\\_cache`) undone, whitespace collapsed, lowercased."""
+    return " ".join(_ESCAPE.sub(r"\1", _MARKUP.sub("", text)).split()).lower()
+
+
+def has_key_term(terms: Iterable[str], text: str) -> bool | None:
+    """Whether the text, as a reader sees it, says one of the terms; None when there is none to look for."""
+    wanted = [" ".join(t.split()).lower() for t in terms]
+    if not wanted:
         return None
-    lowered = text.lower()
-    return any(term.lower() in lowered for term in terms)
+    shown = shown_text(text)
+    return any(term in shown for term in wanted)
 
 
 Ask = Callable[[str, str], Reply]  # (question, conversation_id) -> reply

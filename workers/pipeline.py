@@ -40,6 +40,7 @@ from ragcord.jobs import JobRecord, JobState, JobStore, PageOutcome, SitemapMode
 from ragcord.knowledge.chunking import Chunk, Section, chunk_id, chunk_sections, content_hash
 from ragcord.knowledge.copies import CopyIndex
 from ragcord.knowledge.embedders import Embedder
+from ragcord.knowledge.furniture import FurnitureIndex
 from ragcord.knowledge.pages import PageRecord, PageRecords
 from ragcord.knowledge.stores import Store, StoredChunk
 from ragcord.settings import Settings
@@ -107,8 +108,10 @@ class PageCrawler:
         rendering: Rendering | None = None,
         times: StageTimes | None = None,
         pages: PageRecords | None = None,
+        furniture: FurnitureIndex | None = None,
     ) -> None:
         self.settings = settings
+        self.furniture = furniture  # None: a block every page repeats (a tagline, a footer) is indexed too
         # None: every crawl indexes every page (tests of other parts); else crawls are incremental.
         self.pages = pages
         self.rendering = rendering  # None: pages are read as served (no JavaScript rendering)
@@ -187,6 +190,11 @@ class PageCrawler:
     def _ended(self, job: JobRecord, final_state: JobState | None) -> None:
         if final_state is not None:
             log.info("job %s ended %s", job.id, final_state.value)
+            if self.furniture is not None:
+                try:
+                    self.furniture.sweep(job.id, self.store, job.knowledge_base)
+                except Exception:
+                    log.exception("removing the furniture of job %s failed: pages keep it", job.id)
             try:
                 self.store.optimize(job.knowledge_base)
             except Exception:
@@ -542,6 +550,10 @@ class PageCrawler:
     ) -> PageResult:
         """`page_hash`: content_hash of the page's text (the chunks' content_hash)."""
         kb = job.knowledge_base
+        counted = None
+        if self.furniture is not None:
+            sections, counted = self.furniture.strip(job.id, url, page.sections)
+            page = dataclasses.replace(page, sections=sections)
         with self._stage("chunk"):
             chunks = self._chunks(page)
         detail = f"{page.title}{redirected}"
@@ -589,6 +601,8 @@ class PageCrawler:
                 self.store.remove_chunks(kb, url, lost)
                 gone = set(lost)
                 stored = [c for c in stored if c.chunk_index not in gone]
+        if self.furniture is not None and counted is not None:
+            self.furniture.remember(job.id, url, [(c.chunk_index, c.text) for c in stored], counted.recurring)
         return PageResult(PageOutcome.INDEXED, detail, len(stored))
 
     def _chunks(self, page: ExtractedPage) -> list[Chunk]:
@@ -673,6 +687,7 @@ def build_page_crawler(
     copies = CopyIndex(services.redis, prefix=settings.key_prefix)
     limiter = SiteLimiter(services.redis, prefix=settings.key_prefix)
     pages = PageRecords(services.redis, prefix=settings.key_prefix)
+    furniture = FurnitureIndex(services.redis, prefix=settings.key_prefix)
     if times is not None:
         jobs = timed(jobs, times, "redis", _JOB_CALLS)
         store = timed(store, times, "store", ("replace_page", "remove_chunks", "optimize"))
@@ -680,6 +695,7 @@ def build_page_crawler(
         fetcher = timed(fetcher, times, "fetch", ("fetch",))
         robots = timed(robots, times, "fetch", ("allowed",))
         copies = timed(copies, times, "redis", ("claim", "lost"))
+        furniture = timed(furniture, times, "redis", ("strip", "remember"))
         limiter = timed(limiter, times, "redis", ("try_acquire", "release"))
         enqueue = _timed_enqueue(enqueue, times)
     return PageCrawler(
@@ -696,6 +712,7 @@ def build_page_crawler(
         rendering=rendering,
         times=times,
         pages=pages,
+        furniture=furniture,
     )
 
 

@@ -1,4 +1,4 @@
-"""Text tools for the extractive answerer: terms, sentences, coverage, passages as quotable units."""
+"""Text tools for the extractive answerer: terms, coverage, passages as quotable units."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import Stemmer  # type: ignore[import-not-found]  # PyStemmer ships no type hints
 
+from ragcord.knowledge.chunking import SENTENCE_END, blocks
+
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_]|[A-Za-z0-9_]")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])|\n{2,}")
 STOPWORDS = frozenset(
     """a an and are as at be but by can could did do does doing done for from get gets got had has have
     how i if in into is it its just me my no not of on or our out over so some than that the their them
@@ -40,33 +41,6 @@ def coverage(question: str, passage: str) -> float:
     if not wanted:
         return 0.0
     return len(wanted & set(terms(passage))) / len(wanted)
-
-
-def sentences(passage: str) -> list[str]:
-    """Sentences and other units (list items, code blocks) of a passage, in order, original wording."""
-    units: list[str] = []
-    in_code: list[str] | None = None
-    for block in re.split(r"\n{2,}", passage):
-        for line in block.split("\n"):
-            stripped = line.strip()
-            if in_code is not None:
-                in_code.append(line)
-                if stripped.startswith("```"):
-                    units.append("\n".join(in_code))
-                    in_code = None
-                continue
-            if stripped.startswith("```"):
-                in_code = [line]
-                continue
-            if not stripped:
-                continue
-            if stripped.startswith(("- ", "* ", "|")) or re.match(r"^\d+\. ", stripped):
-                units.append(stripped)
-                continue
-            units.extend(s.strip() for s in _SENTENCE.split(stripped) if s.strip())
-    if in_code:
-        units.append("\n".join(in_code))
-    return units
 
 
 # --- passages as quotable units -------------------------------------------------------------------------
@@ -119,41 +93,10 @@ def _is_prose_start(text: str) -> bool:
     return not first or not first.islower()
 
 
-def fenced_blocks(text: str, *, close_open_fence: bool = False) -> list[str]:
-    """Blank-line separated blocks, each fenced code block one block of its own (blank lines and all).
-
-    `close_open_fence`: a fence the text leaves open is closed (a chunk can end inside a code block).
-    """
-    blocks: list[str] = []
-    current: list[str] = []
-    fence = False
-    for line in text.split("\n"):
-        if line.strip().startswith("```"):
-            if not fence and current:
-                blocks.append("\n".join(current))
-                current = []
-            current.append(line)
-            fence = not fence
-            if not fence:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        if not fence and not line.strip():
-            if current:
-                blocks.append("\n".join(current))
-                current = []
-            continue
-        current.append(line)
-    if current:
-        blocks.append("\n".join(current) + ("\n```" if fence and close_open_fence else ""))
-    return blocks
-
-
 def _paragraphs(passage: str) -> list[str]:
-    """`fenced_blocks`, with a sentence cut by a chunk boundary rejoined."""
-    blocks = fenced_blocks(passage, close_open_fence=True)
+    """The passage's blocks, with a sentence cut by a chunk boundary rejoined."""
     joined: list[str] = []
-    for block in blocks:
+    for block in blocks(passage, close_open_fence=True):
         previous = joined[-1] if joined else ""
         if (
             previous
@@ -188,7 +131,7 @@ def _prose_units(text: str, block: int, *, final: bool = False) -> list[Unit]:
         return [Unit("signature", flat.strip("`"), block)]  # `--fresh`, `cmake [<options>] -S <path>`
     if not _ENDS_SENTENCE.search(flat) and not flat.endswith(":") and len(flat.split()) <= 6:
         return [Unit("label", flat, block)]  # "Warning", "PERMISSIONS", "Externally Visible Server"
-    out = [Unit("sentence", s.strip(), block) for s in _SENTENCE.split(flat) if s.strip()]
+    out = [Unit("sentence", s.strip(), block) for s in SENTENCE_END.split(flat) if s.strip()]
     last = out[-1] if out else None
     if (
         last is not None

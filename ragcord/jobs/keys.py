@@ -13,6 +13,8 @@ Keys (P = settings.key_prefix, J = job id):
   P:job:{J}:hashes        hash: content hash -> url of the first page with that content       (scratch)
   P:job:{J}:beyond        set: urls refused because max_pages was reached                    (scratch)
   P:job:{J}:chunk-owners  hash, P:job:{J}:page-chunks hash: `knowledge/copies.py` CopyIndex   (scratch)
+  P:job:{J}:blocks hash, P:job:{J}:block-pages set, P:job:{J}:block-chunks hash: `knowledge/furniture.py`
+                          (read by the crawl's end after the job has ended, which deletes them; a TTL else)
 
 Redis Cluster: every key of one job carries the hash tag `{J}`, so they share a slot and each job
 script (which touches only that job's keys) runs there. The cross-job keys (P:jobs...) are never in a job
@@ -77,6 +79,14 @@ class JobKeys:
     def copy_index(self, job_id: str) -> list[str]:
         """CopyIndex's keys of the job (`ragcord/knowledge/copies.py` names them through `job_key` too)."""
         return [f"{self.base(job_id)}:chunk-owners", f"{self.base(job_id)}:page-chunks"]
+
+    def furniture(self, job_id: str) -> list[str]:
+        """FurnitureIndex's keys of the job: block counts, counted pages, chunks that may be furniture."""
+        return [
+            f"{self.base(job_id)}:blocks",
+            f"{self.base(job_id)}:block-pages",
+            f"{self.base(job_id)}:block-chunks",
+        ]
 
     def retained(self, job_id: str) -> list[str]:
         """What GetJob, ListJobs and WatchJob read: kept for the retention period after the job ends."""

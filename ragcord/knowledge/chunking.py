@@ -15,7 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
+# Where one sentence ends and the next begins: after . ! or ?, before a capital, a digit, a quote, an opening
+# bracket or inline code ("e.g. the" and "v1.2" stay whole). The one sentence rule of the chunker, the
+# extractive answerer's quotes and the bot's message splits.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[`])")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _CHUNK_NAMESPACE = uuid.UUID("6f1d3c1e-8a2b-4c61-9d2f-6a1b7e0c5d42")
 
@@ -59,8 +62,11 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def blocks(text: str) -> list[str]:
-    """Paragraphs and fenced code blocks of one section (a code block may hold blank lines)."""
+def blocks(text: str, *, close_open_fence: bool = False) -> list[str]:
+    """Blank-line separated paragraphs, each fenced code block one block of its own (blank lines and all).
+
+    `close_open_fence`: a fence the text leaves open is closed (a chunk can end inside a code block).
+    """
     out: list[str] = []
     current: list[str] = []
     fence: str | None = None
@@ -83,7 +89,7 @@ def blocks(text: str) -> list[str]:
             continue
         current.append(line)
     if current:
-        out.append("\n".join(current))
+        out.append("\n".join(current) + (f"\n{fence}" if fence is not None and close_open_fence else ""))
     return [b for b in out if b.strip()]
 
 
@@ -102,7 +108,7 @@ class _Splitter:
             return self._split_code(lines, fence.group(1))
         if len(lines) > 1:
             return self.pack([p for line in lines for p in self.split(line)], "\n", self.max_tokens)
-        sentences = _SENTENCE_END.split(block)
+        sentences = SENTENCE_END.split(block)
         if len(sentences) > 1:
             return self.pack([p for s in sentences for p in self.split(s)], " ", self.max_tokens)
         return self._words(block, self.max_tokens)

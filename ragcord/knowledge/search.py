@@ -180,7 +180,7 @@ class Retriever:
         pool = max(self.candidates, k * 4)
         candidates = self._candidates(kb, query, pool, alpha, source)
         fused = fuse(candidates.keyword, candidates.vector, alpha=alpha, fusion=self.fusion)
-        hits = self._hits(kb, by_page(fused, decay=self.page_decay), k, [candidates], expand)
+        hits = self._hits(kb, by_page(fused, decay=self.page_decay), k, candidates, expand)
         if self.reread > 0 and hits and source is None:
             hits = self._reread_top_page(kb, query, hits, alpha, expand)
         return hits
@@ -195,7 +195,7 @@ class Retriever:
         extra = [(chunk, top.score) for chunk, _ in ranked if chunk.id not in have][: self.reread]
         if not extra:
             return hits
-        more = self._hits(kb, extra, len(extra), [page], expand)
+        more = self._hits(kb, extra, len(extra), page, expand)
         return [top, *more, *hits[1:]]
 
     def _candidates(self, kb: str, query: str, pool: int, alpha: float, source: str | None) -> _Candidates:
@@ -215,17 +215,12 @@ class Retriever:
         kb: str,
         fused: list[tuple[StoredChunk, float]],
         k: int,
-        runs: list[_Candidates],
+        candidates: _Candidates,
         expand: bool,
     ) -> list[Hit]:
-        """The top k, diversified, each with its best keyword and vector score over `runs`."""
-        kw_scores: dict[str, float] = {}
-        vec_scores: dict[str, float] = {}
-        for run in runs:
-            for r in run.keyword:
-                kw_scores[r.chunk.id] = max(r.score, kw_scores.get(r.chunk.id, r.score))
-            for r in run.vector:
-                vec_scores[r.chunk.id] = max(r.score, vec_scores.get(r.chunk.id, r.score))
+        """The top k, diversified, each with its keyword and vector score among the candidates."""
+        kw_scores = {r.chunk.id: r.score for r in candidates.keyword}
+        vec_scores = {r.chunk.id: r.score for r in candidates.vector}
         taken = diversify(fused, k, self.per_source)
         passages = self._passages(kb, [chunk for chunk, _ in taken]) if expand else {}
         return [

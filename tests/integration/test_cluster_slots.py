@@ -20,6 +20,7 @@ from redis.crc import key_slot
 from ragcord.jobs import JobState, JobStore, PageOutcome
 from ragcord.jobs.keys import legacy_job_keys
 from ragcord.knowledge.copies import CopyIndex
+from ragcord.knowledge.furniture import FurnitureIndex
 from ragcord.knowledge.records import KnowledgeBaseRecords
 from ragcord.lua import script_source
 from ragcord.memory import ConversationMemory
@@ -166,6 +167,7 @@ def other_script_calls(client: redis.Redis, prefix: str) -> dict[str, list[list[
         "threads/use.lua": [[threads.key, threads.used_key]],
         "kbs/claim_crawls.lua": [[records.crawls_key("docs")]],
         "kbs/claim_firing.lua": [[schedules.due_key, schedules.every_key]],
+        "furniture/count.lua": [FurnitureIndex(client, prefix=prefix).keys.furniture("job-1")[:2]],
     }
 
 

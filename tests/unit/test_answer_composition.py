@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ragcord.answering.extractive import NOT_FOUND, ExtractiveAnswerer
 from ragcord.answering.prompt import build_messages, map_citations
-from ragcord.answering.text import coverage, sentences, stem
+from ragcord.answering.text import coverage, stem
 from ragcord.knowledge.search import Hit
 from ragcord.knowledge.stores import StoredChunk
 from ragcord.memory import Conversation, Turn
@@ -69,8 +69,6 @@ def test_text_tools():
     assert stem("retries") == stem("retry") and stem("activating") == stem("activate")
     assert stem("class") == "class" and stem("classes") == "class"  # the hand-made stemmer said "clas"
     assert coverage("activate the environment", VENV) == 1.0
-    units = sentences("First one. Second one!\n\n```\ncode here\n```\n- item")
-    assert units == ["First one.", "Second one!", "```\ncode here\n```", "- item"]
 
 
 def test_prompt_numbers_passages_and_carries_the_conversation():

@@ -99,3 +99,11 @@ def test_a_streaming_preview_closes_its_open_code_fence_and_fits_one_message():
     assert len(shown) <= 1902 and shown.endswith("```" + " …")
     assert shown.count("```") % 2 == 0
     assert preview("Use *args* here") == "Use \\*args\\* here …"
+
+
+def test_a_long_list_is_split_between_sentences_and_keeps_its_lines():
+    items = "\n".join(f"- Item {n} is one line. It says more." for n in range(60))
+    messages = split_message(items, 400)
+    assert all(len(m) <= 400 for m in messages)
+    lines = [line for m in messages for line in m.split("\n")]
+    assert sum(line.startswith("- Item") for line in lines) == 60  # each item on a line of its own

@@ -3,7 +3,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragcord.knowledge.chunking import Section, chunk_id, chunk_markdown, chunk_sections, content_hash
+from ragcord.knowledge.chunking import (
+    SENTENCE_END,
+    Section,
+    blocks,
+    chunk_id,
+    chunk_markdown,
+    chunk_sections,
+    content_hash,
+)
 
 PAGE = """# Virtual environments
 
@@ -183,3 +191,24 @@ def test_no_chunk_exceeds_the_limit_and_no_word_is_lost(page_lines, limit):
             body_words += line.split()
     # a code block split over chunks is fenced again in each: fences are the only words added
     assert [w for c in chunks for w in c.text.split() if w != "```"] == [w for w in body_words if w != "```"]
+
+
+def test_blocks_keep_a_fence_whole_until_its_own_closing_fence():
+    text = "Intro line\n````md\n```py\nx = 1\n\n```\n````\nAfter.\n\n~~~\ny\n~~~"
+    assert blocks(text) == ["Intro line", "````md\n```py\nx = 1\n\n```\n````", "After.", "~~~\ny\n~~~"]
+
+
+def test_a_fence_a_passage_leaves_open_is_closed_on_request():
+    assert blocks("Run:\n\n```sh\nmake") == ["Run:", "```sh\nmake"]
+    assert blocks("Run:\n\n```sh\nmake", close_open_fence=True) == ["Run:", "```sh\nmake\n```"]
+
+
+def test_sentences_end_before_a_capital_digit_quote_or_code_not_after_an_abbreviation():
+    text = "Use e.g. the flag. Then run it! `make` builds v1.2 too. 3 more? (Yes.) done."
+    assert SENTENCE_END.split(text) == [
+        "Use e.g. the flag.",
+        "Then run it!",
+        "`make` builds v1.2 too.",
+        "3 more?",
+        "(Yes.) done.",
+    ]

@@ -12,6 +12,7 @@ from ragcord.evaluation import (
     Reply,
     evaluate,
     golden_from_feedback,
+    has_key_term,
     load_golden,
     matches,
     parse_golden,
@@ -34,6 +35,8 @@ from ragcord.evaluation import (
         ("http://docs/tutorial/index.html", "http://docs/tutorial/", True),
         ("http://docs/a.html", "http://other/a.html", False),
         ("tools.html", "http://docs/library/functools.html", False),
+        ("guide/A Basic Step.html", "http://docs/guide/A%20Basic%20Step.html", True),
+        ("http://docs/", "http://docs/index.html", True),
     ],
 )
 def test_a_citation_is_right_when_it_is_the_expected_page(expected, cited, right):
@@ -43,6 +46,15 @@ def test_a_citation_is_right_when_it_is_the_expected_page(expected, cited, right
 def test_rank_is_the_position_of_the_first_right_citation():
     assert rank(["b.html"], ["http://d/a.html", "http://d/b.html#x", "http://d/b.html"]) == 2
     assert rank(["c.html"], ["http://d/a.html"]) is None
+
+
+def test_key_terms_match_what_discord_shows_not_the_markdown_escapes():
+    assert has_key_term(["lru_cache"], r"Use the @functools.lru\_cache decorator.")
+    assert has_key_term(["python -m venv"], "Run  python -m\nvenv .venv")
+    assert not has_key_term(["lru_cache"], "Use a dict.")
+    assert has_key_term(["du(1)"], "`du`(1) reports the disk space usage")  # as Discord shows it
+    assert has_key_term(["run ls -l"], "**Run** ``ls -l``")
+    assert has_key_term([], "anything") is None  # nothing to look for
 
 
 def test_follow_ups_are_asked_in_the_same_conversation_and_scored_apart():

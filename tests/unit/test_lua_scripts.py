@@ -31,6 +31,7 @@ SCRIPTS = [("ragcord.jobs", f"lua/{name}.lua") for name in JOB_SCRIPTS] + [
         "feedback/vote.lua",
         "copies/claim.lua",
         "copies/take.lua",
+        "furniture/count.lua",
         "politeness/acquire.lua",
         "politeness/release.lua",
         "politeness/renew.lua",

@@ -14,14 +14,13 @@ from bench.quality import (
     ItemResult,
     Results,
     answer_parts,
-    citation_matches,
     count_fragments,
     first_hit_rank,
-    has_key_term,
     is_fragment,
     is_usable,
     score,
 )
+from ragcord.evaluation import Golden, Reply, evaluate
 from tests.quality.suite import check_counts, load_suite, validate
 
 CI = bool(os.environ.get("CI"))
@@ -145,12 +144,16 @@ BASE = "http://127.0.0.1:8000"
 
 
 def test_a_citation_hits_its_page_and_a_named_section_only_with_that_fragment():
-    assert citation_matches(f"{BASE}/tutorial/venv.html", BASE, "tutorial/venv.html")
-    assert citation_matches(f"{BASE}/tutorial/venv.html#creating", BASE, "tutorial/venv.html")
-    assert not citation_matches(f"{BASE}/tutorial/venv.html", BASE, "tutorial/venv.html#creating")
-    assert citation_matches(f"{BASE}/guide/A%20Basic%20Step.html", BASE, "guide/A Basic Step.html")
-    assert citation_matches(f"{BASE}/", BASE, "index.html")
-    assert not citation_matches("http://127.0.0.1:9999/tutorial/venv.html", BASE, "tutorial/venv.html")
+    def hits(url: str, expected: str) -> bool:
+        return first_hit_rank([url], BASE, [expected]) == 1
+
+    assert hits(f"{BASE}/tutorial/venv.html", "tutorial/venv.html")
+    assert hits(f"{BASE}/tutorial/venv.html#creating", "tutorial/venv.html")
+    assert not hits(f"{BASE}/tutorial/venv.html", "tutorial/venv.html#creating")
+    assert hits(f"{BASE}/guide/A%20Basic%20Step.html", "guide/A Basic Step.html")
+    assert hits(f"{BASE}/", "index.html")
+    assert not hits(f"{BASE}/x/tutorial/venv.html", "tutorial/venv.html")  # a path under the site's root
+    assert not hits("http://127.0.0.1:9999/tutorial/venv.html", "tutorial/venv.html")
 
 
 def test_the_rank_is_the_first_matching_citation():
@@ -159,12 +162,53 @@ def test_the_rank_is_the_first_matching_citation():
     assert first_hit_rank(urls, BASE, ["d.html"]) is None
 
 
-def test_key_terms_match_what_discord_shows_not_the_markdown_escapes():
-    assert has_key_term(r"Use the @functools.lru\_cache decorator.", ["lru_cache"])
-    assert has_key_term("Run  python -m\nvenv .venv", ["python -m venv"])
-    assert not has_key_term("Use a dict.", ["lru_cache"])
-    assert has_key_term("`du`(1) reports the disk space usage", ["du(1)"])  # as Discord shows it
-    assert has_key_term("**Run** ``ls -l``", ["run ls -l"])
+def test_the_suite_and_ragcord_eval_give_the_same_answers_the_same_figures(tmp_path):
+    # Given three answers (an escaped key term, a quoted path, a section that is not the one expected)
+    directory = _write_suite(
+        tmp_path,
+        """
+        questions:
+          - {id: cache, site: demo, question: how do i cache a function, expected: [lib/functools.html],
+             key_terms: [lru_cache]}
+          - {id: step, site: demo, question: what is the first step, expected: [guide/A Basic Step.html],
+             key_terms: [the first step]}
+          - {id: install, site: demo, question: how do i install it, expected: [guide/a.html#install],
+             key_terms: [pip install]}
+        conversations: []
+        off_topic: []
+        missing: []
+        """,
+    )
+    suite = load_suite(directory)
+    answers = {
+        "cache": ([f"{BASE}/", f"{BASE}/lib/functools.html#x"], r"Use `@functools.lru\_cache`. [2]"),
+        "step": ([f"{BASE}/guide/A%20Basic%20Step.html"], "**The first  step** is this. [1]"),
+        "install": ([f"{BASE}/guide/a.html#remove", f"{BASE}/guide/a.html#install"], "Run it. [1]"),
+    }
+    results = Results(
+        settings={},
+        crawls=[CrawlResult("demo", "SUCCEEDED", 3, 0, 0, 3, 1.0, base_url=BASE, pages_indexed=[])],
+        items=[
+            ItemResult(q.id, "question", "demo", q.question, found=True, citations=cited, text=text)
+            for q in suite.questions
+            for cited, text in [answers[q.id]]
+        ],
+    )
+    replies = {q.question: Reply(answers[q.id][1], tuple(answers[q.id][0]), True) for q in suite.questions}
+    golden = [
+        Golden(q.question, tuple(f"{BASE}/{e}" for e in q.expected), q.key_terms) for q in suite.questions
+    ]
+
+    # When the suite scores them, and ragcord eval scores them against the same pages
+    score(results, suite)
+    suite_figures = Results.from_json(results.to_json()).figures()
+    report = evaluate(golden, lambda question, _: replies[question], new_conversation=lambda: "c")
+
+    # Then the figures are the same (the suite keeps three decimals)
+    eval_figures = (report.hit_at(1), report.hit_at(5), report.mrr(), report.key_terms() or 0.0)
+    names = ("hit1", "hit5", "mrr", "key_term")
+    assert tuple(suite_figures[n] for n in names) == tuple(round(f, 3) for f in eval_figures)
+    assert eval_figures == (1 / 3, 1.0, 2 / 3, 2 / 3)
 
 
 @pytest.mark.parametrize(
