@@ -192,7 +192,7 @@ class PageCrawler:
             log.info("job %s ended %s", job.id, final_state.value)
             if self.furniture is not None:
                 try:
-                    self.furniture.sweep(job.id, self.store, job.knowledge_base)
+                    self.furniture.sweep(job.id, self.store, job.knowledge_base, source=job.url)
                 except Exception:
                     log.exception("removing the furniture of job %s failed: pages keep it", job.id)
             try:
@@ -552,7 +552,7 @@ class PageCrawler:
         kb = job.knowledge_base
         counted = None
         if self.furniture is not None:
-            sections, counted = self.furniture.strip(job.id, url, page.sections)
+            sections, counted = self.furniture.strip(job.id, url, page.sections, kb=kb, source=job.url)
             page = dataclasses.replace(page, sections=sections)
         with self._stage("chunk"):
             chunks = self._chunks(page)

@@ -12,6 +12,11 @@ blocks that recur are remembered, and at the crawl's end those made only of furn
 Keys (P = prefix, J = job id; `JobKeys.furniture`): P:job:{J}:blocks hash (block hash -> pages holding
 it), P:job:{J}:block-pages set (urls counted), P:job:{J}:block-chunks hash ("url\\tindex" -> the chunk's
 block hashes). The crawl's end deletes them; else they expire `ttl_seconds` after the last page.
+
+A re-crawl reads only the pages that changed, often fewer than FURNITURE_MIN_PAGES: what a crawl that counted
+enough pages found is kept per source (its seed URL) in P:kb:{KB}:furniture (hash: source -> block hashes,
+`pages.furniture_key`, dropped with the knowledge base), and a later crawl of that source leaves those blocks
+out from its first page.
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
 from ragcord.jobs.keys import JobKeys
 from ragcord.knowledge.chunking import Section, blocks
+from ragcord.knowledge.pages import furniture_key
 from ragcord.knowledge.stores import Store
 from ragcord.lua import script_source
 
 log = logging.getLogger(__name__)
+
+_KNOWN_CACHED = 16  # crawls whose source's known furniture a process keeps in memory (read once a crawl)
 
 # A block held once by at least this share of a crawl's counted pages ("most pages") is furniture, once
 # FURNITURE_MIN_PAGES pages are counted: a crawl's first pages are often one subtree's, which share lines.
@@ -84,24 +93,43 @@ class FurnitureIndex:
 
     def __init__(self, client: redis.Redis, *, prefix: str, ttl_seconds: int = 7 * 86400) -> None:
         self.client = client
+        self.prefix = prefix
         self.keys = JobKeys(prefix)
         self.ttl_seconds = ttl_seconds
         self._count = client.register_script(script_source("ragcord.lua", "furniture/count.lua"))
+        self._known: dict[str, frozenset[str]] = {}  # job id -> its source's furniture from earlier crawls
 
-    def strip(self, job_id: str, url: str, sections: Sequence[Section]) -> tuple[list[Section], Counted]:
-        """Count the page's blocks, then its sections without the blocks that are furniture now."""
-        counted = self.count(job_id, url, page_blocks(sections))
+    def strip(
+        self, job_id: str, url: str, sections: Sequence[Section], *, kb: str, source: str
+    ) -> tuple[list[Section], Counted]:
+        """Count the page's blocks, then its sections without the blocks that are furniture now (found by
+        this crawl, or by an earlier crawl of its source)."""
+        counted = self.count(job_id, url, page_blocks(sections), known=self.known(job_id, kb, source))
         return without(sections, counted.furniture), counted
 
-    def count(self, job_id: str, url: str, hashes: set[str]) -> Counted:
+    def known(self, job_id: str, kb: str, source: str) -> frozenset[str]:
+        """The furniture an earlier crawl of `source` found, read once per crawl."""
+        found = self._known.get(job_id)
+        if found is None:
+            raw = cast("bytes | None", self.client.hget(furniture_key(self.prefix, kb), source))
+            found = frozenset(_text(raw).split()) if raw else frozenset()
+            if len(self._known) >= _KNOWN_CACHED:
+                self._known.pop(next(iter(self._known)))
+            self._known[job_id] = found
+        return found
+
+    def count(
+        self, job_id: str, url: str, hashes: set[str], *, known: frozenset[str] = frozenset()
+    ) -> Counted:
         """Count the page's blocks (once per url, however often the page is retried)."""
         ordered = sorted(hashes)
         raw = self._count(keys=self.keys.furniture(job_id)[:2], args=[self.ttl_seconds, url, *ordered])
         pages, holding = int(raw[0]), [int(n) for n in raw[1:]]
         early = pages <= FURNITURE_MIN_PAGES
+        counts = list(zip(ordered, holding, strict=True))
         return Counted(
-            furniture=frozenset(h for h, n in zip(ordered, holding, strict=True) if is_furniture(n, pages)),
-            recurring=frozenset(h for h, n in zip(ordered, holding, strict=True) if early or n > 1),
+            furniture=frozenset(h for h, n in counts if h in known or is_furniture(n, pages)),
+            recurring=frozenset(h for h, n in counts if early or n > 1 or h in known),
         )
 
     def remember(
@@ -118,11 +146,13 @@ class FurnitureIndex:
         pipe.expire(key, self.ttl_seconds)
         pipe.execute()
 
-    def sweep(self, job_id: str, store: Store, kb: str) -> int:
-        """At the crawl's end: remove the chunks made only of furniture; forget the crawl's counts."""
+    def sweep(self, job_id: str, store: Store, kb: str, *, source: str) -> int:
+        """At the crawl's end: remove the chunks made only of furniture; keep what a crawl that counted
+        enough pages found for the source's next crawls; forget the crawl's counts."""
         counts_key, pages_key, chunks_key = self.keys.furniture(job_id)
         pages = int(self.client.scard(pages_key))
-        furniture = {_text(h) for h, n in self.client.hscan_iter(counts_key) if is_furniture(int(n), pages)}
+        found = {_text(h) for h, n in self.client.hscan_iter(counts_key) if is_furniture(int(n), pages)}
+        furniture = found | self.known(job_id, kb, source)
         removed: dict[str, list[int]] = {}
         if furniture:
             for field, value in self.client.hscan_iter(chunks_key):
@@ -131,7 +161,15 @@ class FurnitureIndex:
                     removed.setdefault(url, []).append(int(index))
         for url, indexes in removed.items():
             store.remove_chunks(kb, url, sorted(indexes))
-        self.client.delete(counts_key, pages_key, chunks_key)
+        pipe = self.client.pipeline(transaction=False)
+        if pages >= FURNITURE_MIN_PAGES:  # else too few pages were read to judge: earlier findings stand
+            if found:
+                pipe.hset(furniture_key(self.prefix, kb), source, " ".join(sorted(found)))
+            else:
+                pipe.hdel(furniture_key(self.prefix, kb), source)
+        pipe.delete(counts_key, pages_key, chunks_key)
+        pipe.execute()
+        self._known.pop(job_id, None)
         total = sum(len(indexes) for indexes in removed.values())
         if total:
             log.info("job %s: %d furniture chunks removed from %d pages", job_id, total, len(removed))

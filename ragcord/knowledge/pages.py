@@ -3,6 +3,8 @@
 Keys (P = settings.key_prefix, KB = knowledge base name):
   P:kb:{KB}:pages    hash: url -> the page's record (JSON; `z` + zlib-compressed JSON when it is large)
   P:kb:{KB}:texts    hash: text hash -> the url of the page holding that text (the duplicate check's)
+  P:kb:{KB}:furniture  set: hashes of the blocks the last crawl that counted enough pages found to be site
+                     furniture (`knowledge/furniture.py`): a re-crawl that reads few pages leaves them out too
 
 Redis Cluster: the hash tag `{KB}` keeps every key of one knowledge base in one slot. A record is written
 after the store write it describes succeeded: a crash in between leaves the old record (or none), so the next
@@ -20,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-__all__ = ["PageRecord", "PageRecords", "page_records_key"]
+__all__ = ["PageRecord", "PageRecords", "furniture_key", "page_records_key"]
 
 _COMPRESS_OVER = 2048  # bytes of JSON from which a record is stored compressed (mostly its links)
 
@@ -33,6 +35,11 @@ def page_records_key(prefix: str, kb: str) -> str:
 def page_texts_key(prefix: str, kb: str) -> str:
     """`P:kb:{KB}:texts`, in the slot of the knowledge base's page records."""
     return f"{prefix}:kb:{{{kb}}}:texts"
+
+
+def furniture_key(prefix: str, kb: str) -> str:
+    """`P:kb:{KB}:furniture`, in the slot of the knowledge base's page records."""
+    return f"{prefix}:kb:{{{kb}}}:furniture"
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ class PageRecords:
 
     def drop(self, kb: str) -> None:
         """Forget every page of the knowledge base (it is being deleted)."""
-        self.redis.delete(self.key(kb), page_texts_key(self.prefix, kb))
+        self.redis.delete(self.key(kb), page_texts_key(self.prefix, kb), furniture_key(self.prefix, kb))
 
     def urls(self, kb: str) -> Iterator[str]:
         for url in cast("list[bytes]", self.redis.hkeys(self.key(kb))):
