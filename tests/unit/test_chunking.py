@@ -183,3 +183,20 @@ def test_no_chunk_exceeds_the_limit_and_no_word_is_lost(page_lines, limit):
             body_words += line.split()
     # a code block split over chunks is fenced again in each: fences are the only words added
     assert [w for c in chunks for w in c.text.split() if w != "```"] == [w for w in body_words if w != "```"]
+
+
+@given(
+    st.lists(st.text(alphabet="abc ,.", min_size=0, max_size=400), min_size=1, max_size=4),
+    st.integers(min_value=1, max_value=40),
+)
+@settings(max_examples=200, deadline=None)
+def test_counting_words_cuts_where_any_other_counter_of_words_would(lines, limit):
+    """Word counts take a shortcut through long runs of words; another counter of words takes the long way."""
+    section = Section(("Title",), "", "\n".join(lines))
+
+    def words(text: str) -> int:
+        return len(text.split())
+
+    assert chunk_sections([section], max_tokens=limit) == chunk_sections(
+        [section], max_tokens=limit, count_tokens=words
+    )
