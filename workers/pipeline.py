@@ -67,8 +67,9 @@ SWEEP = "ragcord:sweep"
 
 
 class _Deferred(Exception):
-    """The page is put back for `delay_ms`: no slot of its site within `site_wait_seconds`, or (`why`) it
-    waits for the same page without its query string."""
+    """The page is put back for `delay_ms`: every slot of its site stayed busy for `site_busy_wait_seconds`
+    or its gate opens later than `site_wait_seconds`, or (`why`) it waits for the same page without its
+    query string."""
 
     def __init__(self, delay_ms: int, why: str = "its site is busy") -> None:
         super().__init__(f"put back for {delay_ms} ms: {why}")
