@@ -59,6 +59,7 @@ Defer = Callable[[str, str, int, int], None]
 """Puts a page back on the queue to run after a delay: (job_id, url, depth, delay_ms); not a retry."""
 
 _POLL_SECONDS = 0.05  # how often a worker looks again for a busy site's slot, while it waits
+_BUSY_POLL_SECONDS = 0.005  # the same within `site_busy_wait_seconds`, before a page is put back
 _RESERVE_BATCH = 1000  # links reserved per call (one Lua call's arguments)
 _PLAIN_FORM_WAIT_MS = 1000  # how long a query URL is put back while its plain form is still to do
 # The message that sweeps a job (its "url"): pages of the knowledge base the crawl did not reach, fetched
@@ -67,8 +68,9 @@ SWEEP = "ragcord:sweep"
 
 
 class _Deferred(Exception):
-    """The page is put back for `delay_ms`: no slot of its site within `site_wait_seconds`, or (`why`) it
-    waits for the same page without its query string."""
+    """The page is put back for `delay_ms`: every slot of its site stayed busy for `site_busy_wait_seconds`
+    or its gate opens later than `site_wait_seconds`, or (`why`) it waits for the same page without its
+    query string."""
 
     def __init__(self, delay_ms: int, why: str = "its site is busy") -> None:
         super().__init__(f"put back for {delay_ms} ms: {why}")
@@ -242,7 +244,7 @@ class PageCrawler:
         )
         if record.text_hash:  # a copy of this page under another URL is still its duplicate
             self.jobs.claim_content(job.id, url, record.text_hash)
-        self._follow(job, scope, url, record.links, depth)
+        self._follow(job, url, self._in_scope(scope, url, record.links), depth)
         return PageResult(PageOutcome.UNCHANGED, "not modified (HTTP 304)")
 
     def _seed_from_sitemaps(self, job: JobRecord, scope: Scope, seed: str) -> None:
@@ -350,7 +352,7 @@ class PageCrawler:
             with self._stage("extract"):
                 extracted = extract(page, self.settings)
         except ExtractionFailed as exc:
-            self._follow(job, scope, url, exc.links, depth)
+            self._follow(job, url, self._in_scope(scope, url, exc.links), depth)
             # A broken or encrypted PDF (an empty text file...) is the site's, like a page of another type.
             outcome = PageOutcome.SKIPPED if isinstance(exc, UnreadableFile) else PageOutcome.FAILED
             return PageResult(outcome, f"{exc}{redirected}")
@@ -363,7 +365,7 @@ class PageCrawler:
             except (FetchFailed, ExtractionFailed) as exc:
                 return PageResult(PageOutcome.FAILED, f"{exc}{redirected}")
             page, extracted, note = rendered.page, rendered.extracted, rendered.note
-        result = self._read(job, scope, url, depth, page, extracted, redirected)
+        result = self._read(job, scope, url, depth, page, extracted, redirected, record)
         return dataclasses.replace(result, detail=result.detail + note) if note else result
 
     def _read(
@@ -375,15 +377,18 @@ class PageCrawler:
         page: FetchedPage,
         extracted: ExtractedPage,
         redirected: str,
+        record: PageRecord | None,
     ) -> PageResult:
+        """`record`: what the knowledge base knew of `url` before its fetch (`_record`)."""
         canonical = extracted.canonical
+        links = self._in_scope(scope, url, extracted.links)  # once: the record keeps them, the crawl follows
         cited = page.url
         if canonical and canonical not in (url, page.url) and _same_origin(canonical, page.url):
             if scope.why_outside(canonical) is None:
                 # One page, one copy: the canonical URL is crawled (and cited) in its own right.
                 for reserved in self.jobs.reserve_links(job.id, url, [canonical]):
                     self.enqueue(job.id, reserved, depth)
-                self._follow(job, scope, url, extracted.links, depth)
+                self._follow(job, url, links, depth)
                 return PageResult(PageOutcome.SKIPPED, f"duplicate of {canonical}")
             cited = canonical
         text = extracted.text
@@ -405,28 +410,30 @@ class PageCrawler:
             if owner != cited:
                 result = PageResult(PageOutcome.SKIPPED, f"duplicate of {owner}")
             else:
-                result = self._index_page(job, scope, cited, page, extracted, redirected, text_hash)
-        self._follow(job, scope, url, extracted.links, depth)
+                # (the record read before the fetch is the cited page's unless a canonical URL differs)
+                was = record if cited == url else self._record(job, cited)
+                result = self._index_page(job, cited, page, extracted, redirected, text_hash, was, links)
+        self._follow(job, url, links, depth)
         return result
 
     def _index_page(
         self,
         job: JobRecord,
-        scope: Scope,
         url: str,
         page: FetchedPage,
         extracted: ExtractedPage,
         redirected: str,
         text_hash: str,
+        record: PageRecord | None,
+        links: list[str],
     ) -> PageResult:
         """Store the page unless the knowledge base holds this very content; then record what was seen.
-        `text_hash`: its text's content_hash, which the job's duplicate check claimed."""
+        `text_hash`: its text's content_hash, which the job's duplicate check claimed; `record`: `_record` of
+        `url`; `links`: the page's links within the crawl's scope."""
         if self.pages is None:
             return self._store_page(job, url, extracted, redirected, text_hash)
         kb = job.knowledge_base
-        record = self._record(job, url)
         fingerprint = page_fingerprint(extracted)
-        links = self._in_scope(scope, url, extracted.links)
         validators = {"etag": page.etag, "last_modified": page.last_modified}
         now = time.time()
         if record is not None and record.content_hash == fingerprint:
@@ -435,7 +442,8 @@ class PageCrawler:
         result = self._store_page(job, url, extracted, redirected, text_hash)
         if result.outcome is not PageOutcome.INDEXED:
             return result
-        known = record if record is not None else self.pages.get(kb, url)  # (a `full` crawl ignored it)
+        # (a `full` crawl ignored what the knowledge base knew: whether it knew the page is asked now)
+        known = record if record is not None or not job.full else self.pages.get(kb, url)
         self.pages.put(
             kb,
             PageRecord(
@@ -469,15 +477,14 @@ class PageCrawler:
         if plain != url and self.jobs.outstanding(job.id, plain):
             raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), f"waits for {plain}")
 
-    def _follow(self, job: JobRecord, scope: Scope, url: str, links: list[str], depth: int) -> None:
-        """Reserve and enqueue the page's in-scope links (before the page counts as finished).
+    def _follow(self, job: JobRecord, url: str, in_scope: list[str], depth: int) -> None:
+        """Reserve and enqueue the page's in-scope links (`_in_scope`), before the page counts as finished.
 
         Only the first `max_links_per_page` links count, always the same ones, so a redelivered page
         re-enqueues exactly the children it reserved.
         """
         if depth >= job.max_depth or job.sitemap is SitemapMode.ONLY:
             return
-        in_scope = self._in_scope(scope, url, links)
         for start in range(0, len(in_scope), _RESERVE_BATCH):
             for child in self.jobs.reserve_links(job.id, url, in_scope[start : start + _RESERVE_BATCH]):
                 self.enqueue(job.id, child, depth + 1)
@@ -527,18 +534,24 @@ class PageCrawler:
                 self.limiter.release(lease, backoff_ms=slot.backoff_ms, delay_ms=slot.delay_ms)
 
     def _acquire(self, origin: str, limit: int, waiter: str, delay_ms: int | None) -> Lease:
-        """A slot of the site. With `defer`, a thread never waits on a busy site: when every slot is taken,
-        or the site's gate opens later than `site_wait_seconds` from now, the page is put back instead."""
+        """A slot of the site. With `defer`, a thread waits on a busy site only briefly: when every slot
+        stays taken for `site_busy_wait_seconds`, or the site's gate opens later than `site_wait_seconds`
+        from now, the page is put back instead."""
         assert self.limiter is not None
-        give_up = time.monotonic() + self.settings.site_wait_seconds
+        started = time.monotonic()
+        give_up = started + self.settings.site_wait_seconds
+        give_up_busy = started + self.settings.site_busy_wait_seconds
         while True:
             got = self.limiter.try_acquire(origin, limit=limit, delay_ms=delay_ms, waiter=waiter)
             if isinstance(got, Lease):
                 return got
             if got.wait_ms is None:  # every slot busy: a slot frees when a request ends, whenever that is
-                if self.defer is not None:
+                if self.defer is None:
+                    time.sleep(_POLL_SECONDS * random.uniform(0.5, 1.5))
+                elif time.monotonic() + _BUSY_POLL_SECONDS > give_up_busy:
                     raise _Deferred(int(got.back_ms * random.uniform(1.0, 1.2)))
-                time.sleep(_POLL_SECONDS * random.uniform(0.5, 1.5))
+                else:  # a request of a fast site ends in milliseconds: cheaper than a trip through the queue
+                    time.sleep(_BUSY_POLL_SECONDS * random.uniform(0.5, 1.5))
                 continue
             wait = got.wait_ms / 1000  # the gate opens then (Crawl-delay, Retry-After)
             if self.defer is not None and time.monotonic() + wait > give_up:

@@ -126,6 +126,9 @@ class _Splitter:
         return [line] if self.count(line) <= limit else self._words(line, limit)
 
     def _words(self, text: str, limit: int) -> list[str]:
+        if self.count is word_count:  # counted in words: runs of `limit` words (the loop below, in one step)
+            words = text.split()
+            return [" ".join(words[start : start + limit]) for start in range(0, len(words), limit)]
         out: list[str] = []
         current: list[str] = []
         for word in text.split():

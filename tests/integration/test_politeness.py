@@ -7,9 +7,11 @@ The sites record what they see: requests in flight at once, and when each reques
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -24,6 +26,7 @@ from tests.e2e.procs import Service
 from tests.harness import admin_api, delete_prefixed_keys
 from tests.sitekit import FixtureSite
 from workers.enqueue import build_enqueue
+from workers.pipeline import PageCrawler, _Deferred
 from workers.politeness import Denied, Lease, SiteLimiter
 
 SITE = Path(__file__).resolve().parents[1] / "fixtures" / "site"
@@ -246,3 +249,45 @@ def test_retry_after_and_crawl_delay_close_the_sites_gate_for_every_worker(redis
     other.release(elsewhere, delay_ms=3_000)  # its robots.txt says Crawl-delay: 3
     spaced = first.try_acquire("http://other.example.test", limit=4)
     assert isinstance(spaced, Denied) and 2_000 < spaced.wait_ms <= 3_000
+
+
+def _page_crawler(limiter: SiteLimiter, busy_wait: float) -> PageCrawler:
+    """A PageCrawler that only takes site slots (nothing else is called) and puts pages back."""
+    settings = Settings(_env_file=None, site_busy_wait_seconds=busy_wait)
+    fake: Any = None
+    return PageCrawler(
+        settings,
+        jobs=fake,
+        store=fake,
+        embedder=fake,
+        fetcher=fake,
+        robots=fake,
+        enqueue=fake,
+        limiter=limiter,
+        defer=lambda *args: None,
+    )
+
+
+def test_a_slot_that_frees_within_the_busy_wait_is_taken_without_putting_the_page_back(
+    redis_client, key_prefix
+):
+    other = SiteLimiter(redis_client, prefix=key_prefix, keep_alive=False)  # another worker's request
+    site = "http://fast.example.test"
+    held = other.try_acquire(site, limit=1)
+    assert isinstance(held, Lease)
+    threading.Timer(0.02, other.release, args=(held,)).start()  # a fast site answers in milliseconds
+    crawler = _page_crawler(SiteLimiter(redis_client, prefix=key_prefix, keep_alive=False), busy_wait=1.0)
+    lease = crawler._acquire(site, 1, "job page", None)
+    assert isinstance(lease, Lease)
+
+
+def test_a_site_busy_past_the_busy_wait_puts_the_page_back(redis_client, key_prefix):
+    other = SiteLimiter(redis_client, prefix=key_prefix, keep_alive=False)
+    site = "http://slow.example.test"
+    assert isinstance(other.try_acquire(site, limit=1), Lease)  # held throughout
+    crawler = _page_crawler(SiteLimiter(redis_client, prefix=key_prefix, keep_alive=False), busy_wait=0.05)
+    started = time.monotonic()
+    with pytest.raises(_Deferred) as deferred:
+        crawler._acquire(site, 1, "job page", None)
+    assert 0.04 <= time.monotonic() - started < 1.0
+    assert deferred.value.delay_ms >= 100  # when the site's waiters say (acquire.lua's floor)

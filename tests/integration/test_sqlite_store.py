@@ -317,3 +317,22 @@ def test_choosing_lancedb_without_it_installed_says_what_to_do(monkeypatch, tmp_
     with pytest.raises(StoreError, match=r"pip install 'ragcord\[lancedb\]', or set RAGCORD_STORE=sqlite"):
         build_store(settings, dim=DIM)
     assert isinstance(build_store(settings.model_copy(update={"store": "sqlite"}), dim=DIM), SQLiteStore)
+
+
+def test_a_page_of_more_rows_than_one_statement_takes_is_written_and_replaced_whole(tmp_path):
+    store = SQLiteStore(tmp_path / "kb.sqlite", dim=DIM)
+    url = "http://docs.example.test/big.html"
+    store.replace_page("kb", url, page(url, 0, n=250))  # three INSERTs of up to 90 rows
+    store.replace_page(
+        "kb", "http://docs.example.test/other.html", page("http://docs.example.test/other.html", 0)
+    )
+    assert store.count_chunks("kb") == 250 + CHUNKS
+    store.replace_page("kb", url, page(url, 1, n=181))  # shrinks, still three statements
+    assert store.count_chunks("kb") == 181 + CHUNKS
+    stored = store.chunks_of("kb", url, list(range(250)))
+    assert [c.chunk_index for c in stored] == list(range(181))
+    assert {c.content_hash for c in stored} == {"v1"}
+    hits = store.keyword_search("kb", "version1 chunk180", 5)
+    assert hits and hits[0].chunk.url == url and hits[0].chunk.chunk_index == 180
+    assert not store.keyword_search("kb", "version0 chunk249", 5, source=url)  # the old rows left the index
+    store.close()

@@ -212,3 +212,20 @@ def test_sentences_end_before_a_capital_digit_quote_or_code_not_after_an_abbrevi
         "3 more?",
         "(Yes.) done.",
     ]
+
+
+@given(
+    st.lists(st.text(alphabet="abc ,.", min_size=0, max_size=400), min_size=1, max_size=4),
+    st.integers(min_value=1, max_value=40),
+)
+@settings(max_examples=200, deadline=None)
+def test_counting_words_cuts_where_any_other_counter_of_words_would(lines, limit):
+    """Word counts take a shortcut through long runs of words; another counter of words takes the long way."""
+    section = Section(("Title",), "", "\n".join(lines))
+
+    def words(text: str) -> int:
+        return len(text.split())
+
+    assert chunk_sections([section], max_tokens=limit) == chunk_sections(
+        [section], max_tokens=limit, count_tokens=words
+    )

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = ["id", "url", "title", "heading", "chunk_index", "text", "content_hash", "indexed_at", "anchor"]
 _SELECT = ", ".join(f"c.{name}" for name in _COLUMNS)
+_ROWS_PER_STATEMENT = 90  # a page's rows per INSERT: 900 parameters, under SQLite's 999 before 3.32
 
 # LanceDB 0.40's default full-text index (create_fts_index("text")): the "simple" tokenizer (runs of letters
 # and digits, so `lru_cache` is two words), lower case, English stemming, stop words removed, ASCII folding.
@@ -304,15 +305,22 @@ class SQLiteStore:
             for chunk in chunks
         }
         table = _table(kb)
+        items = list(rows.items())
+        insert = f"INSERT INTO {table} ({', '.join(_COLUMNS)}, vector) VALUES "
+        one = f"({', '.join('?' * 10)})"
         with self._write() as db:
             self._writable(db, kb)
             db.execute(f"DELETE FROM {table} WHERE url = ?", (url,))
-            # (an id lives under its own url, but a row must never stop the page's write)
-            db.executemany(f"DELETE FROM {table} WHERE id = ?", [(id_,) for id_ in rows])
-            db.executemany(
-                f"INSERT INTO {table} ({', '.join(_COLUMNS)}, vector) VALUES ({', '.join('?' * 10)})",
-                list(rows.values()),
-            )
+            # Many rows per statement: each statement hands the GIL over, which costs dearly while a
+            # worker's other threads extract pages (1 x 4 threads, 100 pages of Python's library: 0.285
+            # -> 0.20 CPU-s, 8.7 -> 4.8 s, against one statement per row).
+            for start in range(0, len(items), _ROWS_PER_STATEMENT):
+                part = items[start : start + _ROWS_PER_STATEMENT]
+                # (an id lives under its own url, but a row must never stop the page's write)
+                db.execute(
+                    f"DELETE FROM {table} WHERE id IN ({', '.join('?' * len(part))})", [i for i, _ in part]
+                )
+                db.execute(insert + ", ".join([one] * len(part)), [value for _, row in part for value in row])
 
     def remove_chunks(self, kb: str, url: str, indexes: list[int]) -> None:
         if not indexes:
