@@ -96,7 +96,7 @@ class ExtractiveAnswerer:
         """Whether the best passages are about the question at all (absolute, not relative, scores)."""
         if not hits:
             return False
-        if _missing_names(question, hits):
+        if _missing_names(question, hits) or _listed_only(question, hits, self.tuning):
             return False
         best_coverage = max(coverage(question, hit.passage or hit.chunk.text) for hit in hits)
         similarities = [hit.vector_score for hit in hits if hit.vector_score is not None]
@@ -236,8 +236,9 @@ class ExtractiveAnswerer:
         candidates: list[tuple[float, int, int]] = []
         for rank, found in enumerate(units):
             heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
+            contents = _contents_blocks(found, self.tuning)  # titles of other pages: they answer nothing
             for index, unit in enumerate(found):
-                if unit.kind == "label":
+                if unit.kind == "label" or (unit.kind == "item" and unit.block in contents):
                     continue
                 matched = unit_terms[rank][index] & wanted
                 if not matched:
@@ -510,6 +511,43 @@ def _missing_names(question: str, hits: list[Hit]) -> set[str]:
         return set()
     seen = " ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in hits).lower()
     return {name for name in names if name.lower() not in seen}
+
+
+def _listed_only(question: str, hits: list[Hit], tuning: AnswerTuning) -> set[str]:
+    """The question's terms that the passages name only in a table of contents, nowhere else.
+
+    A page the crawl left out is often still listed by the pages that link to it ("- Celery Background
+    Tasks" in a site's index): the knowledge base knows the title, not the page. A question whose word is
+    found only there asks about what the knowledge base does not hold.
+    """
+    wanted = set(terms(question))
+    listed: set[str] = set()
+    held: set[str] = set()
+    for hit in hits:
+        held.update(terms(f"{hit.title} {hit.chunk.heading}"))
+        units = passage_units(hit.passage or hit.chunk.text)
+        contents = _contents_blocks(units, tuning)
+        for unit in units:
+            (listed if unit.block in contents and unit.kind == "item" else held).update(terms(unit.text))
+    return (wanted & listed) - held
+
+
+def _contents_blocks(units: list[Unit], tuning: AnswerTuning) -> set[int]:
+    """Blocks that are lists of titles: enough items, each short and none a sentence."""
+    items: dict[int, list[Unit]] = {}
+    for unit in units:
+        if unit.kind == "item":
+            items.setdefault(unit.block, []).append(unit)
+    return {
+        block
+        for block, listed in items.items()
+        if len(listed) >= tuning.contents_items
+        and all(len(u.text.split()) <= tuning.contents_item_words and not _sentence(u) for u in listed)
+    }
+
+
+def _sentence(unit: Unit) -> bool:
+    return unit.text.rstrip().endswith((".", "!", "?"))
 
 
 def _whole(units: list[Unit]) -> list[Unit]:

@@ -416,3 +416,47 @@ def test_settings_come_from_one_object_and_a_wrong_name_says_which_exist():
         assert "min_similarity" in str(exc)
     else:
         raise AssertionError("a misspelt setting was accepted")
+
+
+PATTERNS_INDEX = """- Streaming Contents
+  - Basic Usage
+  - Streaming with Context
+- Deferred Request Callbacks
+- Celery Background Tasks
+  - Install
+  - Run a worker
+- Subclassing Flask"""
+
+BACKGROUND = (
+    "Async functions require an event loop to run. To run work after the response, start a background task "
+    "with a task queue and a worker process."
+)
+
+
+def test_a_subject_the_passages_name_only_in_a_table_of_contents_is_not_found():
+    index = hit(PATTERNS_INDEX, url="http://d/patterns/", title="Patterns", heading="Patterns for Flask")
+    asyncio = hit(BACKGROUND, url="http://d/async", title="Using async", heading="Background tasks")
+    answer = ExtractiveAnswerer().answer("how do i set up celery for background jobs", [asyncio, index])
+    assert not answer.found  # the index links to the Celery page; the crawl did not hold it
+
+
+def test_a_subject_a_passage_speaks_of_is_found_even_when_a_table_of_contents_names_it_too():
+    index = hit(PATTERNS_INDEX, url="http://d/patterns/", title="Patterns", heading="Patterns for Flask")
+    celery = hit(
+        "Celery is a task queue. Install it, then create a Celery app that runs tasks in a worker process.",
+        url="http://d/patterns/celery",
+        title="Celery",
+        heading="Celery Background Tasks",
+    )
+    assert ExtractiveAnswerer().answer("how do i set up celery for background jobs", [index, celery]).found
+
+
+def test_a_list_of_sentences_or_of_few_items_is_not_a_table_of_contents():
+    steps = hit(
+        "To use it:\n\n- Install celery with pip.\n- Configure the broker URL.\n- Start a worker.",
+        url="http://d/steps",
+        heading="Setup",
+    )
+    assert ExtractiveAnswerer().answer("how do i set up celery", [steps]).found
+    short = hit("Tools:\n\n- celery\n- rq", url="http://d/tools", heading="Task queues")
+    assert ExtractiveAnswerer().answer("which task queue, celery or rq", [short]).found
