@@ -27,6 +27,7 @@ NOT_FOUND = "I couldn't find this in the knowledge base."
 _HOW_TO = re.compile(
     r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
 )
+_TITLED = re.compile(r"^[^—–.]{1,60}\s[—–]\s")  # "Base64 Encoding — encodes and decodes data"
 _TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
 OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
 
@@ -236,9 +237,9 @@ class ExtractiveAnswerer:
         candidates: list[tuple[float, int, int]] = []
         for rank, found in enumerate(units):
             heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
-            contents = _contents_blocks(found, self.tuning)  # titles of other pages: they answer nothing
+            contents = _contents(found, self.tuning)  # titles of other pages: they answer nothing
             for index, unit in enumerate(found):
-                if unit.kind == "label" or (unit.kind == "item" and unit.block in contents):
+                if unit.kind == "label" or index in contents:
                     continue
                 matched = unit_terms[rank][index] & wanted
                 if not matched:
@@ -525,29 +526,36 @@ def _listed_only(question: str, hits: list[Hit], tuning: AnswerTuning) -> set[st
     held: set[str] = set()
     for hit in hits:
         held.update(terms(f"{hit.title} {hit.chunk.heading}"))
-        units = passage_units(hit.passage or hit.chunk.text)
-        contents = _contents_blocks(units, tuning)
-        for unit in units:
-            (listed if unit.block in contents and unit.kind == "item" else held).update(terms(unit.text))
+        text = hit.passage or hit.chunk.text
+        units = passage_units(text)
+        contents = _contents(units, tuning)
+        if not contents:  # all its words, even of a sentence a chunk boundary cut (not a unit)
+            held.update(terms(text))
+        for index, unit in enumerate(units):
+            (listed if index in contents else held).update(terms(unit.text))
     return (wanted & listed) - held
 
 
-def _contents_blocks(units: list[Unit], tuning: AnswerTuning) -> set[int]:
-    """Blocks that are lists of titles: enough items, each short and none a sentence."""
-    items: dict[int, list[Unit]] = {}
-    for unit in units:
-        if unit.kind == "item":
-            items.setdefault(unit.block, []).append(unit)
-    return {
-        block
-        for block, listed in items.items()
-        if len(listed) >= tuning.contents_items
-        and all(len(u.text.split()) <= tuning.contents_item_words and not _sentence(u) for u in listed)
-    }
-
-
-def _sentence(unit: Unit) -> bool:
-    return unit.text.rstrip().endswith((".", "!", "?"))
+def _contents(units: list[Unit], tuning: AnswerTuning) -> set[int]:
+    """The units that are a table of contents: a run of at least `contents_items` short entries, each a list
+    item that is no sentence or a paragraph of its own that reads "Title — what it is" (gtk-doc's indexes)."""
+    runs: list[list[int]] = [[]]
+    for index, unit in enumerate(units):
+        neighbours = [*units[index - 1 : index], *units[index + 1 : index + 2]]
+        short = len(unit.text.split()) <= tuning.contents_item_words
+        entry = short and (
+            (unit.kind == "item" and not unit.text.rstrip().endswith((".", "!", "?")))
+            or (
+                unit.kind in ("sentence", "label")
+                and bool(_TITLED.match(unit.text))
+                and all(u.block != unit.block for u in neighbours)  # a paragraph of its own
+            )
+        )
+        if entry:
+            runs[-1].append(index)
+        elif runs[-1]:
+            runs.append([])
+    return {index for run in runs if len(run) >= tuning.contents_items for index in run}
 
 
 def _whole(units: list[Unit]) -> list[Unit]:

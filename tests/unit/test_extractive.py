@@ -460,3 +460,19 @@ def test_a_list_of_sentences_or_of_few_items_is_not_a_table_of_contents():
     assert ExtractiveAnswerer().answer("how do i set up celery", [steps]).found
     short = hit("Tools:\n\n- celery\n- rq", url="http://d/tools", heading="Task queues")
     assert ExtractiveAnswerer().answer("which task queue, celery or rq", [short]).found
+
+
+def test_an_index_of_title_and_what_it_is_lines_is_a_table_of_contents():
+    index = hit(
+        "String Utility Functions — various string-related functions\n\n"
+        "Base64 Encoding — encodes and decodes data in Base64 format\n\n"
+        "Data Checksums — computes the checksum for data\n\n"
+        "Hook Functions — support for manipulating lists of hook functions\n\n"
+        "Secure HMAC Digests — computes the HMAC for data.",
+        url="http://d/glib-utilities.html",
+        heading="GLib Utilities",
+    )
+    strings = hit("Use g_string_append() to add text to a GString; it grows as needed.", url="http://d/s")
+    assert not ExtractiveAnswerer().answer("base64 encode some bytes with glib", [index, strings]).found
+    assert not ExtractiveAnswerer().answer("how do i compute a checksum of some data", [strings, index]).found
+    assert ExtractiveAnswerer().answer("append text to a GString", [strings, index]).found
