@@ -237,9 +237,8 @@ class ExtractiveAnswerer:
         candidates: list[tuple[float, int, int]] = []
         for rank, found in enumerate(units):
             heading_terms = set(terms(considered[rank].chunk.heading)) & wanted
-            contents = _contents(found, self.tuning)  # titles of other pages: they answer nothing
             for index, unit in enumerate(found):
-                if unit.kind == "label" or index in contents:
+                if unit.kind == "label":
                     continue
                 matched = unit_terms[rank][index] & wanted
                 if not matched:
