@@ -28,6 +28,8 @@ _HOW_TO = re.compile(
     r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
 )
 _TITLED = re.compile(r"^[^—–.]{1,60}\s[—–]\s")  # "Base64 Encoding — encodes and decodes data"
+_LIST_MARK = re.compile(r"^(?:[-*+•]|\d+[.)])\s+")
+_ENTRY_DESCRIPTION = re.compile(r"\s[—–]\s|:\s")
 _TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
 OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
 
@@ -531,23 +533,32 @@ def _listed_only(question: str, hits: list[Hit], tuning: AnswerTuning) -> set[st
         if not contents:  # all its words, even of a sentence a chunk boundary cut (not a unit)
             held.update(terms(text))
         for index, unit in enumerate(units):
-            (listed if index in contents else held).update(terms(unit.text))
+            if index in contents:  # an entry's title names a page; its description is no evidence either way
+                listed.update(terms(_entry_title(unit.text)))
+            else:
+                held.update(terms(unit.text))
     return (wanted & listed) - held
 
 
 def _contents(units: list[Unit], tuning: AnswerTuning) -> set[int]:
-    """The units that are a table of contents: a run of at least `contents_items` short entries, each a list
-    item that is no sentence or a paragraph of its own that reads "Title — what it is" (gtk-doc's indexes)."""
+    """The units that are a table of contents: a run of at least `contents_items` short entries that start
+    like a title, each a list item that is no sentence or a paragraph of its own that reads "Title — what
+    it is" (gtk-doc's indexes). "- a harddrive crashed" in a list of causes is no title."""
     runs: list[list[int]] = [[]]
     for index, unit in enumerate(units):
         neighbours = [*units[index - 1 : index], *units[index + 1 : index + 2]]
-        short = len(unit.text.split()) <= tuning.contents_item_words
-        entry = short and (
-            (unit.kind == "item" and not unit.text.rstrip().endswith((".", "!", "?")))
-            or (
-                unit.kind in ("sentence", "label")
-                and bool(_TITLED.match(unit.text))
-                and all(u.block != unit.block for u in neighbours)  # a paragraph of its own
+        title = _entry_title(unit.text)
+        titled = title[:1].isupper() or title[:1].isdigit() or title.startswith("`")  # a title, not a phrase
+        entry = (
+            titled
+            and len(unit.text.split()) <= tuning.contents_item_words
+            and (
+                (unit.kind == "item" and not unit.text.rstrip().endswith((".", "!", "?")))
+                or (
+                    unit.kind in ("sentence", "label")
+                    and bool(_TITLED.match(unit.text))
+                    and all(u.block != unit.block for u in neighbours)  # a paragraph of its own
+                )
             )
         )
         if entry:
@@ -555,6 +566,11 @@ def _contents(units: list[Unit], tuning: AnswerTuning) -> set[int]:
         elif runs[-1]:
             runs.append([])
     return {index for run in runs if len(run) >= tuning.contents_items for index in run}
+
+
+def _entry_title(text: str) -> str:
+    """A contents entry's title: without its list mark, before " — what it is" or ": what it is"."""
+    return _ENTRY_DESCRIPTION.split(_LIST_MARK.sub("", text.strip()), maxsplit=1)[0]
 
 
 def _whole(units: list[Unit]) -> list[Unit]:

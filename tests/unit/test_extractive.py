@@ -476,3 +476,23 @@ def test_an_index_of_title_and_what_it_is_lines_is_a_table_of_contents():
     assert not ExtractiveAnswerer().answer("base64 encode some bytes with glib", [index, strings]).found
     assert not ExtractiveAnswerer().answer("how do i compute a checksum of some data", [strings, index]).found
     assert ExtractiveAnswerer().answer("append text to a GString", [strings, index]).found
+
+
+def test_a_list_of_phrases_or_what_an_entry_says_of_its_page_is_no_table_of_contents_evidence():
+    causes = hit(
+        "Errors happen:\n\n- your app crashed\n- a harddrive crashed\n- the database went away\n"
+        "- the disk filled",
+        url="http://d/errors",
+        heading="Error Logging",
+    )
+    email = hit("Send an email to the admins on errors with an SMTPHandler.", url="http://d/logging")
+    assert ExtractiveAnswerer().answer("get an email whenever my app crashes", [email, causes]).found
+    library = hit(
+        "- `urllib.request` — Extensible library for opening URLs\n- `http.client` — HTTP protocol client\n"
+        "- `ftplib` — FTP protocol client",
+        url="http://d/library/",
+        heading="The Python Standard Library",
+    )
+    forbidden = hit("HTTPError is raised for a status code such as 403 Forbidden.", url="http://d/urllib")
+    answer = ExtractiveAnswerer().answer("urllib 403 but the page opens in a browser", [forbidden, library])
+    assert answer.found
