@@ -673,6 +673,7 @@ LOSO_GRID: dict[str, tuple[float, ...]] = {
     "min_quote_words": (2, 4, 8),
     "follow_up_own_coverage": (0.0, 0.25, 0.5, 0.75),  # 0: the follow-up rule off
     "contents_item_words": (0, 8, 12, 16),  # 0: no table of contents, the not-found rule of issue 21 off
+    "contents_items": (2, 3, 4, 6),
 }
 
 
