@@ -642,6 +642,8 @@ LOSO_GRID: dict[str, tuple[float, ...]] = {
     "min_similarity": (0.25, 0.3, 0.35, 0.4, 0.45),
     "min_quote_words": (2, 4, 8),
     "follow_up_own_coverage": (0.0, 0.25, 0.5, 0.75),  # 0: the follow-up rule off
+    "contents_item_words": (0, 8, 12, 16),  # 0: no table of contents, the not-found rule of issue 21 off
+    "contents_items": (2, 3, 4, 6),
 }
 
 
@@ -744,7 +746,16 @@ def leave_one_site_out(
 
 
 def render_loso(data: dict[str, Any]) -> str:
-    keys = ["hit1", "hit5", "key_term", "usable", "followup_hit5", "wrongly_refused", "missing_refused"]
+    keys = [
+        "hit1",
+        "hit5",
+        "key_term",
+        "usable",
+        "followup_hit5",
+        "wrongly_refused",
+        "missing_refused",
+        "followup_missing_refused",
+    ]
     lines = [
         "| left-out site | chosen on the others | " + " | ".join(FIGURES[k] for k in keys) + " |",
         "|---" * (len(keys) + 2) + "|",

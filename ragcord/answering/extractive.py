@@ -27,6 +27,9 @@ NOT_FOUND = "I couldn't find this in the knowledge base."
 _HOW_TO = re.compile(
     r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
 )
+_TITLED = re.compile(r"^[^—–.]{1,60}\s[—–]\s")  # "Base64 Encoding — encodes and decodes data"
+_LIST_MARK = re.compile(r"^(?:[-*+•]|\d+[.)])\s+")
+_ENTRY_DESCRIPTION = re.compile(r"\s[—–]\s|:\s")
 _TITLE_SUFFIX = re.compile(r"\s+[—–|]\s+[^—–|]*$")
 OTHER_PASSAGE = 10_000  # paragraph numbers of a second passage of one section, apart from the first's
 
@@ -96,7 +99,7 @@ class ExtractiveAnswerer:
         """Whether the best passages are about the question at all (absolute, not relative, scores)."""
         if not hits:
             return False
-        if _missing_names(question, hits):
+        if _missing_names(question, hits) or _listed_only(question, hits, self.tuning):
             return False
         best_coverage = max(coverage(question, hit.passage or hit.chunk.text) for hit in hits)
         similarities = [hit.vector_score for hit in hits if hit.vector_score is not None]
@@ -510,6 +513,64 @@ def _missing_names(question: str, hits: list[Hit]) -> set[str]:
         return set()
     seen = " ".join(f"{h.title} {h.chunk.heading} {h.passage or h.chunk.text}" for h in hits).lower()
     return {name for name in names if name.lower() not in seen}
+
+
+def _listed_only(question: str, hits: list[Hit], tuning: AnswerTuning) -> set[str]:
+    """The question's terms that the passages name only in a table of contents, nowhere else.
+
+    A page the crawl left out is often still listed by the pages that link to it ("- Celery Background
+    Tasks" in a site's index): the knowledge base knows the title, not the page. A question whose word is
+    found only there asks about what the knowledge base does not hold.
+    """
+    wanted = set(terms(question))
+    listed: set[str] = set()
+    held: set[str] = set()
+    for hit in hits:
+        held.update(terms(f"{hit.title} {hit.chunk.heading}"))
+        text = hit.passage or hit.chunk.text
+        units = passage_units(text)
+        contents = _contents(units, tuning)
+        if not contents:  # all its words, even of a sentence a chunk boundary cut (not a unit)
+            held.update(terms(text))
+        for index, unit in enumerate(units):
+            if index in contents:  # an entry's title names a page; its description is no evidence either way
+                listed.update(terms(_entry_title(unit.text)))
+            else:
+                held.update(terms(unit.text))
+    return (wanted & listed) - held
+
+
+def _contents(units: list[Unit], tuning: AnswerTuning) -> set[int]:
+    """The units that are a table of contents: a run of at least `contents_items` short entries that start
+    like a title, each a list item that is no sentence or a paragraph of its own that reads "Title — what
+    it is" (gtk-doc's indexes). "- a harddrive crashed" in a list of causes is no title."""
+    runs: list[list[int]] = [[]]
+    for index, unit in enumerate(units):
+        neighbours = [*units[index - 1 : index], *units[index + 1 : index + 2]]
+        title = _entry_title(unit.text)
+        titled = title[:1].isupper() or title[:1].isdigit() or title.startswith("`")  # a title, not a phrase
+        entry = (
+            titled
+            and len(unit.text.split()) <= tuning.contents_item_words
+            and (
+                (unit.kind == "item" and not unit.text.rstrip().endswith((".", "!", "?")))
+                or (
+                    unit.kind in ("sentence", "label")
+                    and bool(_TITLED.match(unit.text))
+                    and all(u.block != unit.block for u in neighbours)  # a paragraph of its own
+                )
+            )
+        )
+        if entry:
+            runs[-1].append(index)
+        elif runs[-1]:
+            runs.append([])
+    return {index for run in runs if len(run) >= tuning.contents_items for index in run}
+
+
+def _entry_title(text: str) -> str:
+    """A contents entry's title: without its list mark, before " — what it is" or ": what it is"."""
+    return _ENTRY_DESCRIPTION.split(_LIST_MARK.sub("", text.strip()), maxsplit=1)[0]
 
 
 def _whole(units: list[Unit]) -> list[Unit]:

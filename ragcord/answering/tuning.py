@@ -27,6 +27,12 @@ class AnswerTuning:
     # follow-up about a missing page and one answerable follow-up; 0.75 won on one site and lost on another
     # when each was left out (docs/quality-log.md, session 7). Off until a better signal of "new subject".
     follow_up_own_coverage: float = 0.0
+    # A table of contents (a run of at least this many entries of at most this many words: list items that
+    # are no sentence, or "Title — what it is" lines) names pages without holding them: a question's word
+    # found only there is not found. 3 and 12: the shortest lists of titles in the suite's indexes are
+    # 3-4 entries, and Sphinx's longest entry ("`sphinx.ext.napoleon` – Support for NumPy and ...") is 10.
+    contents_items: int = 3
+    contents_item_words: int = 12
     max_words: int = 130  # a quote's length, in words, before whole units stop being added
     max_passages: int = 3  # quotes of different sections
     max_citations: int = 5

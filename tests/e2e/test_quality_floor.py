@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 # fragments 0.00. On 2026-12-07 (issue 21, the Snowball stemmer): hit@1 0.73, hit@5 0.91, MRR 0.80, key term
 # 0.65, usable 0.51, follow-up hit@5 0.96, follow-up key term 0.65 (one conversation fewer: the stemmer; the
 # held-out follow-up key term rose 0.80 -> 0.85), in-domain refused 0.02. Ranking is deterministic; the margin
-# (about three questions, one follow-up) covers which of two identical pages a crawl indexes first.
+# (about three questions, one follow-up) covers which of two identical pages a crawl indexes first. Later
+# that day (a question whose word the passages hold only in a table of contents is not found): missing-page
+# questions refused 0.20 -> 0.60 (3 of 5), in process over one kept crawl; its floor is one question below.
 FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.69, True),
     "hit5": (0.88, True),
@@ -40,6 +42,7 @@ FLOORS: dict[str, tuple[float, bool]] = {
     "followup_hit5": (0.90, True),
     "followup_key_term": (0.61, True),
     "off_topic_refused": (1.00, True),
+    "missing_refused": (0.40, True),
     "wrongly_refused": (0.05, False),
     "fragment_answers": (0.02, False),
 }

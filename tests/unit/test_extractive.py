@@ -416,3 +416,83 @@ def test_settings_come_from_one_object_and_a_wrong_name_says_which_exist():
         assert "min_similarity" in str(exc)
     else:
         raise AssertionError("a misspelt setting was accepted")
+
+
+PATTERNS_INDEX = """- Streaming Contents
+  - Basic Usage
+  - Streaming with Context
+- Deferred Request Callbacks
+- Celery Background Tasks
+  - Install
+  - Run a worker
+- Subclassing Flask"""
+
+BACKGROUND = (
+    "Async functions require an event loop to run. To run work after the response, start a background task "
+    "with a task queue and a worker process."
+)
+
+
+def test_a_subject_the_passages_name_only_in_a_table_of_contents_is_not_found():
+    index = hit(PATTERNS_INDEX, url="http://d/patterns/", title="Patterns", heading="Patterns for Flask")
+    asyncio = hit(BACKGROUND, url="http://d/async", title="Using async", heading="Background tasks")
+    answer = ExtractiveAnswerer().answer("how do i set up celery for background jobs", [asyncio, index])
+    assert not answer.found  # the index links to the Celery page; the crawl did not hold it
+
+
+def test_a_subject_a_passage_speaks_of_is_found_even_when_a_table_of_contents_names_it_too():
+    index = hit(PATTERNS_INDEX, url="http://d/patterns/", title="Patterns", heading="Patterns for Flask")
+    celery = hit(
+        "Celery is a task queue. Install it, then create a Celery app that runs tasks in a worker process.",
+        url="http://d/patterns/celery",
+        title="Celery",
+        heading="Celery Background Tasks",
+    )
+    assert ExtractiveAnswerer().answer("how do i set up celery for background jobs", [index, celery]).found
+
+
+def test_a_list_of_sentences_or_of_few_items_is_not_a_table_of_contents():
+    steps = hit(
+        "To use it:\n\n- Install celery with pip.\n- Configure the broker URL.\n- Start a worker.",
+        url="http://d/steps",
+        heading="Setup",
+    )
+    assert ExtractiveAnswerer().answer("how do i set up celery", [steps]).found
+    short = hit("Tools:\n\n- celery\n- rq", url="http://d/tools", heading="Task queues")
+    assert ExtractiveAnswerer().answer("which task queue, celery or rq", [short]).found
+
+
+def test_an_index_of_title_and_what_it_is_lines_is_a_table_of_contents():
+    index = hit(
+        "String Utility Functions — various string-related functions\n\n"
+        "Base64 Encoding — encodes and decodes data in Base64 format\n\n"
+        "Data Checksums — computes the checksum for data\n\n"
+        "Hook Functions — support for manipulating lists of hook functions\n\n"
+        "Secure HMAC Digests — computes the HMAC for data.",
+        url="http://d/glib-utilities.html",
+        heading="GLib Utilities",
+    )
+    strings = hit("Use g_string_append() to add text to a GString; it grows as needed.", url="http://d/s")
+    assert not ExtractiveAnswerer().answer("base64 encode some bytes with glib", [index, strings]).found
+    assert not ExtractiveAnswerer().answer("how do i compute a checksum of some data", [strings, index]).found
+    assert ExtractiveAnswerer().answer("append text to a GString", [strings, index]).found
+
+
+def test_a_list_of_phrases_or_what_an_entry_says_of_its_page_is_no_table_of_contents_evidence():
+    causes = hit(
+        "Errors happen:\n\n- your app crashed\n- a harddrive crashed\n- the database went away\n"
+        "- the disk filled",
+        url="http://d/errors",
+        heading="Error Logging",
+    )
+    email = hit("Send an email to the admins on errors with an SMTPHandler.", url="http://d/logging")
+    assert ExtractiveAnswerer().answer("get an email whenever my app crashes", [email, causes]).found
+    library = hit(
+        "- `urllib.request` — Extensible library for opening URLs\n- `http.client` — HTTP protocol client\n"
+        "- `ftplib` — FTP protocol client",
+        url="http://d/library/",
+        heading="The Python Standard Library",
+    )
+    forbidden = hit("HTTPError is raised for a status code such as 403 Forbidden.", url="http://d/urllib")
+    answer = ExtractiveAnswerer().answer("urllib 403 but the page opens in a browser", [forbidden, library])
+    assert answer.found
