@@ -234,10 +234,15 @@ class Run:
 
 
 def ask_all(ask: AskService, clock: StageClock, kb: str, run: Run, rounds: int) -> None:
-    """Every question in a new conversation (a follow-up in its question's), `rounds` times."""
+    """Every question in a new conversation (a follow-up in its question's), `rounds` times; each round
+    with the embedder's vector cache emptied (its questions are new to it: their quotes only meet the
+    quotes of the round's earlier questions)."""
     items = questions()
     ask.ask(items[0][0], knowledge_base=kb)  # warm: tables opened, scripts loaded
+    cache = getattr(ask.retriever.embedder, "_cache", None)  # LocalEmbedder's VectorCache
     for _ in range(rounds):
+        if cache is not None:
+            cache.clear()
         for question, followup in items:
             conversation = uuid.uuid4().hex
             for text in (question, followup):
