@@ -325,9 +325,15 @@ class RankingEveryMatch(SQLiteStore):
     RARE_TERM_SHARE = 1.0
 
 
+class RankingRareMatches(SQLiteStore):
+    """The store as it searches a large knowledge base: only the chunks holding a rare term are ranked."""
+
+    RANK_EVERY_MATCH_UP_TO = 0
+
+
 def test_keyword_search_ranks_the_chunks_of_the_rare_terms_and_finds_what_ranking_every_match_finds(tmp_path):
     # 200 chunks: "quill" in 40% of them, "worker" in 20%, "sentry" in 3%, some of those beside the others.
-    store = SQLiteStore(tmp_path / "s.sqlite3", dim=DIM)
+    store = RankingRareMatches(tmp_path / "s.sqlite3", dim=DIM)
     for p in range(20):
         url = f"http://x/{p}"
         chunks = []
@@ -351,6 +357,11 @@ def test_keyword_search_ranks_the_chunks_of_the_rare_terms_and_finds_what_rankin
         r.chunk.id for r in everything.keyword_search("kb", "sentry worker quill", 30)
     ]
     everything.close()
+    # A knowledge base this small: every match is ranked (it costs next to nothing).
+    assert SQLiteStore(store.path, dim=DIM)._weighted_terms("kb", ['"sentry"', '"quill"'], 5)[1] == [
+        '"sentry"',
+        '"quill"',
+    ]
 
 
 def test_term_counts_are_counted_again_after_a_write(tmp_path):
