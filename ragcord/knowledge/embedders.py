@@ -4,10 +4,12 @@ or none."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,6 +60,11 @@ class NoEmbedder:
         return [[] for _ in texts]
 
 
+# Texts whose vectors a local embedder keeps (~1.6 MB, a float32 vector and a 16-byte key each): a question
+# and its quotes are 10-40 distinct texts, so the last few dozen questions' passages are held.
+CACHED_TEXTS = 1024
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU through ONNX Runtime: offline, 384 dimensions, no torch.
 
@@ -79,8 +86,12 @@ class LocalEmbedder:
         model_path: Path | None = None,
         optimize_graph: bool = False,
         idle_unload_seconds: float = 0.0,
+        cached_texts: int = CACHED_TEXTS,
     ) -> None:
         self.batch_size = batch_size
+        # The vectors of the last `cached_texts` distinct texts embedded (0: none), by a hash of the text:
+        # a bot is asked the same questions and quotes the same passages again and again (see VectorCache).
+        self._cache = VectorCache(cached_texts)
         # After this long without a call the session (model and arena, ~225 MB) is dropped and its memory
         # given back; the next call loads it again (0.03 s warm, 0.4 s cold). 0: kept for the process's life.
         self.idle_unload_seconds = idle_unload_seconds
@@ -161,10 +172,12 @@ class LocalEmbedder:
                 self.unload()
 
     def unload(self) -> bool:
-        """Drop the session and give its memory back (a call in progress finishes on its own reference)."""
+        """Drop the session and give its memory back (a call in progress finishes on its own reference);
+        the cached vectors with it (an ask after an idle spell pays the model, as before the cache)."""
         with self._run_lock, self._lock:
             if self._session is None:
                 return False
+            self._cache.clear()  # (first: a caller that sees no session finds no vector either)
             self._session = None
         gc.collect()
         trimmed = malloc.trim()
@@ -181,11 +194,13 @@ class LocalEmbedder:
         import numpy as np
 
         self._last_used = time.monotonic()
+        vectors = self._cache.get(dict.fromkeys(texts))
+        distinct = [text for text in dict.fromkeys(texts) if text not in vectors]
+        if not distinct:
+            return [vectors[text] for text in texts]
         session = self._session or self._load()
         _, encoder = self._tokenizers()
-        distinct = list(dict.fromkeys(texts))
         encodings = encoder.encode_batch(distinct)
-        vectors: dict[str, list[float]] = {}
         for batch in self._batches([len(e.ids) for e in encodings]):
             width = len(encodings[batch[-1]].ids)
             ids = np.zeros((len(batch), width), dtype=np.int64)
@@ -203,6 +218,7 @@ class LocalEmbedder:
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             for i, vector in zip(batch, pooled.tolist(), strict=True):
                 vectors[distinct[i]] = vector
+        self._cache.put({text: vectors[text] for text in distinct})
         self._last_used = time.monotonic()
         return [vectors[text] for text in texts]
 
@@ -217,6 +233,53 @@ class LocalEmbedder:
             batch.append(i)
         if batch:
             yield batch
+
+
+class VectorCache:
+    """The vectors of the last `size` distinct texts (least recently used out), keyed by a 16-byte hash of
+    the text (a passage is not held twice), each as float32 (1.5 kB at 384 dimensions, against 12 kB as
+    Python floats). A vector comes back exactly as it was computed (float32 values either way)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, texts: Iterable[str]) -> dict[str, list[float]]:
+        """The held vectors of these texts (text -> vector); the rest are missing from the answer."""
+        if self.size <= 0:
+            return {}
+        found: dict[str, list[float]] = {}
+        with self._lock:
+            for text in texts:
+                key = self._key(text)
+                vector = self._vectors.get(key)
+                if vector is not None:
+                    self._vectors.move_to_end(key)
+                    found[text] = vector.tolist()
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+
+    def put(self, vectors: Mapping[str, list[float]]) -> None:
+        if self.size <= 0:
+            return
+        import numpy as np
+
+        with self._lock:
+            for text, vector in vectors.items():
+                self._vectors[self._key(text)] = np.asarray(vector, dtype=np.float32)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
 
 
 # Padded tokens of one model call: 4 chunks of the full 256-token window, or more shorter ones. Measured on

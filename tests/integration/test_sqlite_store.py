@@ -336,3 +336,59 @@ def test_a_page_of_more_rows_than_one_statement_takes_is_written_and_replaced_wh
     assert hits and hits[0].chunk.url == url and hits[0].chunk.chunk_index == 180
     assert not store.keyword_search("kb", "version0 chunk249", 5, source=url)  # the old rows left the index
     store.close()
+
+
+class RankingEveryMatch(SQLiteStore):
+    """The store before keyword search ranked only the chunks holding a rare term."""
+
+    RARE_TERM_SHARE = 1.0
+
+
+class RankingRareMatches(SQLiteStore):
+    """The store as it searches a large knowledge base: only the chunks holding a rare term are ranked."""
+
+    RANK_EVERY_MATCH_UP_TO = 0
+
+
+def test_keyword_search_ranks_the_chunks_of_the_rare_terms_and_finds_what_ranking_every_match_finds(tmp_path):
+    # 200 chunks: "quill" in 40% of them, "worker" in 20%, "sentry" in 3%, some of those beside the others.
+    store = RankingRareMatches(tmp_path / "s.sqlite3", dim=DIM)
+    for p in range(20):
+        url = f"http://x/{p}"
+        chunks = []
+        for chunk in page(url, p, 10):
+            n = p * 10 + chunk.chunk_index
+            words = ["quill"] * (n % 5 < 2) + ["worker"] * (n % 10 in (2, 5)) + ["sentry"] * (n % 33 == 0)
+            chunks.append(replace(chunk, text=" ".join([*words, f"filler{n % 7}", "text of the page"])))
+        store.replace_page("kb", url, chunks)
+    everything = RankingEveryMatch(store.path, dim=DIM)
+    kept, rare = store._weighted_terms("kb", ['"sentry"', '"worker"', '"quill"'], 5)
+    assert kept == ['"sentry"', '"worker"', '"quill"'] and rare == ['"sentry"']  # 7 chunks of 200: 3.5%
+
+    found = store.keyword_search("kb", "sentry worker quill", 5)
+
+    assert [(r.chunk.id, r.score) for r in found] == [
+        (r.chunk.id, r.score) for r in everything.keyword_search("kb", "sentry worker quill", 5)
+    ]
+    assert all("sentry" in r.chunk.text for r in found)
+    # Fewer chunks hold the rare terms than asked for: every match is ranked, as before.
+    assert [r.chunk.id for r in store.keyword_search("kb", "sentry worker quill", 30)] == [
+        r.chunk.id for r in everything.keyword_search("kb", "sentry worker quill", 30)
+    ]
+    everything.close()
+    # A knowledge base this small: every match is ranked (it costs next to nothing).
+    assert SQLiteStore(store.path, dim=DIM)._weighted_terms("kb", ['"sentry"', '"quill"'], 5)[1] == [
+        '"sentry"',
+        '"quill"',
+    ]
+
+
+def test_term_counts_are_counted_again_after_a_write(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3", dim=DIM)
+    store.replace_page("kb", "http://x/0", page("http://x/0", 0, 4))
+    assert store._term_counts("kb", ['"chunk1"', '"version1"']) == (4, {'"chunk1"': 1, '"version1"': 0})
+
+    store.replace_page("kb", "http://x/1", page("http://x/1", 1, 4))
+
+    assert store._term_counts("kb", ['"chunk1"', '"version1"']) == (8, {'"chunk1"': 2, '"version1"': 4})
+    assert store._term_counts("gone", ['"chunk1"']) == (0, {'"chunk1"': 0})

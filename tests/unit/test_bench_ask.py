@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from bench.ask import build_knowledge_base, copied_pages, recall_at_10
+from bench.ask import build_knowledge_base, copied_pages, keyword_matches, recall_at_10
 from ragcord.knowledge.chunking import chunk_id
 from ragcord.knowledge.stores.base import StoredChunk
 from ragcord.knowledge.stores.sqlite import SQLiteStore
@@ -71,5 +73,22 @@ def test_a_knowledge_base_built_on_sqlite_holds_n_chunks_and_its_exact_search_ha
         assert store.count_chunks("kb") == 40
         recall, _, _ = recall_at_10(store, _Embedder(), "kb")
         assert recall == 1.0
+    finally:
+        store.close()
+
+
+def test_keyword_shares_of_chunks_matched_and_ranked_and_the_pools_kept(tmp_path):
+    store = SQLiteStore(tmp_path / "ragcord.sqlite3", dim=DIM)
+    try:
+        chunks = [
+            replace(chunk, text=f"{chunk.text} python worker quillstack") if i % 2 else chunk
+            for i, chunk in enumerate(_base())
+        ]
+        build_knowledge_base(store, "kb", chunks, 400, seed=3)
+
+        matched, ranked, same = keyword_matches(store, "kb")
+
+        assert 0.0 <= ranked <= matched <= 1.0  # (medians: most fixture questions share no word here)
+        assert same == 1.0  # too few chunks hold a rare word here: every match is ranked, as before
     finally:
         store.close()

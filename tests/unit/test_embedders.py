@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragcord.knowledge.embedders import LocalEmbedder, NoEmbedder
+from ragcord.knowledge.embedders import LocalEmbedder, NoEmbedder, VectorCache
 from tests.conftest import ROOT
 
 REFERENCE_FILE = Path(__file__).parents[1] / "fixtures" / "embeddings" / "minilm_reference.json"
@@ -200,3 +200,48 @@ def test_an_embedder_kept_for_the_process_life_starts_no_unloader():
     embedder.load()
     assert embedder._unloader is None
     assert embedder.unload() is True and embedder.unload() is False  # an explicit unload still works
+
+
+def test_a_text_embedded_before_is_answered_from_the_cache_with_the_same_vector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    embedder = LocalEmbedder(cached_texts=8)
+    first = embedder.embed(["how do I retry a task", "a quoted passage"])
+    seen: list[int] = []
+    run = embedder._session.run
+
+    class CountingSession:
+        def run(self, outputs, feeds):
+            seen.append(feeds["input_ids"].shape[0])
+            return run(outputs, feeds)
+
+    monkeypatch.setattr(embedder, "_session", CountingSession())
+
+    again = embedder.embed(["a quoted passage", "a new passage", "how do I retry a task"])
+
+    assert seen == [1]  # only the new text reached the model
+    assert again[0] == first[1] and again[2] == first[0]  # bit for bit, as computed the first time
+    assert again[1] == LocalEmbedder(cached_texts=0).embed(["a new passage"])[0]
+
+
+def test_the_vector_cache_keeps_only_the_most_recently_used_texts() -> None:
+    cache = VectorCache(2)
+    cache.put({"a": [1.0, 0.0], "b": [0.0, 1.0]})
+    assert cache.get(["a"]) == {"a": [1.0, 0.0]}  # a is now the most recent
+
+    cache.put({"c": [0.5, 0.5]})
+
+    assert len(cache) == 2
+    assert cache.get(["a", "b", "c"]) == {"a": [1.0, 0.0], "c": [0.5, 0.5]}
+    assert VectorCache(0).get(["a"]) == {}
+
+
+def test_unloading_the_model_forgets_the_cached_vectors() -> None:
+    embedder = LocalEmbedder(cached_texts=8)
+    embedder.embed(["how do I retry a task"])
+
+    embedder.unload()
+
+    assert len(embedder._cache) == 0
+    embedder.embed(["how do I retry a task"])
+    assert embedder._session is not None  # the question after an idle spell reloads the model
