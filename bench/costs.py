@@ -14,6 +14,7 @@ The embedder is not measured here (it is being replaced): docs/scaling.md states
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import datetime
@@ -242,6 +243,7 @@ def report(plots: Path, s: dict[str, float], c: dict[str, object]) -> tuple[str,
 
 
 if __name__ == "__main__":
-    markdown, summary = run(ROOT / "docs" / "bench")
-    print(markdown)
-    print(summary)
+    # (arguments parsed so that --help answers instead of running the benchmark)
+    parser = argparse.ArgumentParser(prog="python -m bench.costs", description=__doc__)
+    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "bench", help="where the plots go")
+    print(*run(parser.parse_args().plots), sep="\n")

@@ -3,6 +3,7 @@ against the pipelined batches JobStore.list uses, in one run so the ratio holds 
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 import uuid
@@ -57,4 +58,7 @@ def run(plots: Path) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
-    print(*run(Path("docs/bench")), sep="\n")
+    # (arguments parsed so that --help answers instead of running the benchmark)
+    parser = argparse.ArgumentParser(prog="python -m bench.jobs", description=__doc__)
+    parser.add_argument("--plots", type=Path, default=Path("docs/bench"), help="where the plots go")
+    print(*run(parser.parse_args().plots), sep="\n")

@@ -14,6 +14,7 @@ Needs Debian's `chromium` and `npm` (to fetch docsify); says what is missing oth
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import statistics
@@ -201,6 +202,12 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    markdown, line = run(Path(__file__).resolve().parents[1] / "docs" / "bench")
-    print(markdown)
-    print(line)
+    # (arguments parsed so that --help answers instead of running the benchmark)
+    parser = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__)
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "docs" / "bench",
+        help="where the plots go",
+    )
+    print(*run(parser.parse_args().plots), sep="\n")

@@ -14,6 +14,7 @@ mean of the two is the headline, not the seconds).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import os
@@ -347,6 +348,12 @@ def report(plots: Path, baseline: list[Run], watched: list[Run]) -> tuple[str, s
 
 
 if __name__ == "__main__":
-    markdown, summary = run(Path(__file__).resolve().parents[1] / "docs" / "bench")
-    print(markdown)
-    print(summary)
+    # (arguments parsed so that --help answers instead of running the benchmark)
+    parser = argparse.ArgumentParser(prog="python -m bench.watch", description=__doc__)
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "docs" / "bench",
+        help="where the plots go",
+    )
+    print(*run(parser.parse_args().plots), sep="\n")
