@@ -18,8 +18,9 @@ import time
 import traceback
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-PLOTS = DOCS / "bench"
+from bench import PLOTS
+
+DOCS = PLOTS.parent
 HISTORY = PLOTS / "history.tsv"
 
 # In the order of docs/benchmarks.md. `quality` re-crawls five real sites: the longest by far.

@@ -14,7 +14,6 @@ The embedder is not measured here (it is being replaced): docs/scaling.md states
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import datetime
@@ -37,6 +36,7 @@ import redis
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from bench import command_line
 from ragcord.bootstrap import bootstrap  # noqa: E402
 from ragcord.crawls import start_crawl  # noqa: E402
 from ragcord.knowledge.chunking import chunk_id, chunk_markdown, content_hash  # noqa: E402
@@ -243,7 +243,4 @@ def report(plots: Path, s: dict[str, float], c: dict[str, object]) -> tuple[str,
 
 
 if __name__ == "__main__":
-    # (arguments parsed so that --help answers instead of running the benchmark)
-    parser = argparse.ArgumentParser(prog="python -m bench.costs", description=__doc__)
-    parser.add_argument("--plots", type=Path, default=ROOT / "docs" / "bench", help="where the plots go")
-    print(*run(parser.parse_args().plots), sep="\n")
+    command_line("python -m bench.costs", __doc__, run)

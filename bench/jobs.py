@@ -3,7 +3,6 @@ against the pipelined batches JobStore.list uses, in one run so the ratio holds 
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import uuid
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from bench import command_line
 from ragcord.jobs import JobStore
 
 REDIS_URL = os.environ.get("RAGCORD_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -58,7 +58,4 @@ def run(plots: Path) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
-    # (arguments parsed so that --help answers instead of running the benchmark)
-    parser = argparse.ArgumentParser(prog="python -m bench.jobs", description=__doc__)
-    parser.add_argument("--plots", type=Path, default=Path("docs/bench"), help="where the plots go")
-    print(*run(parser.parse_args().plots), sep="\n")
+    command_line("python -m bench.jobs", __doc__, run)

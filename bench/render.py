@@ -14,7 +14,6 @@ Needs Debian's `chromium` and `npm` (to fetch docsify); says what is missing oth
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import statistics
@@ -27,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend is chosen first
 
+from bench import command_line
 from ragcord.settings import Settings  # noqa: E402
 from tests.browser_kit import docsify_site, pack_docsify  # noqa: E402
 from tests.sitekit import FixtureSite  # noqa: E402
@@ -202,12 +202,4 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    # (arguments parsed so that --help answers instead of running the benchmark)
-    parser = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__)
-    parser.add_argument(
-        "--plots",
-        type=Path,
-        default=Path(__file__).resolve().parents[1] / "docs" / "bench",
-        help="where the plots go",
-    )
-    print(*run(parser.parse_args().plots), sep="\n")
+    command_line("python -m bench.render", __doc__, run)

@@ -14,7 +14,6 @@ mean of the two is the headline, not the seconds).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime
 import os
@@ -36,6 +35,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
+from bench import command_line
 from rpc.v1 import admin_pb2 as pb  # noqa: E402
 from rpc.v1 import admin_pb2_grpc  # noqa: E402
 
@@ -348,12 +348,4 @@ def report(plots: Path, baseline: list[Run], watched: list[Run]) -> tuple[str, s
 
 
 if __name__ == "__main__":
-    # (arguments parsed so that --help answers instead of running the benchmark)
-    parser = argparse.ArgumentParser(prog="python -m bench.watch", description=__doc__)
-    parser.add_argument(
-        "--plots",
-        type=Path,
-        default=Path(__file__).resolve().parents[1] / "docs" / "bench",
-        help="where the plots go",
-    )
-    print(*run(parser.parse_args().plots), sep="\n")
+    command_line("python -m bench.watch", __doc__, run)
