@@ -87,9 +87,8 @@ def test_vectors_agree_with_the_torch_model_they_replace() -> None:
         assert ours.tolist() == np.argsort(-(reference @ reference[row]))[:3].tolist()
 
 
-def test_identical_texts_are_embedded_once_and_answered_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    embedder = LocalEmbedder(batch_size=2)
-    embedder.load()
+def count_batches(embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches the loaded embedder's model is asked from now on, as they come."""
     seen: list[int] = []
     run = embedder._session.run
 
@@ -99,6 +98,13 @@ def test_identical_texts_are_embedded_once_and_answered_in_order(monkeypatch: py
             return run(outputs, feeds)
 
     monkeypatch.setattr(embedder, "_session", CountingSession())
+    return seen
+
+
+def test_identical_texts_are_embedded_once_and_answered_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = LocalEmbedder(batch_size=2)
+    embedder.load()
+    seen = count_batches(embedder, monkeypatch)
     texts = ["a short one", "the same text", "a much longer text than the others, " * 5, "the same text"]
 
     vectors = embedder.embed(texts)
@@ -207,15 +213,7 @@ def test_a_text_embedded_before_is_answered_from_the_cache_with_the_same_vector(
 ) -> None:
     embedder = LocalEmbedder(cached_texts=8)
     first = embedder.embed(["how do I retry a task", "a quoted passage"])
-    seen: list[int] = []
-    run = embedder._session.run
-
-    class CountingSession:
-        def run(self, outputs, feeds):
-            seen.append(feeds["input_ids"].shape[0])
-            return run(outputs, feeds)
-
-    monkeypatch.setattr(embedder, "_session", CountingSession())
+    seen = count_batches(embedder, monkeypatch)
 
     again = embedder.embed(["a quoted passage", "a new passage", "how do I retry a task"])
 
