@@ -18,12 +18,8 @@ import redis
 
 from ragcord.errors import InvalidArgument, PermissionDenied
 from ragcord.lua import script_source
+from ragcord.redisconn import reply_text
 from ragcord.urls import validate_kb_name
-
-
-def _text(value: bytes | str) -> str:
-    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class KnowledgeBaseOwners:
@@ -37,7 +33,7 @@ class KnowledgeBaseOwners:
 
     def servers(self, knowledge_base: str) -> set[str]:
         """The Discord servers that may use the knowledge base; empty: any (shared)."""
-        return {_text(member) for member in self.redis.smembers(self._key(knowledge_base))}
+        return {reply_text(member) for member in self.redis.smembers(self._key(knowledge_base))}
 
     def servers_of(self, knowledge_bases: Iterable[str]) -> dict[str, set[str]]:
         names = list(knowledge_bases)
@@ -45,7 +41,8 @@ class KnowledgeBaseOwners:
         for name in names:
             pipe.smembers(self._key(name))
         return {
-            name: {_text(m) for m in members} for name, members in zip(names, pipe.execute(), strict=True)
+            name: {reply_text(m) for m in members}
+            for name, members in zip(names, pipe.execute(), strict=True)
         }
 
     def check(self, knowledge_base: str, guild_id: int | str) -> None:
@@ -109,7 +106,7 @@ class KnowledgeBaseBindings:
         fields = [str(c) for c in channel_ids if c] + ["guild"]
         for value in self.redis.hmget(self._key(guild_id), fields):
             if value:
-                return _text(value)
+                return reply_text(value)
         return self.default
 
     def usable(self, guild_id: int | str, *channel_ids: int | str | None) -> str:

@@ -21,15 +21,11 @@ import redis
 
 from ragcord.errors import InvalidArgument, NotFound
 from ragcord.lua import script_source
-
-
-def _text(value: bytes | str) -> str:
-    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
-    return value.decode() if isinstance(value, bytes) else value
+from ragcord.redisconn import reply_text
 
 
 def _decoded(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {reply_text(k): reply_text(v) for k, v in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ class FeedbackStore:
                 self._answer(answer_id),
                 f"{self._answer(answer_id)}:votes",
                 f"{self.prefix}:feedback:log",
-                f"{self.prefix}:feedback:kb:{_text(kb)}",
+                f"{self.prefix}:feedback:kb:{reply_text(kb)}",
             ],
             args=[user_id, vote, time.time(), self.ttl_seconds],
         )
@@ -138,7 +134,7 @@ class FeedbackStore:
             for raw_id in ids:
                 start += 1
                 try:
-                    record = self.get(_text(raw_id))
+                    record = self.get(reply_text(raw_id))
                 except NotFound:  # expired: the log lets go of it
                     self.redis.zrem(log_key, raw_id)
                     start -= 1

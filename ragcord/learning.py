@@ -22,6 +22,7 @@ import redis
 from ragcord.knowledge.chunking import chunk_id, chunk_markdown, content_hash
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import Store, StoredChunk
+from ragcord.redisconn import reply_text
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,6 @@ __all__ = ["LearnedThreads", "SolvedThread", "anonymise", "thread_url"]
 _USER_MENTION = re.compile(r"<@!?\d+>")
 _ROLE_MENTION = re.compile(r"<@&\d+>")
 _EVERYONE = re.compile(r"@(everyone|here)\b")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def thread_url(guild_id: int | str, thread_id: int | str) -> str:
@@ -129,7 +126,7 @@ class LearnedThreads:
         return len(stored)
 
     def get(self, thread_id: int | str) -> SolvedThread | None:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key(thread_id)).items()}
+        raw = {reply_text(k): reply_text(v) for k, v in self.redis.hgetall(self._key(thread_id)).items()}
         if not raw:
             return None
         return SolvedThread(
@@ -190,6 +187,6 @@ class LearnedThreads:
     def forget_channel(self, guild_id: int | str, channel_id: int | str) -> int:
         """Learning turned off in a channel: every thread learned there leaves the knowledge base."""
         members = self.redis.smembers(self._channel_key(guild_id, channel_id))
-        removed = sum(self.forget(_text(m)) for m in members)
+        removed = sum(self.forget(reply_text(m)) for m in members)
         self.redis.delete(self._channel_key(guild_id, channel_id))
         return removed

@@ -34,6 +34,7 @@ import redis
 
 from ragcord.errors import InvalidArgument
 from ragcord.knowledge.embedders import Embedder
+from ragcord.redisconn import reply_text
 from ragcord.settings import Settings
 from ragcord.urls import validate_kb_name
 
@@ -51,10 +52,6 @@ __all__ = [
 CLUSTER_THRESHOLD = 0.75
 EXAMPLES = 3
 Event = Literal["up", "down", "handed_off", "solved_asker", "solved_staff"]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -166,7 +163,7 @@ class QuestionLog:
         if self._salt is None:
             key = f"{self.prefix}:questions:salt"
             self.redis.set(key, secrets.token_hex(16), nx=True)
-            self._salt = _text(cast("bytes", self.redis.get(key)))
+            self._salt = reply_text(cast("bytes", self.redis.get(key)))
         return self._salt
 
     def user_hash(self, user: str) -> str:
@@ -223,7 +220,7 @@ class QuestionLog:
 
     def mark_thread(self, thread_id: int | str, event: Event) -> bool:
         question_id = self.redis.get(f"{self.prefix}:question:thread:{int(thread_id)}")
-        return bool(question_id) and self.mark(_text(cast("bytes", question_id)), event)
+        return bool(question_id) and self.mark(reply_text(cast("bytes", question_id)), event)
 
     def questions(self, knowledge_base: str, *, since: float = 0.0) -> list[QuestionRecord]:
         """The knowledge base's questions asked at or after `since` (epoch seconds), newest first."""
@@ -232,15 +229,15 @@ class QuestionLog:
         ids = cast("list[bytes]", self.redis.zrevrangebyscore(self._log(knowledge_base), "+inf", floor))
         pipe = self.redis.pipeline(transaction=False)
         for raw in ids:
-            pipe.hgetall(self._q(_text(raw)))
+            pipe.hgetall(self._q(reply_text(raw)))
         records = []
         for raw, data in zip(ids, pipe.execute(), strict=True):
-            fields = {_text(k): _text(v) for k, v in data.items()}
+            fields = {reply_text(k): reply_text(v) for k, v in data.items()}
             if not fields:
                 continue  # expired
             records.append(
                 QuestionRecord(
-                    id=_text(raw),
+                    id=reply_text(raw),
                     knowledge_base=fields["knowledge_base"],
                     text=fields["text"],
                     user=fields["user"],

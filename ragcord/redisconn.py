@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-__all__ = ["async_redis_client", "backoff_schedule", "redis_client"]
+__all__ = ["async_redis_client", "backoff_schedule", "redis_client", "reply_text"]
 
 # The first retry waits 0.1 s, then twice as long each time, never more than 1 s between tries.
 _BASE_SECONDS = 0.05
@@ -82,3 +82,8 @@ def async_redis_client(
         socket_connect_timeout=connect_timeout,
         health_check_interval=_HEALTH_CHECK_SECONDS,
     )
+
+
+def reply_text(value: bytes | str) -> str:
+    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
+    return value.decode() if isinstance(value, bytes) else value

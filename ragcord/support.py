@@ -20,15 +20,11 @@ from enum import StrEnum
 import redis
 
 from ragcord.errors import InvalidArgument
+from ragcord.redisconn import reply_text
 
 __all__ = ["Mode", "ServerSupport", "SupportSettings", "is_question", "usable_knowledge_bases"]
 
 DEFAULT_KEEP_SECONDS = 90 * 86400
-
-
-def _text(value: bytes | str) -> str:
-    """A Redis reply as text: ragcord's clients never set decode_responses, but redis-py types both."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Mode(StrEnum):
@@ -106,7 +102,7 @@ class SupportSettings:
         return f"{self.prefix}:support:{int(guild_id)}"
 
     def get(self, guild_id: int | str) -> ServerSupport:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key(guild_id)).items()}
+        raw = {reply_text(k): reply_text(v) for k, v in self.redis.hgetall(self._key(guild_id)).items()}
         autoanswer = {int(k.split(":", 1)[1]): Mode(v) for k, v in raw.items() if k.startswith("autoanswer:")}
         learn = frozenset(int(k.split(":", 1)[1]) for k in raw if k.startswith("learn:"))
         role = raw.get("role")
@@ -128,7 +124,7 @@ class SupportSettings:
         if channel_id is None:
             return Mode.OFF
         value = self.redis.hget(self._key(guild_id), f"autoanswer:{int(channel_id)}")
-        return Mode(_text(value)) if value else Mode.OFF
+        return Mode(reply_text(value)) if value else Mode.OFF
 
     def set_role(self, guild_id: int | str, role_id: int | None) -> None:
         if role_id is None:
@@ -155,7 +151,7 @@ class SupportSettings:
 
     def asker_of(self, thread_id: int | str) -> int | None:
         value = self.redis.get(f"{self.prefix}:support:thread:{int(thread_id)}")
-        return int(_text(value)) if value else None
+        return int(reply_text(value)) if value else None
 
     def claim_handoff(self, thread_id: int | str) -> bool:
         """True the first time only: a thread is handed to the support role at most once."""
@@ -181,7 +177,7 @@ class SupportSettings:
 
     def solved(self, thread_id: int | str) -> dict[str, str]:
         raw = self.redis.hgetall(f"{self.prefix}:support:solved:{int(thread_id)}")
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {reply_text(k): reply_text(v) for k, v in raw.items()}
 
 
 def usable_knowledge_bases(

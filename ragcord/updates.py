@@ -28,16 +28,13 @@ import redis
 
 from ragcord.crawls import RECRAWL_FIELD
 from ragcord.jobs import EventKind, JobRecord, JobStore
+from ragcord.redisconn import reply_text
 
 __all__ = ["Changes", "ServerUpdates", "changes_of", "ended_recrawls", "summary_text"]
 
 UPDATE_MEMORY_SECONDS = 60 * 86400  # longer than any job retention worth having
 _CLOCK_MARGIN = 300.0  # how far another process's clock may lag: jobs this recent are always looked at again
 _LISTED = 8  # links shown per kind of change
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class ServerUpdates:
@@ -66,7 +63,7 @@ class ServerUpdates:
         out = {}
         for guild, raw in self.redis.hgetall(self.key).items():
             entry = json.loads(raw)
-            out[_text(guild)] = (str(entry["channel"]), float(entry["since"]))
+            out[reply_text(guild)] = (str(entry["channel"]), float(entry["since"]))
         return out
 
     def _posted_key(self, guild_id: int | str, recrawl: str) -> str:
@@ -161,18 +158,18 @@ def ended_recrawls(
     raw_ids = cast("list[bytes]", jobs.redis.zrangebyscore(jobs.keys.index, since, "+inf"))
     pipe = jobs.redis.pipeline(transaction=False)
     for raw_id in raw_ids:
-        pipe.hgetall(jobs.keys.job(_text(raw_id)))
+        pipe.hgetall(jobs.keys.job(reply_text(raw_id)))
     batches: dict[str, list[JobRecord]] = {}
     for raw_id, raw in zip(raw_ids, pipe.execute(), strict=True):
         if not raw:
             continue  # expired
-        fields = {_text(k): v for k, v in raw.items()}
+        fields = {reply_text(k): v for k, v in raw.items()}
         batch = fields.get(RECRAWL_FIELD)
         if not batch:
             continue
-        job = JobRecord.from_hash(_text(raw_id), raw)
+        job = JobRecord.from_hash(reply_text(raw_id), raw)
         if job.knowledge_base == knowledge_base:
-            batches.setdefault(_text(batch), []).append(job)
+            batches.setdefault(reply_text(batch), []).append(job)
     ended: list[tuple[str, list[JobRecord]]] = []
     running: list[tuple[str, list[JobRecord]]] = []
     for batch, members in batches.items():

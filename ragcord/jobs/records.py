@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from ragcord.errors import InvalidArgument, NotFound, OutOfRange
+from ragcord.redisconn import reply_text
 
 __all__ = [
     "EventKind",
@@ -87,10 +88,6 @@ def _f(value: Any) -> float | None:
     return float(value) if value not in (None, "", b"") else None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @dataclass(frozen=True)
 class JobRecord:
     id: str
@@ -136,7 +133,7 @@ class JobRecord:
                 f"no job with id {job_id!r} (ended jobs are kept for RAGCORD_JOB_RETENTION_DAYS, then "
                 "removed); ListJobs shows the existing ones"
             )
-        return cls.from_fields({_text(k): v for k, v in raw.items()})
+        return cls.from_fields({reply_text(k): v for k, v in raw.items()})
 
     @classmethod
     def from_fields(cls, raw: Mapping[str, Any]) -> JobRecord:
@@ -215,7 +212,7 @@ def parse_event(entry_id: bytes | str, fields: Mapping[Any, Any]) -> JobEvent:
         value = fields.get(key.encode(), fields.get(key, b""))
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    seq = _text(entry_id).split("-", 1)[0]
+    seq = reply_text(entry_id).split("-", 1)[0]
     return JobEvent(
         event_id=seq,
         kind=EventKind(s("kind")),

@@ -35,6 +35,7 @@ from ragcord.knowledge.chunking import Section, blocks
 from ragcord.knowledge.pages import furniture_key
 from ragcord.knowledge.stores import Store
 from ragcord.lua import script_source
+from ragcord.redisconn import reply_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class FurnitureIndex:
         found = self._known.get(job_id)
         if found is None:
             raw = cast("bytes | None", self.client.hget(furniture_key(self.prefix, kb), source))
-            found = frozenset(_text(raw).split()) if raw else frozenset()
+            found = frozenset(reply_text(raw).split()) if raw else frozenset()
             if len(self._known) >= _KNOWN_CACHED:
                 self._known.pop(next(iter(self._known)))
             self._known[job_id] = found
@@ -151,13 +152,13 @@ class FurnitureIndex:
         enough pages found for the source's next crawls; forget the crawl's counts."""
         counts_key, pages_key, chunks_key = self.keys.furniture(job_id)
         pages = int(self.client.scard(pages_key))
-        found = {_text(h) for h, n in self.client.hscan_iter(counts_key) if is_furniture(int(n), pages)}
+        found = {reply_text(h) for h, n in self.client.hscan_iter(counts_key) if is_furniture(int(n), pages)}
         furniture = found | self.known(job_id, kb, source)
         removed: dict[str, list[int]] = {}
         if furniture:
             for field, value in self.client.hscan_iter(chunks_key):
-                if set(_text(value).split()) <= furniture:
-                    url, _, index = _text(field).rpartition("\t")
+                if set(reply_text(value).split()) <= furniture:
+                    url, _, index = reply_text(field).rpartition("\t")
                     removed.setdefault(url, []).append(int(index))
         for url, indexes in removed.items():
             store.remove_chunks(kb, url, sorted(indexes))
@@ -174,7 +175,3 @@ class FurnitureIndex:
         if total:
             log.info("job %s: %d furniture chunks removed from %d pages", job_id, total, len(removed))
         return total
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

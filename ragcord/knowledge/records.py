@@ -25,6 +25,7 @@ import redis
 from ragcord.errors import Aborted, InvalidArgument, NotFound
 from ragcord.jobs import JobStore
 from ragcord.lua import script_source
+from ragcord.redisconn import reply_text
 from ragcord.urls import validate_kb_name
 
 __all__ = [
@@ -40,10 +41,6 @@ MAX_INSTRUCTIONS = 2000
 # A claimed id whose job record does not exist yet is a crawl being created; after this long it is a crawl
 # whose creation died half-way (or whose record expired), and no longer holds the knowledge base.
 _UNBORN_SECONDS = 60.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,7 @@ class KnowledgeBaseRecords:
 
     # -- the record -------------------------------------------------------------------------------------
     def get(self, kb: str) -> KnowledgeBaseRecord | None:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self.record_key(kb)).items()}
+        raw = {reply_text(k): reply_text(v) for k, v in self.redis.hgetall(self.record_key(kb)).items()}
         if not raw:
             return None
         return KnowledgeBaseRecord(
@@ -176,7 +173,7 @@ class KnowledgeBaseRecords:
 
     def instructions(self, kb: str) -> str:
         raw = self.redis.hget(self.record_key(kb), "answer_instructions")
-        return _text(raw) if raw else ""
+        return reply_text(raw) if raw else ""
 
     def delete(self, kb: str) -> bool:
         """Forgets the record, the sources and the claim; True when there was something."""
@@ -185,7 +182,7 @@ class KnowledgeBaseRecords:
 
     def names(self) -> list[str]:
         """The knowledge bases with a record."""
-        return sorted(_text(n) for n in self.redis.smembers(self.names_key))
+        return sorted(reply_text(n) for n in self.redis.smembers(self.names_key))
 
     # -- sources ----------------------------------------------------------------------------------------
     def sources(self, kb: str) -> list[SourceRecord]:
@@ -212,7 +209,7 @@ class KnowledgeBaseRecords:
             held = self._claim(keys=[key], args=[time.time(), len(stale), *stale, *job_ids])
             if not held:
                 return
-            pairs = [(_text(held[i]), float(held[i + 1])) for i in range(0, len(held), 2)]
+            pairs = [(reply_text(held[i]), float(held[i + 1])) for i in range(0, len(held), 2)]
             stale = []
             for job_id, claimed_at in pairs:
                 try:
@@ -240,4 +237,4 @@ class KnowledgeBaseRecords:
 
     def running(self, kb: str) -> list[str]:
         """The claimed job ids (some may have ended: `claim_crawls` sorts them out)."""
-        return sorted(_text(k) for k in self.redis.hkeys(self.crawls_key(kb)))
+        return sorted(reply_text(k) for k in self.redis.hkeys(self.crawls_key(kb)))
