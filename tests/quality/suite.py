@@ -19,6 +19,8 @@ import yaml
 from ragcord.urls import Scope, normalize_url
 
 HERE = Path(__file__).resolve().parent
+# The outside check: a site of its own (sites.yaml and questions.yaml there), never tuned on.
+OUTSIDE = HERE / "outside"
 # Any origin will do: Scope only compares paths once the host matches.
 ORIGIN = "http://quality.invalid"
 

@@ -21,7 +21,7 @@ from bench.quality import (
     score,
 )
 from ragcord.evaluation import Golden, Reply, evaluate
-from tests.quality.suite import check_counts, load_suite, validate
+from tests.quality.suite import OUTSIDE, check_counts, load_suite, validate
 
 CI = bool(os.environ.get("CI"))
 
@@ -46,6 +46,17 @@ def test_the_held_out_set_is_sound_and_shares_no_question_with_the_suite(suite):
     assert not {i.question.lower() for i in held_out.items()} & {i.question.lower() for i in suite.items()}
     assert len(held_out.questions) >= 50 and len(held_out.conversations) >= 12
     assert {q.site for q in held_out.questions} == set(suite.sites)
+
+
+def test_the_outside_check_is_sound_and_apart_from_the_suite(suite):
+    outside = load_suite(OUTSIDE)
+    absent = [s.package for s in outside.sites.values() if not s.root.is_dir()]
+    if absent:
+        pytest.skip(f"Debian doc packages not installed: {' '.join(absent)}")
+    assert validate(outside) == []
+    assert not set(outside.sites) & set(suite.sites)
+    assert all(not site.tuned_on for site in outside.sites.values())
+    assert len(outside.questions) >= 20 and outside.conversations and outside.missing
 
 
 def test_the_suite_meets_its_minimums(suite):
