@@ -87,6 +87,8 @@ class ExtractiveAnswerer:
         }
         self.tuning = tuning.with_values(**{k: v for k, v in given.items() if v is not None})
         t = self.tuning
+        if t.opening_weights and len(t.opening_weights) != len(OPENING_FEATURES):
+            raise ValueError(f"opening_weights needs one weight for each of {OPENING_FEATURES}")
         self.min_similarity = t.min_similarity
         self.min_term_coverage = t.min_term_coverage
         self.max_words = t.max_words
@@ -270,9 +272,18 @@ class ExtractiveAnswerer:
             ) ** self.tuning.window_length
             log.debug("quote %.3f from passage %d: %.60s", score, rank, window[0].text)
             windows.append((score, rank, window))
+        by_words = [w[0] for w in windows]
         windows = self._semantic(question, earlier, considered, windows)
-        windows.sort(key=lambda w: -w[0])
-        return self._choose(_top_page_first(windows, considered, self.tuning.top_page), considered, units)
+        # What the embedder made of each quote's score: its cosine over the best one's (1 without it).
+        meaning = [w[0] / s if s > 0 else 1.0 for w, s in zip(windows, by_words, strict=True)]
+        order = sorted(range(len(windows)), key=lambda i: -windows[i][0])
+        windows, meaning = [windows[i] for i in order], [meaning[i] for i in order]
+        if self.tuning.opening_weights:
+            features = opening_features(question, windows, meaning, considered, how_to)
+            opened = _learned_opening(windows, features, self.tuning.opening_weights, considered)
+        else:
+            opened = _top_page_first(windows, considered, self.tuning.top_page)
+        return self._choose(opened, considered, units)
 
     def _semantic(
         self, question: str, earlier: str, hits: list[Hit], windows: list[tuple[float, int, list[Unit]]]
@@ -492,6 +503,96 @@ def _top_page_first(
                 return [window, *windows[:position], *windows[position + 1 :]]
             break
     return windows
+
+
+OPENING_FEATURES = (
+    "score",  # the quote's score (words, then meaning) over the best quote's
+    "meaning",  # the embedder's cosine to the question over the best quote's (1 without an embedder)
+    "rank",  # the passage's place in the search, over the passages considered
+    "top_page",  # the quote is on the search's best page
+    "code_block",  # the quote holds a code block
+    "how_to_code",  # ... and the question asks how to do something
+    "inline_code",  # the quote names code inline (`name`) or is an API entry (its signature)
+    "heading",  # share of the question's terms in the quote's page title and section
+    "phrase",  # share of the question's adjacent term pairs found adjacent in the quote
+    "covered",  # share of the question's terms in the quote
+    "search",  # the passage's search score over the best one's
+    "cosine",  # the passage's cosine to the query over the best one's (0: the vector search missed it)
+    "keyword",  # the passage's BM25 score over the best one's (0: the keyword search missed it)
+    "entry",  # the quote opens with an API entry's signature or an option's name
+    "length",  # the quote's words over max_words' default (at most 1)
+)
+
+
+def opening_features(
+    question: str,
+    windows: list[tuple[float, int, list[Unit]]],
+    meaning: list[float],
+    hits: list[Hit],
+    how_to: bool,
+) -> list[list[float]]:
+    """What the learned opening choice (`AnswerTuning.opening_weights`) reads of each candidate quote,
+    in the order of `OPENING_FEATURES`; each is 0..1 and says nothing of a site's own wording."""
+    asked = terms(question)
+    wanted = set(asked)
+    pairs = set(zip(asked, asked[1:], strict=False))
+    best = windows[0][0] if windows and windows[0][0] > 0 else 1.0
+    top_search = max((h.score for h in hits), default=0.0) or 1.0
+    top_cosine = max((h.vector_score or 0.0 for h in hits), default=0.0) or 1.0
+    top_keyword = max((h.keyword_score or 0.0 for h in hits), default=0.0) or 1.0
+    rows: list[list[float]] = []
+    for (score, rank, units), relative in zip(windows, meaning, strict=True):
+        hit = hits[rank]
+        said = terms(" ".join(u.text for u in units))
+        titled = set(terms(section_label(hit)))
+        code = any(u.kind == "code" for u in units)
+        rows.append(
+            [
+                score / best,
+                relative,
+                rank / len(hits),
+                float(hit.url == hits[0].url),
+                float(code),
+                float(code and how_to),
+                float(any("`" in u.text or u.kind == "signature" for u in units)),
+                len(wanted & titled) / len(wanted) if wanted else 0.0,
+                len(pairs & set(zip(said, said[1:], strict=False))) / len(pairs) if pairs else 0.0,
+                len(wanted & set(said)) / len(wanted) if wanted else 0.0,
+                hit.score / top_search,
+                max(hit.vector_score or 0.0, 0.0) / top_cosine,
+                max(hit.keyword_score or 0.0, 0.0) / top_keyword,
+                float(bool(units) and units[0].kind == "signature"),
+                min(_words(units) / DEFAULT_TUNING.max_words, 1.0),  # the default: as the weights learned it
+            ]
+        )
+    return rows
+
+
+def _learned_opening(
+    windows: list[tuple[float, int, list[Unit]]],
+    features: list[list[float]],
+    weights: tuple[float, ...],
+    hits: list[Hit],
+) -> list[tuple[float, int, list[Unit]]]:
+    """The section the learned weights score highest opens the answer, with its best quote by words (the
+    others keep their order): the weights choose what to quote first, not where to cut it."""
+    firsts = section_firsts(windows, hits)
+    if not firsts:
+        return windows
+    learned = {i: sum(w * f for w, f in zip(weights, features[i], strict=True)) for i in firsts}
+    best = max(firsts, key=lambda i: (learned[i], -i))
+    return [windows[best], *windows[:best], *windows[best + 1 :]]
+
+
+def section_firsts(windows: list[tuple[float, int, list[Unit]]], hits: list[Hit]) -> list[int]:
+    """The index of each section's first (best) quote, in order."""
+    seen: set[str] = set()
+    firsts = []
+    for index, (_, rank, _units) in enumerate(windows):
+        if (url := cited_url(hits[rank])) not in seen:
+            seen.add(url)
+            firsts.append(index)
+    return firsts
 
 
 def _listed(items: list[str]) -> str:

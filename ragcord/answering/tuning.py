@@ -49,6 +49,27 @@ class AnswerTuning:
     top_page: float = 0.3  # the search's best page opens the answer when its best quote scores this share
     semantic_power: float = 1.0  # how much a quote's meaning, against the best quote's, weighs on its score
     semantic_words: int = 24  # what of a quote the embedder reads: its section and first words
+    # The section that opens the answer, chosen by a weight for each of `extractive.OPENING_FEATURES`,
+    # learned on the five tuned sites by `python -m bench.opening` (docs/quality-log.md, session 9: usable
+    # of each tuned site asked with weights learned on the other four 0.51 -> 0.55, no figure lower).
+    # Empty: the search's best page opens it when its quote scores `top_page` of the best (the hand rule).
+    opening_weights: tuple[float, ...] = (
+        0.34,  # score
+        0.33,  # meaning
+        -0.39,  # rank
+        0.51,  # top_page
+        0.24,  # code_block
+        0.13,  # how_to_code
+        0.08,  # inline_code
+        0.14,  # heading
+        0.01,  # phrase
+        -0.02,  # covered
+        0.43,  # search
+        0.64,  # cosine
+        -0.11,  # keyword
+        -0.09,  # entry
+        0.16,  # length
+    )
     see_also: float = 0.25  # an unquoted page is linked when its search score is this share of the best
 
     def with_values(self, **values: Any) -> AnswerTuning:

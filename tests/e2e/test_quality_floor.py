@@ -33,12 +33,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 # (about three questions, one follow-up) covers which of two identical pages a crawl indexes first. Later
 # that day (a question whose word the passages hold only in a table of contents is not found): missing-page
 # questions refused 0.20 -> 0.60 (3 of 5), in process over one kept crawl; its floor is one question below.
+# Then (the learned choice of the opening section, bench/opening.py): usable 0.51 -> 0.55, each tuned site
+# asked with weights learned on the other four, in process over one kept crawl; floor four questions below.
 FLOORS: dict[str, tuple[float, bool]] = {
     "hit1": (0.69, True),
     "hit5": (0.88, True),
     "mrr": (0.76, True),
     "key_term": (0.61, True),
-    "usable": (0.47, True),
+    "usable": (0.51, True),
     "followup_hit5": (0.90, True),
     "followup_key_term": (0.61, True),
     "off_topic_refused": (1.00, True),
@@ -53,13 +55,15 @@ FLOORS: dict[str, tuple[float, bool]] = {
 # One conversation of 8 is 0.125: its floor sits one conversation below the lower of the two. With the
 # few-page changes (search slots and See also, docs/quality-log.md), through `ragcord serve` on SQLite: hit@1
 # 0.57, hit@5 0.92, MRR 0.72, key term 0.54, usable 0.38, follow-up hit@5 0.88 (7 of 8); one question of 37 is
-# 0.027: floors about three questions (one conversation) below.
+# 0.027: floors about three questions (one conversation) below. With the learned opening choice (same day,
+# in process over one kept crawl): hit@1 0.57 -> 0.68 (bash 0.11 -> 0.56), MRR 0.72 -> 0.78, usable 0.38 ->
+# 0.41; floors three questions below.
 NEVER_TUNED_FLOORS: dict[str, tuple[float, bool]] = {
-    "hit1": (0.51, True),
+    "hit1": (0.60, True),
     "hit5": (0.84, True),
-    "mrr": (0.65, True),
+    "mrr": (0.70, True),
     "key_term": (0.46, True),
-    "usable": (0.30, True),
+    "usable": (0.33, True),
     "followup_hit5": (0.75, True),
     "wrongly_refused": (0.11, False),
     "fragment_answers": (0.02, False),

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from bench.quality import count_fragments
-from ragcord.answering.extractive import ExtractiveAnswerer, _whole, section_label
+from ragcord.answering.extractive import (
+    OPENING_FEATURES,
+    ExtractiveAnswerer,
+    _whole,
+    opening_features,
+    section_label,
+)
 from ragcord.answering.text import passage_units
 from ragcord.answering.tuning import DEFAULT_TUNING
 from ragcord.knowledge.search import Hit
@@ -496,3 +502,48 @@ def test_a_list_of_phrases_or_what_an_entry_says_of_its_page_is_no_table_of_cont
     forbidden = hit("HTTPError is raised for a status code such as 403 Forbidden.", url="http://d/urllib")
     answer = ExtractiveAnswerer().answer("urllib 403 but the page opens in a browser", [forbidden, library])
     assert answer.found
+
+
+SAMPLE = (
+    "Return a list of unique elements chosen from the population list. Used for random sampling of a list "
+    "without replacement, so every member of the population is picked at most once."
+)
+CHOICE = "Return a random element from the non-empty sequence seq."
+
+
+def test_the_opening_features_read_each_quote_and_its_passage_in_the_answerers_terms():
+    sample = hit(SAMPLE, url="http://d/random", heading="random > sample")
+    choice = hit(CHOICE, url="http://d/random", heading="random > choice")
+    windows = [(1.0, 0, passage_units(SAMPLE)), (0.5, 1, passage_units(CHOICE))]
+    rows = opening_features("pick a random element from a list", windows, [1.0, 0.8], [sample, choice], False)
+    named = [dict(zip(OPENING_FEATURES, row, strict=True)) for row in rows]
+    assert [n["score"] for n in named] == [1.0, 0.5] and [n["meaning"] for n in named] == [1.0, 0.8]
+    assert [n["rank"] for n in named] == [0.0, 0.5] and [n["top_page"] for n in named] == [1.0, 1.0]
+    assert named[1]["phrase"] == 1 / 3  # "random element" of the question's three pairs, in that order
+    assert named[0]["phrase"] == 0.0  # the same words, never side by side
+    assert named[0]["covered"] == 1.0 and named[1]["covered"] == 0.5  # of pick, random, element, list
+    assert all(0.0 <= value <= 1.0 for row in rows for value in row)
+
+
+def test_learned_opening_weights_choose_the_quote_that_opens_the_answer():
+    # Given weights that read only the question's phrases, the entry that says "random element" opens the
+    # answer, though the other shares more of the question's words.
+    sample = hit(SAMPLE, url="http://d/random", heading="random > sample", anchor="sample")
+    choice = hit(CHOICE, url="http://d/random", heading="random > choice", anchor="choice")
+    question = "pick a random element from a list"
+    by_hand = ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(opening_weights=()))
+    assert by_hand.answer(question, [sample, choice]).citations[0].url.endswith("#sample")
+    phrases = tuple(1.0 if name == "phrase" else 0.0 for name in OPENING_FEATURES)
+    learned = ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(opening_weights=phrases))
+    answer = learned.answer(question, [sample, choice])
+    assert answer.citations[0].url.endswith("#choice")
+    assert answer.text.split("\n")[1].startswith("Return a random element")
+
+
+def test_opening_weights_of_the_wrong_length_are_refused_when_the_answerer_is_built():
+    try:
+        ExtractiveAnswerer(tuning=DEFAULT_TUNING.with_values(opening_weights=(1.0, 2.0)))
+    except ValueError as exc:
+        assert "phrase" in str(exc)
+    else:
+        raise AssertionError("two weights for fifteen features were accepted")
