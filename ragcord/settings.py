@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # Another ONNX export of all-MiniLM-L6-v2 (same inputs and output) instead of the packaged int8 file.
     local_model_path: Path | None = None
     # A process whose local embedder has not been called for this long drops it and gives its ~225 MB
-    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.03-0.4 s. 0: never.
+    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.2-0.4 s. 0: never.
     embed_idle_unload_seconds: float = Field(60.0, ge=0)
 
     # Answering.
