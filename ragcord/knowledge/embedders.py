@@ -371,5 +371,6 @@ def build_embedder(settings: Settings) -> Embedder:
         batch_size=settings.embed_batch_size,
         threads=settings.embed_threads,
         model_path=settings.local_model_path,
+        fold_weights=settings.embed_fold_weights,
         idle_unload_seconds=settings.embed_idle_unload_seconds,
     )

@@ -96,6 +96,12 @@ def test_folding_the_weights_at_load_changes_no_vector() -> None:
     unfolded = np.array(LocalEmbedder(fold_weights=False, cached_texts=0).embed(texts))
 
     assert np.abs(folded - unfolded).max() < 1e-5
+    # And a setting chooses it
+    from ragcord.knowledge.embedders import build_embedder
+    from ragcord.settings import Settings
+
+    unfolding = build_embedder(Settings(_env_file=None, embed_fold_weights=False))
+    assert isinstance(unfolding, LocalEmbedder) and not unfolding.fold_weights
 
 
 def count_batches(embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
