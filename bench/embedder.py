@@ -7,8 +7,8 @@ machines are shared and noisy, so the ratios within one run are the figures, not
 
 - `torch`: the model ragcord used to run (sentence-transformers on torch 2.13 CPU), when it is installed;
 - `onnx-int8, graph optimised, arena`: onnxruntime's defaults on the int8 export;
-- `onnx-int8` (ragcord's default): graph optimisations off, no memory arena, batches sorted by length,
-  identical texts once;
+- `onnx-int8` (ragcord's default): basic graph optimisations only (the int8 weights folded into floats
+  once, at load), batches sorted by length, identical texts once;
 - the default with batches of 8 and 64.
 
 `python -m bench.embedder` prints the section and its summary line.

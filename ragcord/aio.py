@@ -29,18 +29,23 @@ class Executors:
 
     io: ThreadPoolExecutor
     answer: ThreadPoolExecutor
+    # A question's keyword search, run beside its query embedding (Retriever): one thread per question being
+    # answered. Its own pool: an answer thread waits for it, so it must never queue behind answers.
+    search: ThreadPoolExecutor
 
     @classmethod
     def create(cls, *, io_threads: int, answer_threads: int) -> Executors:
         return cls(
             io=ThreadPoolExecutor(io_threads, thread_name_prefix="ragcord-io"),
             answer=ThreadPoolExecutor(answer_threads, thread_name_prefix="ragcord-answer"),
+            search=ThreadPoolExecutor(answer_threads, thread_name_prefix="ragcord-search"),
         )
 
     def shutdown(self) -> None:
         """Stop taking work; running calls finish in their threads (a cancelled stream: at its next item)."""
         self.io.shutdown(wait=False, cancel_futures=True)
         self.answer.shutdown(wait=False, cancel_futures=True)
+        self.search.shutdown(wait=False, cancel_futures=True)
 
 
 _installed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Executors] = weakref.WeakKeyDictionary()

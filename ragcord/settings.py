@@ -81,10 +81,14 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1, le=2048)
     # Threads of one local embedding call (0: onnxruntime's choice, one per core). Worker threads share them.
     embed_threads: int = Field(0, ge=0, le=256)
+    # Fold the int8 weights into floats once at load instead of in every call: a short query's embedding in
+    # a third of the CPU, a batch's unchanged; +65 MB from load until the first call, less after it
+    # (LocalEmbedder.fold_weights). false: the smallest process that loaded the model and has not used it.
+    embed_fold_weights: bool = True
     # Another ONNX export of all-MiniLM-L6-v2 (same inputs and output) instead of the packaged int8 file.
     local_model_path: Path | None = None
     # A process whose local embedder has not been called for this long drops it and gives its ~225 MB
-    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.03-0.4 s. 0: never.
+    # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.2-0.4 s. 0: never.
     embed_idle_unload_seconds: float = Field(60.0, ge=0)
 
     # Answering.

@@ -192,7 +192,11 @@ def build_ask_service(services: Services) -> AskService:
         summarizer=summarizer,
     )
     retriever = Retriever(
-        services.store, services.embedder, alpha=settings.search_alpha, fusion=settings.search_fusion
+        services.store,
+        services.embedder,
+        alpha=settings.search_alpha,
+        fusion=settings.search_fusion,
+        executor=services.executors.search,
     )
     return AskService(
         retriever=retriever,

@@ -84,7 +84,7 @@ class LocalEmbedder:
         batch_size: int = 32,
         threads: int = 0,
         model_path: Path | None = None,
-        optimize_graph: bool = False,
+        fold_weights: bool = True,
         idle_unload_seconds: float = 0.0,
         cached_texts: int = CACHED_TEXTS,
     ) -> None:
@@ -93,16 +93,22 @@ class LocalEmbedder:
         # a bot is asked the same questions and quotes the same passages again and again (see VectorCache).
         self._cache = VectorCache(cached_texts)
         # After this long without a call the session (model and arena, ~225 MB) is dropped and its memory
-        # given back; the next call loads it again (0.03 s warm, 0.4 s cold). 0: kept for the process's life.
+        # given back; the next call loads it again (0.2-0.4 s: the weights are folded at load, see
+        # fold_weights). 0: kept for the process's life.
         self.idle_unload_seconds = idle_unload_seconds
         self._last_used = time.monotonic()
         self._unloader: threading.Thread | None = None
         self._stop_unloader = threading.Event()
         self.threads = threads
         self.model_path = model_path
-        # onnxruntime's graph optimisations fold the int8 weights back into float copies: +120 MB a process
-        # for no speed measured on this model (docs/benchmarks.md, bench/embedder.py). Off by default.
-        self.optimize_graph = optimize_graph
+        # The export keeps its weights as int8 and turns them back into floats (Cast, Mul) in every call.
+        # Folding those constants once at load (onnxruntime's basic graph optimisations) takes a 10-token
+        # query from 16 to 6 CPU ms and leaves a batch's CPU as it was (4 x 256 tokens: 279 against 284 ms);
+        # it holds +65 MB from load until the first call, then less (+97 against +221 MB after a query,
+        # +218 against +239 after a full batch: the unfolded graph's arena keeps the float copies anyway).
+        # The extended and full levels fuse further for no speed and peak higher (+264 MB). Measured on
+        # 2 cores, 2026-12-07; what it does to an ask: docs/benchmarks.md, ask section.
+        self.fold_weights = fold_weights
         self._session: Any = None
         self._tokenizer: Any = None  # counts tokens without special tokens, never truncates or pads
         self._encoder: Any = None  # what the model reads: special tokens, truncated to the window
@@ -152,8 +158,11 @@ class LocalEmbedder:
                 # allocating them every call (bench/embedder.py), for memory bounded by MAX_BATCH_TOKENS.
                 options.enable_cpu_mem_arena = True
                 options.log_severity_level = 3  # errors only: its warnings are about graph optimisations
-                if not self.optimize_graph:
-                    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                options.graph_optimization_level = (
+                    onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+                    if self.fold_weights
+                    else onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+                )
                 self._session = onnxruntime.InferenceSession(
                     str(path), options, providers=["CPUExecutionProvider"]
                 )
@@ -362,5 +371,6 @@ def build_embedder(settings: Settings) -> Embedder:
         batch_size=settings.embed_batch_size,
         threads=settings.embed_threads,
         model_path=settings.local_model_path,
+        fold_weights=settings.embed_fold_weights,
         idle_unload_seconds=settings.embed_idle_unload_seconds,
     )

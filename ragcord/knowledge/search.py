@@ -14,6 +14,8 @@ abbreviations are spelled out first (`abbreviations`): manuals write the words u
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -150,9 +152,13 @@ class Retriever:
         neighbours: int = 1,
         page_decay: float = 0.5,
         reread: int = 0,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
+        # Where the keyword search runs while this thread embeds the query and searches by vector (it needs
+        # no vector; SQLite and the model both let go of the GIL): None, one after the other.
+        self.executor = executor
         self.alpha = alpha
         self.fusion: Fusion = fusion
         self.candidates = candidates
@@ -199,16 +205,26 @@ class Retriever:
         return [top, *more, *hits[1:]]
 
     def _candidates(self, kb: str, query: str, pool: int, alpha: float, source: str | None) -> _Candidates:
+        beside = None
+        if 0 < alpha < 1 and self.executor is not None:
+            beside = self.executor.submit(
+                contextvars.copy_context().run, self._keyword_candidates, kb, query, pool, source
+            )
         vector: list[ScoredChunk] = []
         if alpha > 0:
             query_vector = self.embedder.embed([query])[0]
             fetched = self.store.vector_search(kb, query_vector, pool + TIE_MARGIN, source=source)
             vector = stable(fetched, pool, fetched=pool + TIE_MARGIN)
         keyword: list[ScoredChunk] = []
-        if alpha < 1:
-            fetched = self.store.keyword_search(kb, query, pool + TIE_MARGIN, source=source)
-            keyword = stable(fetched, pool, fetched=pool + TIE_MARGIN)
+        if beside is not None:
+            keyword = beside.result()
+        elif alpha < 1:
+            keyword = self._keyword_candidates(kb, query, pool, source)
         return _Candidates(keyword, vector)
+
+    def _keyword_candidates(self, kb: str, query: str, pool: int, source: str | None) -> list[ScoredChunk]:
+        fetched = self.store.keyword_search(kb, query, pool + TIE_MARGIN, source=source)
+        return stable(fetched, pool, fetched=pool + TIE_MARGIN)
 
     def _hits(
         self,

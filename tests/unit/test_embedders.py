@@ -87,6 +87,23 @@ def test_vectors_agree_with_the_torch_model_they_replace() -> None:
         assert ours.tolist() == np.argsort(-(reference @ reference[row]))[:3].tolist()
 
 
+def test_folding_the_weights_at_load_changes_no_vector() -> None:
+    """Folded once at load or turned back into floats in every call, the int8 weights are the same floats:
+    the vectors stored by an embedder of either kind match the questions of the other."""
+    texts = REFERENCE["texts"]
+
+    folded = np.array(LocalEmbedder(fold_weights=True, cached_texts=0).embed(texts))
+    unfolded = np.array(LocalEmbedder(fold_weights=False, cached_texts=0).embed(texts))
+
+    assert np.abs(folded - unfolded).max() < 1e-5
+    # And a setting chooses it
+    from ragcord.knowledge.embedders import build_embedder
+    from ragcord.settings import Settings
+
+    unfolding = build_embedder(Settings(_env_file=None, embed_fold_weights=False))
+    assert isinstance(unfolding, LocalEmbedder) and not unfolding.fold_weights
+
+
 def count_batches(embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the batches the loaded embedder's model is asked from now on, as they come."""
     seen: list[int] = []

@@ -4,6 +4,8 @@ abbreviations spelled out for search."""
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -170,3 +172,54 @@ def test_the_second_stage_puts_the_best_pages_other_sections_right_after_its_fir
     assert [h.chunk.id for h in plain] == ["a1", "b1"]
     again = Retriever(_PagesStore(), _NoVectors(), reread=2)  # type: ignore[arg-type]
     assert [h.chunk.id for h in again.search("kb", "q", k=2)] == ["a1", "a2", "a3", "b1"]
+
+
+class _HybridStore(_TiedStore):
+    """Keyword and vector candidates (different chunks, so fusion has work to do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keyword_started = threading.Event()
+
+    def keyword_search(self, kb: str, query: str, k: int, *, source: str | None = None) -> list[ScoredChunk]:
+        self.keyword_started.set()
+        return [ScoredChunk(chunk(f"k{i}", f"page{i}"), 10.0 - i) for i in range(k)]
+
+    def vector_search(
+        self, kb: str, vector: list[float], k: int, *, source: str | None = None
+    ) -> list[ScoredChunk]:
+        return [ScoredChunk(chunk(f"v{i}", f"page{i % 3}"), 0.9 - i / 100) for i in range(k)]
+
+
+class _WaitingEmbedder:
+    """Embeds the query only once the keyword search has started (or a second has passed)."""
+
+    dim = 2
+
+    def __init__(self, store: _HybridStore) -> None:
+        self.store = store
+        self.saw_keyword_search = False
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self.saw_keyword_search = self.store.keyword_started.wait(timeout=1.0)
+        return [[1.0, 0.0] for _ in texts]
+
+
+def test_the_keyword_search_runs_beside_the_query_embedding_and_finds_the_same_hits():
+    # Given a retriever with an executor for its keyword search, and one without
+    with ThreadPoolExecutor(1) as pool:
+        store = _HybridStore()
+        embedder = _WaitingEmbedder(store)
+        beside = Retriever(store, embedder, executor=pool)  # type: ignore[arg-type]
+
+        # When each searches
+        hits = beside.search("kb", "question", k=5)
+        other = _HybridStore()
+        other.keyword_started.set()  # (its embedder need not wait: the search is one call after the other)
+        alone = Retriever(other, _WaitingEmbedder(other)).search("kb", "question", k=5)  # type: ignore[arg-type]
+
+    # Then the keyword search had started while the query was being embedded, and the hits are the same
+    assert embedder.saw_keyword_search
+    assert [(h.chunk.id, h.score, h.keyword_score, h.vector_score) for h in hits] == [
+        (h.chunk.id, h.score, h.keyword_score, h.vector_score) for h in alone
+    ]
