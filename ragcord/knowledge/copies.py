@@ -11,6 +11,7 @@ indexed whichever is crawled first.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -27,8 +28,12 @@ MIN_WORDS = 12
 # A page that holds this many times the chunks of the page it repeats is treated as a whole-manual copy.
 COPY_SIZE_RATIO = 2.0
 _WORD = re.compile(r"\w+")
+# A page's chunk texts are fingerprinted by `claim` and again by `lost` once the page is written: the second
+# time from this cache (a page has tens of chunks; a whole-manual copy some thousands, which it keeps apart).
+_FINGERPRINTS_CACHED = 4096
 
 
+@functools.lru_cache(maxsize=_FINGERPRINTS_CACHED)
 def fingerprint(text: str) -> str | None:
     """The same for texts that differ only in case, whitespace and punctuation; None for short texts."""
     words = _WORD.findall(text.lower())
