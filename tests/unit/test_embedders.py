@@ -218,6 +218,24 @@ def test_an_idle_embedder_gives_its_model_back_and_reloads_on_the_next_call():
         embedder.close()
 
 
+def test_loading_at_start_checks_the_model_and_an_idle_unloading_embedder_holds_none_after() -> None:
+    """`ragcord serve`'s processes call load() at start: a broken model fails there, and with the idle
+    unload on (the default) no process holds a model until its first call."""
+    embedder = LocalEmbedder(idle_unload_seconds=60)
+    try:
+        embedder.load()
+        assert embedder._session is None and len(embedder._cache) == 0
+
+        embedder.embed(["how do I retry a task"])
+        assert embedder._session is not None
+    finally:
+        embedder.close()
+
+    broken = LocalEmbedder(model_path=Path("/nonexistent/model.onnx"), idle_unload_seconds=60)
+    with pytest.raises(Exception, match="model.onnx"):
+        broken.load()
+
+
 def test_an_embedder_kept_for_the_process_life_starts_no_unloader():
     embedder = LocalEmbedder(idle_unload_seconds=0)
     embedder.load()
