@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import functools
 import logging
 import os
 import signal
@@ -99,6 +100,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """
     check_worker_metrics_port(settings)
     command = worker_command(settings)
+    os.nice(settings.worker_nice)  # the master's processes inherit it
     os.execvpe(command[0], command, worker_env(settings))
     return 0  # not reached
 
@@ -163,7 +165,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # master one SIGTERM. Were the master to see the terminal's SIGINT too, its workers would get two
     # SIGTERMs, and Dramatiq kills a worker process at the second one, mid-page.
     workers = subprocess.Popen(
-        worker_command(settings), env=worker_env(settings), process_group=0, preexec_fn=_die_with_parent
+        worker_command(settings),
+        env=worker_env(settings),
+        process_group=0,
+        preexec_fn=functools.partial(_start_worker_master, settings.worker_nice),
     )
     log.info(
         "workers started (pid %s: %s processes x %s threads)",
@@ -182,8 +187,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         log.info("stopped")
 
 
+def _start_worker_master(nice: int) -> None:
+    """In the workers' master, before exec: its CPU priority (settings.worker_nice, inherited by the
+    worker processes), and a SIGTERM when `ragcord serve` dies without stopping it."""
+    os.nice(nice)
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:
-    """In the workers' master, before exec: SIGTERM when `ragcord serve` dies without stopping it.
+    """SIGTERM when `ragcord serve` dies without stopping this process.
 
     Its own process group keeps it from a terminal's Ctrl-C; this keeps it from outliving a SIGKILL.
     """

@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     # within the run's noise. Bigger hosts add processes (or hosts).
     worker_processes: int = Field(1, ge=1)
     worker_threads: int = Field(4, ge=1)
+    # How much lower the workers' CPU priority is than the API's and the bot's (nice). On a small host they
+    # share the cores: a crawl's embedding takes what the API leaves, and runs at full speed when it is
+    # idle. Measured (`ragcord serve`, 2 cores, questions asked while Python's docs were crawled, 8 runs):
+    # Ask p50 13-16 ms at 10 against 16-20 ms at 0, pair by pair; WatchJob latency unchanged (its cost is
+    # gRPC's per message, docs/benchmarks.md). 0: the same priority.
+    worker_nice: int = Field(10, ge=0, le=19)
     # Dramatiq's Redis broker hands a dead worker's unacknowledged messages to others after this.
     worker_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # How many broker commands in a million also run its maintenance (requeue of dead workers' messages).

@@ -132,6 +132,33 @@ def test_workers_do_not_outlive_a_killed_serve(serve):
     wait_for(lambda: not os.path.exists(f"/proc/{master}") or _state(master) == "Z", timeout=60)
 
 
+def test_the_workers_run_at_a_lower_cpu_priority_than_the_api(serve):
+    """RAGCORD_WORKER_NICE (10): a crawl's embedding takes the cores the API and the bot leave."""
+    _, service = serve()
+    wait_for_log(service, "ready: admin API on")
+    workers = [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and "dramatiq" in _cmdline(int(pid)) and _in_tree(int(pid), service.proc.pid)
+    ]
+
+    assert len(workers) >= 2  # the master and its worker process
+    assert {_nice(pid) - _nice(service.proc.pid) for pid in workers} == {10}
+
+
+def _in_tree(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        pid = _parent(pid)
+    return False
+
+
+def _nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
 def _parent(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as stat:
