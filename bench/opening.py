@@ -189,27 +189,23 @@ def render(table: dict[str, Any], w: np.ndarray) -> str:
         "| first quote a hit: today / learned / best possible |",
         "|---|---|---|---|",
     ]
+    ways = ("today", "learned", "best possible")
+
+    def row_line(name: str, items: int, shares: dict[str, dict[str, float]]) -> str:
+        cells = [" / ".join(f"{shares[way][key]:.2f}" for way in ways) for key in ("usable", "hit")]
+        return f"| {name} | {items} | {cells[0]} | {cells[1]} |"
+
     totals: dict[str, dict[str, float]] = {}
     n = 0
     for site, row in table.items():
         n += row["items"]
-        for way in ("today", "learned", "best possible"):
+        for way in ways:
             for key in ("usable", "hit"):
                 totals.setdefault(way, {}).setdefault(key, 0.0)
                 totals[way][key] += row[way][key] * row["items"]
-        lines.append(
-            f"| {site} | {row['items']} | "
-            + " / ".join(f"{row[way]['usable']:.2f}" for way in ("today", "learned", "best possible"))
-            + " | "
-            + " / ".join(f"{row[way]['hit']:.2f}" for way in ("today", "learned", "best possible"))
-            + " |"
-        )
+        lines.append(row_line(site, row["items"], row))
     lines.append(
-        f"| all | {n} | "
-        + " / ".join(f"{totals[way]['usable'] / n:.2f}" for way in ("today", "learned", "best possible"))
-        + " | "
-        + " / ".join(f"{totals[way]['hit'] / n:.2f}" for way in ("today", "learned", "best possible"))
-        + " |"
+        row_line("all", n, {way: {key: total / n for key, total in totals[way].items()} for way in ways})
     )
     named = ", ".join(
         f"{name} {value:.2f}" for name, value in zip(extractive.OPENING_FEATURES, w, strict=True)

@@ -334,20 +334,9 @@ def report(plots: Path, runs: dict[str, tuple[list[Run], list[Run]]]) -> tuple[s
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for (name, (_, watched)), colour in zip(runs.items(), ("tab:red", "tab:blue"), strict=False):
         counts = [r.streams for r in watched]
-        ax.plot(
-            counts,
-            [percentile(r.delays, 0.5) * 1000 for r in watched],
-            "o-",
-            color=colour,
-            label=f"{name} crawl, p50",
-        )
-        ax.plot(
-            counts,
-            [percentile(r.delays, 0.99) * 1000 for r in watched],
-            "s--",
-            color=colour,
-            label=f"{name} crawl, p99",
-        )
+        for q, style, label in ((0.5, "o-", "p50"), (0.99, "s--", "p99")):
+            ms = [percentile(r.delays, q) * 1000 for r in watched]
+            ax.plot(counts, ms, style, color=colour, label=f"{name} crawl, {label}")
     ax.axhline(
         TARGET_P99_MS, color="grey", linewidth=0.8, linestyle=":", label=f"target p99 {TARGET_P99_MS:.0f} ms"
     )
