@@ -16,6 +16,10 @@ COPY bot bot
 COPY cli cli
 # The build backend (setuptools, pyproject's build-system) is fetched into an isolated build environment.
 RUN pip install --no-deps . && pip check
+# Nothing installs at run time: pip and setuptools leave the venv, and so do the packages' own test suites
+# (numpy's, mostly): 609 -> 568 MB measured (podman build; README, "Footprint").
+RUN pip uninstall --yes --quiet pip setuptools \
+    && find /venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} +
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 ragcord && mkdir /data && chown ragcord /data
