@@ -34,9 +34,10 @@ echo "image: $tag $((size / 1000000)) MB (base python:3.11-slim $((base / 100000
 
 # Containers may not run here (no cgroup v2), so the image's files are run with chroot: same files, same user.
 root=$(podman image mount "$tag")
+serve=""
 cleanup() {
-    pkill -f "chroot --userspec=10001:10001 $root" 2>/dev/null || true
-    sleep 1
+    # chroot and env exec, so $! is `ragcord serve` itself: it stops its API and workers on SIGTERM.
+    [[ -n $serve ]] && kill "$serve" 2>/dev/null && while kill -0 "$serve" 2>/dev/null; do sleep 0.2; done
     umount "$root/dev/shm" "$root/dev" "$root/proc" 2>/dev/null || true
     podman image unmount "$tag" >/dev/null || true
     redis-cli -n 15 flushdb >/dev/null
@@ -51,6 +52,7 @@ log=$(mktemp)
 chroot --userspec=10001:10001 "$root" /usr/bin/env -i PATH=/venv/bin:/usr/bin:/bin HOME=/home/ragcord \
     RAGCORD_DATA_DIR=/data PYTHONUNBUFFERED=1 RAGCORD_REDIS_URL=redis://127.0.0.1:6379/15 \
     RAGCORD_GRPC_ADDRESS=127.0.0.1:50199 RAGCORD_METRICS_ADDRESS=127.0.0.1:9499 ragcord serve >"$log" 2>&1 &
+serve=$!
 for _ in $(seq 60); do
     if grep -q "ready: admin API" "$log"; then
         echo "serve from the image: $(grep -o 'ready: admin API on [^ ]*' "$log" | head -1)"
