@@ -59,8 +59,8 @@ RERANK_FEATURES = (
 class RerankTuning:
     """How wide the second stage reads, and the weight of each of `RERANK_FEATURES`."""
 
-    # The first stage's best candidates read again: 15, 20 and 30 gave the same leave-one-site-out figures
-    # within one question (40 one fewer); 20 costs half of 40's time (docs/quality-log.md, session 10).
+    # The first stage's best candidates read again: 15, 20, 30 and 40 gave the same leave-one-site-out
+    # figures within two questions; 20 costs half of 40's time (docs/quality-log.md, session 10).
     pool: int = 20
     # At most this many of the pool from one page while other pages can fill it (`search.diversify`): the
     # passages are diversified again after the learned order, which needs other pages to choose from.
