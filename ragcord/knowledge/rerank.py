@@ -2,10 +2,11 @@
 features that name nothing of a site (docs/quality-log.md, session 10).
 
 The first stage fuses BM25 and vector candidates and ranks pages by their chunks' evidence (`search.by_page`).
-The second reads each candidate of that pool, plus the best sections of the best pages (searched again on
-their own, so a page's answer that missed the site-wide cut is among them), and orders them by
-`RerankTuning.weights` over `RERANK_FEATURES`. The weights are learned listwise on the tuned sites by
-`python -m bench.rerank`; each feature is 0..1.
+The second reads the best of that pool (and, when `RerankTuning.pages` is set, the best sections of the best
+pages searched again on their own) and orders them by `RerankTuning.weights` over `RERANK_FEATURES`. The
+weights are learned listwise on the tuned sites by `python -m bench.rerank`; each feature is 0..1. Off by
+default (`Settings.search_rerank`): it gained on the tuned sites left out one at a time, not on the sites
+never tuned on.
 """
 
 from __future__ import annotations
