@@ -116,14 +116,18 @@ def collect(suite: Suite, keep: Path, *, redis_url: str = REDIS_URL) -> list[Can
 
 
 def train(data: list[Candidates], penalty: float = PENALTY, steps: int = STEPS) -> np.ndarray:
-    """Listwise logistic weights: a softmax over each question's quotes, fitted to put its mass on the
-    best-labelled ones (the choice the answerer makes is the top one); each question weighs the same."""
-    lists = [
-        (np.array(c.features)[c.firsts], np.array([c.label(i) for i in c.firsts]))
-        for c in data
-        if len({c.label(i) for i in c.firsts}) > 1  # a question all of whose sections are equal
-    ]
-    w = np.zeros(len(extractive.OPENING_FEATURES))
+    """Listwise logistic weights over each question's sections (see `listwise`)."""
+    lists = [(np.array(c.features)[c.firsts], np.array([c.label(i) for i in c.firsts])) for c in data]
+    return listwise(lists, len(extractive.OPENING_FEATURES), penalty, steps)
+
+
+def listwise(
+    lists: list[tuple[np.ndarray, np.ndarray]], width: int, penalty: float = PENALTY, steps: int = STEPS
+) -> np.ndarray:
+    """Listwise logistic weights: a softmax over each question's choices (features, labels), fitted to put
+    its mass on the best-labelled ones (the choice made is the top one); each question weighs the same."""
+    lists = [(x, labels) for x, labels in lists if len(set(labels.tolist())) > 1]  # all choices equal
+    w = np.zeros(width)
     for _ in range(steps):  # gradient descent on a convex loss
         gradient = penalty * w
         for x, labels in lists:

@@ -473,16 +473,17 @@ class InProcess:
 
 
 class _RememberedSearch:
-    """The retriever, its results remembered per (knowledge base, query, k): a kept crawl does not change."""
+    """The retriever, its results remembered per (knowledge base, query, k, options): a kept crawl does not
+    change."""
 
     def __init__(self, retriever: Any) -> None:
         self.retriever = retriever
-        self.seen: dict[tuple[str, str, int], Any] = {}
+        self.seen: dict[tuple[Any, ...], Any] = {}
 
-    def search(self, knowledge_base: str, query: str, k: int = 5) -> Any:
-        key = (knowledge_base, query, k)
+    def search(self, knowledge_base: str, query: str, k: int = 5, **options: Any) -> Any:
+        key = (knowledge_base, query, k, *sorted(options.items()))
         if key not in self.seen:
-            self.seen[key] = self.retriever.search(knowledge_base, query, k=k)
+            self.seen[key] = self.retriever.search(knowledge_base, query, k=k, **options)
         return list(self.seen[key])
 
 

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=20, description="passages an answer draws on")
     search_alpha: float = Field(0.5, ge=0, le=1, description="0 = keyword only, 1 = vector only")
     search_fusion: Literal["relative", "rrf"] = "relative"
+    # The search's learned second stage (ragcord/knowledge/rerank.py). Off: it gained on the tuned sites left
+    # out one at a time and on the held-out set, and lost on the four never-tuned sites (docs/quality-log.md,
+    # session 10).
+    search_rerank: bool = False
     # Below both, the extractive answerer says it found nothing instead of guessing.
     min_similarity: float = Field(0.35, ge=-1, le=1, description="cosine similarity of the best passage")
     min_term_coverage: float = Field(0.6, ge=0, le=1, description="share of the question's terms found")

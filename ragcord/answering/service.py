@@ -18,6 +18,7 @@ from ragcord.answering.types import Answer, Answerer
 from ragcord.bootstrap import Services
 from ragcord.errors import InvalidArgument
 from ragcord.knowledge.records import KnowledgeBaseRecords
+from ragcord.knowledge.rerank import RerankTuning
 from ragcord.knowledge.search import Hit, Retriever
 from ragcord.memory import Conversation, ConversationMemory, Turn
 from ragcord.urls import validate_kb_name
@@ -131,7 +132,8 @@ class AskService:
         query = self._standalone(conversation, question)
         timings["rewrite_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits = self.retriever.search(kb, query, k=top_k or self.top_k)
+        # The learned second stage reads a question asked on its own, not one completed by the conversation.
+        hits = self.retriever.search(kb, query, k=top_k or self.top_k, learned=query == question)
         timings["search_ms"] = (time.perf_counter() - t) * 1000
         instructions = self.instructions(kb) if self.instructions is not None else ""
         return _Prepared(question, kb, conversation_id, conversation, query, hits, timings, instructions)
@@ -196,6 +198,7 @@ def build_ask_service(services: Services) -> AskService:
         services.embedder,
         alpha=settings.search_alpha,
         fusion=settings.search_fusion,
+        second_stage=RerankTuning() if settings.search_rerank else None,
         executor=services.executors.search,
     )
     return AskService(

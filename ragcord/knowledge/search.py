@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
 
+from ragcord.knowledge import rerank
 from ragcord.knowledge.abbreviations import spelled_out
 from ragcord.knowledge.embedders import Embedder
 from ragcord.knowledge.stores import ScoredChunk, Store, StoredChunk
@@ -137,6 +138,7 @@ def diversify(
 class _Candidates:
     keyword: list[ScoredChunk]
     vector: list[ScoredChunk]
+    query_vector: list[float] | None = None
 
 
 class Retriever:
@@ -152,6 +154,7 @@ class Retriever:
         neighbours: int = 1,
         page_decay: float = 0.5,
         reread: int = 0,
+        second_stage: rerank.RerankTuning | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.store = store
@@ -168,6 +171,8 @@ class Retriever:
         # Second stage: the best page searched again on its own, its best `reread` sections not already
         # found put right after its first hit (0: off; docs/quality-log.md, session 7).
         self.reread = reread
+        # A learned order of a wider pool (`rerank`); None or no weights: the first stage's order.
+        self.second_stage = second_stage
 
     def search(
         self,
@@ -178,7 +183,10 @@ class Retriever:
         source: str | None = None,
         alpha: float | None = None,
         expand: bool = True,
+        learned: bool = True,
     ) -> list[Hit]:
+        """`learned`: the second stage may re-order (off for a follow-up's query, which holds the earlier
+        question's words too: the weights were learned on questions asked on their own)."""
         alpha = self.alpha if alpha is None else alpha
         query = spelled_out(query)  # "repl" also searches "interactive interpreter"
         if self.embedder.dim is None:
@@ -186,7 +194,10 @@ class Retriever:
         pool = max(self.candidates, k * 4)
         candidates = self._candidates(kb, query, pool, alpha, source)
         fused = fuse(candidates.keyword, candidates.vector, alpha=alpha, fusion=self.fusion)
-        hits = self._hits(kb, by_page(fused, decay=self.page_decay), k, candidates, expand)
+        ranked = by_page(fused, decay=self.page_decay)
+        if learned and self.second_stage is not None and self.second_stage.weights and source is None:
+            ranked, candidates = self._reranked(kb, query, ranked, candidates, self.second_stage)
+        hits = self._hits(kb, ranked, k, candidates, expand)
         if self.reread > 0 and hits and source is None:
             hits = self._reread_top_page(kb, query, hits, alpha, expand)
         return hits
@@ -204,6 +215,51 @@ class Retriever:
         more = self._hits(kb, extra, len(extra), page, expand)
         return [top, *more, *hits[1:]]
 
+    def _reranked(
+        self,
+        kb: str,
+        query: str,
+        ranked: list[tuple[StoredChunk, float]],
+        candidates: _Candidates,
+        tuning: rerank.RerankTuning,
+    ) -> tuple[list[tuple[StoredChunk, float]], _Candidates]:
+        """The first stage's best `tuning.pool` (diversified) and the best sections of its best `tuning.pages`
+        pages in the learned order, then the rest in the first stage's order; scores are the first stage's,
+        handed out by place, so later steps read them alike."""
+        pool = diversify(ranked, tuning.pool, tuning.pool_per_page)
+        pooled = {chunk.id for chunk, _ in pool}
+        rest = [(chunk, score) for chunk, score in ranked if chunk.id not in pooled]
+        pages = list(dict.fromkeys(chunk.url for chunk, _ in pool))[: tuning.pages]
+        keyword, vector = list(candidates.keyword), list(candidates.vector)
+        for url in pages:  # the page's own best sections, which the site-wide cut may have missed
+            if candidates.query_vector is not None:
+                vector += self.store.vector_search(
+                    kb, candidates.query_vector, tuning.page_sections, source=url
+                )
+            keyword += self._keyword_candidates(kb, query, tuning.page_sections, url)
+        kw_scores = {r.chunk.id: r.score for r in keyword}
+        vec_scores = {r.chunk.id: r.score for r in vector}
+        listed = [
+            rerank.Candidate(chunk, score, kw_scores.get(chunk.id), vec_scores.get(chunk.id), place)
+            for place, (chunk, score) in enumerate(pool)
+        ]
+        have = {chunk.id for chunk, _ in pool}
+        for found in keyword[len(candidates.keyword) :] + vector[len(candidates.vector) :]:
+            if found.chunk.id not in have:
+                have.add(found.chunk.id)
+                chunk = found.chunk
+                listed.append(
+                    rerank.Candidate(
+                        chunk, 0.0, kw_scores.get(chunk.id), vec_scores.get(chunk.id), len(pool), extra=True
+                    )
+                )
+        features = rerank.candidate_features(query, listed)
+        order = rerank.learned_order(features, tuning.weights)
+        chunks = [listed[i].chunk for i in order] + [chunk for chunk, _ in rest]
+        scores = sorted((score for _, score in ranked), reverse=True)
+        scores += [0.0] * (len(chunks) - len(scores))  # the extra sections
+        return list(zip(chunks, scores, strict=True)), _Candidates(keyword, vector, candidates.query_vector)
+
     def _candidates(self, kb: str, query: str, pool: int, alpha: float, source: str | None) -> _Candidates:
         beside = None
         if 0 < alpha < 1 and self.executor is not None:
@@ -211,6 +267,7 @@ class Retriever:
                 contextvars.copy_context().run, self._keyword_candidates, kb, query, pool, source
             )
         vector: list[ScoredChunk] = []
+        query_vector = None
         if alpha > 0:
             query_vector = self.embedder.embed([query])[0]
             fetched = self.store.vector_search(kb, query_vector, pool + TIE_MARGIN, source=source)
@@ -220,7 +277,7 @@ class Retriever:
             keyword = beside.result()
         elif alpha < 1:
             keyword = self._keyword_candidates(kb, query, pool, source)
-        return _Candidates(keyword, vector)
+        return _Candidates(keyword, vector, query_vector)
 
     def _keyword_candidates(self, kb: str, query: str, pool: int, source: str | None) -> list[ScoredChunk]:
         fetched = self.store.keyword_search(kb, query, pool + TIE_MARGIN, source=source)
