@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ragcord import redisconn
+from ragcord import blas, redisconn
 from ragcord.aio import Executors
 from ragcord.jobs import JobStore
 from ragcord.knowledge.embedders import Embedder, build_embedder
@@ -56,6 +56,7 @@ def bootstrap(
     embedder = embedder or build_embedder(settings)
     store = store or build_store(settings, dim=embedder.dim)
     executors = Executors.create(io_threads=settings.io_threads, answer_threads=settings.answer_threads)
+    blas.limit_threads(settings.blas_threads)
     # Once per process is the rule (one model in memory); the pid tells processes apart in a shared log.
     log.info(
         "services built: %s embedder, %s store (process %d)", settings.embedder, settings.store, os.getpid()

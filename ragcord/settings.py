@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # A process whose local embedder has not been called for this long drops it and gives its ~225 MB
     # back (bench/footprint.py: a worker after a crawl); the next call reloads it in 0.2-0.4 s. 0: never.
     embed_idle_unload_seconds: float = Field(60.0, ge=0)
+    # Threads of one numpy BLAS call (the SQLite store's exact vector search) in each process; 0: OpenBLAS's
+    # own choice (one per core). One: its idle threads spin after each call and took the cores from the
+    # keyword search and the model beside them (ragcord/blas.py; bench.ask at 100k: p50 0.75x).
+    blas_threads: int = Field(1, ge=0, le=256)
 
     # Answering.
     answerer: Literal["extractive", "openai"] = "extractive"

@@ -371,6 +371,8 @@ def test_keyword_search_ranks_the_chunks_of_the_rare_terms_and_finds_what_rankin
         (r.chunk.id, r.score) for r in everything.keyword_search("kb", "sentry worker quill", 5)
     ]
     assert all("sentry" in r.chunk.text for r in found)
+    # Both parts of the ranking: chunks with the rare term beside common ones, and chunks with it alone.
+    assert {"worker" in r.chunk.text or "quill" in r.chunk.text for r in found} == {True, False}
     # Fewer chunks hold the rare terms than asked for: every match is ranked, as before.
     assert [r.chunk.id for r in store.keyword_search("kb", "sentry worker quill", 30)] == [
         r.chunk.id for r in everything.keyword_search("kb", "sentry worker quill", 30)

@@ -92,3 +92,20 @@ def test_keyword_shares_of_chunks_matched_and_ranked_and_the_pools_kept(tmp_path
         assert same == 1.0  # too few chunks hold a rare word here: every match is ranked, as before
     finally:
         store.close()
+
+
+def test_the_before_arm_of_ask_pairs_is_another_checkouts_store_on_the_same_file(tmp_path):
+    from bench.ask_pairs import store_class_of
+    from tests.conftest import ROOT
+
+    store = SQLiteStore(tmp_path / "kb.sqlite3", dim=DIM)
+    build_knowledge_base(store, "kb", _base(), 5, seed=0)
+
+    before = store_class_of(ROOT)(store.path, dim=DIM)  # (this checkout, loaded as another one would be)
+
+    assert before.__class__ is not SQLiteStore
+    assert [r.chunk.id for r in before.keyword_search("kb", "caching part 2", 3)] == [
+        r.chunk.id for r in store.keyword_search("kb", "caching part 2", 3)
+    ]
+    before.close()
+    store.close()
