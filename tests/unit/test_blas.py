@@ -10,18 +10,11 @@ from tests.conftest import ROOT
 
 # In a fresh interpreter: the thread count is the process's own.
 PROBE = """
-import ctypes
 import numpy
+from threadpoolctl import threadpool_info
 from ragcord import blas
 print(blas.limit_threads({threads}))
-libraries = blas._loaded_openblas()
-getter = next(
-    getattr(ctypes.CDLL(path), name)
-    for path in libraries
-    for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads")
-    if hasattr(ctypes.CDLL(path), name)
-)
-print(getter())
+print(next(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"))
 """
 
 
