@@ -405,6 +405,7 @@ class PageCrawler:
                     # this crawl's scope: the crawl reaches it (or its sweep does), so it is kept or
                     # removed by what the site says of it; a copy from another source (the site's old host)
                     # is not this crawl's to keep.
+                    self._wait_for_the_kept_copy(job, url, known, depth)
                     self.jobs.claim_content(job.id, known, text_hash)
             owner = self.jobs.claim_content(job.id, cited, text_hash)
             if owner != cited:
@@ -476,6 +477,28 @@ class PageCrawler:
         plain = urlunsplit(urlsplit(url)._replace(query=""))
         if plain != url and self.jobs.outstanding(job.id, plain):
             raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), f"waits for {plain}")
+
+    def _wait_for_the_kept_copy(self, job: JobRecord, url: str, kept: str, depth: int) -> None:
+        """A twin of the knowledge base's copy (`kept`, another URL with this text) waits while the crawl has
+        `kept` still to do, and sends it now when the crawl has not reached it yet.
+
+        Skipped at once, the twin would be lost with `kept` when the site removed it: a page moved to a new
+        URL is found there first and its old URL answers 404 only in the sweep, after the new one was
+        skipped as its duplicate. Once `kept` is done, the twin runs again: a duplicate when `kept` still
+        holds the text, indexed in its place when `kept` left. `kept` never waits for its twin (it is its
+        own copy), so this cannot deadlock; past max_pages, when `kept` cannot be sent, the twin is skipped.
+        """
+        if self.defer is None:
+            return
+        reserved, done = self.jobs.progress(job.id, kept)
+        if done:
+            return
+        why = f"waits for {kept}, the knowledge base's copy of its text"
+        if reserved:
+            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), why)
+        for reserved_now in self.jobs.reserve_links(job.id, url, [kept]):
+            self.enqueue(job.id, reserved_now, depth)
+            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), why)
 
     def _follow(self, job: JobRecord, url: str, in_scope: list[str], depth: int) -> None:
         """Reserve and enqueue the page's in-scope links (`_in_scope`), before the page counts as finished.
@@ -734,6 +757,7 @@ _JOB_CALLS = (
     "start_page",
     "get",
     "outstanding",
+    "progress",
     "reserve_links",
     "claim_redirect",
     "claim_content",

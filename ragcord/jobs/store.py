@@ -350,12 +350,17 @@ class JobStore:
 
     def outstanding(self, job_id: str, url: str) -> bool:
         """The job reserved `url` and has not counted its outcome yet (queued, running or put back)."""
+        reserved, done = self.progress(job_id, url)
+        return reserved and not done
+
+    def progress(self, job_id: str, url: str) -> tuple[bool, bool]:
+        """Whether the job reserved `url`, and whether it counted its outcome (one round trip)."""
         k = self.keys
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hexists(k.seen(job_id), url)
             pipe.sismember(k.done(job_id), url)
             reserved, done = pipe.execute()
-        return bool(reserved) and not done
+        return bool(reserved), bool(done)
 
     def reserve_links(self, job_id: str, parent: str, urls: Sequence[str]) -> builtins.list[str]:
         if not urls:

@@ -367,3 +367,31 @@ async def test_the_knowledge_bases_copy_keeps_its_place_when_a_recrawl_reaches_i
 
     assert site.url("/docs/a.html") in before and site.url("/docs/twin.html") not in before
     assert second.pages_added == 0 and sorted(after) == sorted(before)
+
+
+async def test_a_page_moved_to_a_new_address_keeps_its_text_in_the_knowledge_base(make_settings):
+    """The site moved a page: its new URL is found first, the old one answers 404 in the sweep. The old URL
+    held the knowledge base's copy, so the new one was first skipped as its duplicate; once the old page is
+    gone the new one is indexed in the same crawl, and the text never leaves the knowledge base for long."""
+    settings = make_settings()
+    services = bootstrap(settings, embedder=CountingEmbedder())
+    with FreshSite() as site:
+        body = html("Page A", WORDS["a"] * 8)
+        site.set("/docs/a.html", Page(body, "etag"))
+        site.set("/docs/", index(["a.html"]))
+        with running_worker(settings, services, threads=2):
+            async with admin_api(settings, services) as (stub, _):
+                await crawl(stub, site.url("/docs/"))
+                before = await sources(stub)
+                site.set("/docs/moved.html", Page(body))
+                site.set("/docs/a.html", Page(b"", status=404))
+                site.set("/docs/", index(["moved.html"]))
+                second = await crawl(stub, site.url("/docs/"))
+                after = await sources(stub)
+                third = await crawl(stub, site.url("/docs/"))
+
+    assert site.url("/docs/a.html") in before
+    assert second.state == pb.JOB_STATE_SUCCEEDED, second.error
+    assert site.url("/docs/a.html") not in after and site.url("/docs/moved.html") in after
+    assert after[site.url("/docs/moved.html")].chunk_count == before[site.url("/docs/a.html")].chunk_count
+    assert (third.pages_added, third.pages_removed) == (0, 0)  # settled: nothing left for the next crawl
