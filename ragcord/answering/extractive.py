@@ -343,8 +343,6 @@ class ExtractiveAnswerer:
                 words += size
                 quotes.append(_Quote(rank, chosen, score))
         for _, rank, chosen in extra:  # one quote per section: more of it joins the first, in page order
-            if len(chosen) == 1 and chosen[0].kind == "code":
-                continue  # a code block alone (lone_code_lines) opens a section's quote, never lengthens one
             same = [q for q in quotes if cited_url(hits[q.rank]) == cited_url(hits[rank])]
             seen = {u.text for u in same[0].units}
             chosen = _whole([u for u in chosen if u.text not in seen])

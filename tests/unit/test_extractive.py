@@ -582,19 +582,3 @@ def test_a_short_code_block_right_after_the_quoted_sentence_joins_it_when_allowe
     # Then with short code blocks following their sentence whatever the question, it is quoted
     tuning = DEFAULT_TUNING.with_values(follow_code_lines=5)
     assert 'session["user_id"]' in ExtractiveAnswerer(tuning=tuning).answer(question, hits).text
-
-
-def test_a_code_block_alone_never_lengthens_a_section_already_quoted():
-    # Given a section quoted for its sentence, with a short code block further down the same passage
-    text = (
-        "The `run` command starts the development server.\n\n"
-        "Some words in between that say nothing of the matter.\n\n"
-        "```\n$ flask run\n```"
-    )
-    hits = [hit(text, url="http://d/cli", heading="CLI > Run")]
-    # When the code block alone is a quote of its own
-    tuning = DEFAULT_TUNING.with_values(lone_code_lines=10, follow_code_lines=0)
-    quotes = ExtractiveAnswerer(tuning=tuning)._quotes("run the development server with flask run", hits)
-    # Then the section is quoted once, without it: it would only take words from other sections
-    assert len(quotes) == 1
-    assert [u.kind for u in quotes[0].units] == ["sentence"]
