@@ -407,8 +407,9 @@ class ExtractiveAnswerer:
                 or nxt.kind == "continuation"
                 or (last.kind == "signature" and nxt.block == last.block + 1)
             )
+            next_code = nxt.kind == "code" and nxt.block == last.block + 1 and last.kind != "code"
             wanted_code = (
-                how_to and nxt.kind == "code" and nxt.block == last.block + 1 and last.kind != "code"
+                next_code and (how_to or nxt.text.count("\n") <= self.tuning.follow_code_lines + 1)
             ) or (
                 how_to
                 and not any(u.kind == "code" for u in chosen)
@@ -429,7 +430,12 @@ class ExtractiveAnswerer:
         while chosen and not chosen[-1].complete:
             chosen.pop()  # never end on a lead-in whose code did not fit, nor a cut sentence
         if not any(u.prose or u.kind in ("item", "table") for u in chosen):
-            if not (chosen and chosen[0].kind == "code" and head):
+            lone_code = (
+                len(chosen) == 1
+                and chosen[0].kind == "code"
+                and chosen[0].text.count("\n") <= self.tuning.lone_code_lines + 1
+            )
+            if not (chosen and chosen[0].kind == "code" and head) and not lone_code:
                 return []  # a signature or code alone says too little
         if _words(chosen) < self.tuning.min_quote_words and not any(
             u.kind in ("code", "table") for u in chosen

@@ -39,6 +39,14 @@ class AnswerTuning:
     considered: int = 5  # the best passages quotes are chosen from; later ones are only linked
     max_code_lines: int = 30  # a longer code block is not appended to a quote
     min_quote_words: int = 4  # fewer, with no code or table: not worth quoting
+    # A code block of at most this many lines is a quote on its own, under its page and section (a synopsis,
+    # an example with no sentence before it in the passage). 0: a code block alone is never quoted.
+    # A code block of at most `follow_code_lines` right after the quoted paragraph joins it whatever the
+    # question (one that asks how to do something takes any up to max_code_lines). 0: only for a how-to.
+    # Both chosen leaving each tuned site out by `python -m bench.quote_loss --loso` (0/10/30 and 0/5/10;
+    # docs/quality-log.md, session 10, h-quote): left out usable 0.55 -> 0.56, key term 0.64 = 0.64.
+    lone_code_lines: int = 30
+    follow_code_lines: int = 10
     code_bonus: float = 1.6  # a unit with code in it more often holds the command or function asked for
     rank_decay: float = 0.25  # the retriever's order counts: the 2nd passage weighs 1/1.25, the 3rd 1/1.5
     second_quote: float = 0.3  # another section is quoted only when it scores this share of the best

@@ -547,3 +547,38 @@ def test_opening_weights_of_the_wrong_length_are_refused_when_the_answerer_is_bu
         assert "phrase" in str(exc)
     else:
         raise AssertionError("two weights for fifteen features were accepted")
+
+
+def test_a_short_code_block_alone_in_its_passage_is_quoted_under_its_section_when_allowed():
+    # Given a synopsis: a code block with no sentence before it in its passage
+    synopsis = "```\ninstall(TARGETS <target>... [...])\ninstall(FILES <file>... [...])\n```"
+    hits = [hit(synopsis, url="http://d/install", title="install", heading="install > Synopsis")]
+    question = "how do i install my targets"
+    # When a code block alone is never a quote (today's rule), nothing is quoted
+    today = DEFAULT_TUNING.with_values(lone_code_lines=0)
+    assert ExtractiveAnswerer(tuning=today)._quotes(question, hits) == []
+    # Then with short lone code blocks allowed, the synopsis is the quote, whole
+    tuning = DEFAULT_TUNING.with_values(lone_code_lines=10)
+    quotes = ExtractiveAnswerer(tuning=tuning)._quotes(question, hits)
+    assert [u.kind for u in quotes[0].units] == ["code"]
+    answer = ExtractiveAnswerer(tuning=tuning).answer(question, hits)
+    assert "install(TARGETS" in answer.text and answer.text.startswith("**install › Synopsis**")
+    # And a code block longer than the setting stays out
+    long = DEFAULT_TUNING.with_values(lone_code_lines=1)
+    assert ExtractiveAnswerer(tuning=long)._quotes(question, hits) == []
+
+
+def test_a_short_code_block_right_after_the_quoted_sentence_joins_it_when_allowed():
+    # Given a sentence about the session and the short example after it, and a question that is no how-to
+    text = (
+        "The session remembers the logged in user between requests.\n\n"
+        '```python\nsession["user_id"] = user.id\n```'
+    )
+    hits = [hit(text, url="http://d/sessions", heading="Sessions")]
+    question = "remember the logged in user between requests"
+    # When only a how-to takes the code after its sentence, the example is left out
+    today = DEFAULT_TUNING.with_values(follow_code_lines=0)
+    assert "session[" not in ExtractiveAnswerer(tuning=today).answer(question, hits).text
+    # Then with short code blocks following their sentence whatever the question, it is quoted
+    tuning = DEFAULT_TUNING.with_values(follow_code_lines=5)
+    assert 'session["user_id"]' in ExtractiveAnswerer(tuning=tuning).answer(question, hits).text
