@@ -100,19 +100,27 @@ def collect(suite: Suite, keep: Path, *, redis_url: str = REDIS_URL) -> list[Can
         with InProcess(keep, redis_url, kept["prefix"]) as deployment:
             width = len(extractive.OPENING_FEATURES)
             deployment.retune(DEFAULT_TUNING.with_values(opening_weights=(0.0,) * width))
-            run = f"opening{uuid.uuid4().hex[:8]}"
-            for q in (q for q in suite.questions if q.site in tuned):
-                current.update(id=q.id, site=q.site, expected=q.expected, key_terms=q.key_terms)
-                deployment.ask(q.question, _kb(q.site), f"{run}-{q.id}")
-            for c in (c for c in suite.conversations if c.site in tuned):
-                current.clear()
-                deployment.ask(c.first, _kb(c.site), f"{run}-{c.id}")
-                current.update(id=c.id, site=c.site, expected=c.expected, key_terms=c.key_terms)
-                deployment.ask(c.question, _kb(c.site), f"{run}-{c.id}")
-                current.clear()
+            ask_tuned(deployment, suite, tuned, current, f"opening{uuid.uuid4().hex[:8]}")
     finally:
         extractive.opening_features = original  # type: ignore[assignment]
     return recorded
+
+
+def ask_tuned(
+    deployment: InProcess, suite: Suite, tuned: set[str], current: dict[str, Any], run: str
+) -> None:
+    """Ask the tuned sites' questions and follow-ups, `current` naming the item asked (id, site, expected, key
+    terms) for a recorder to read; empty while a conversation's first turn is asked (not an item)."""
+    for q in (q for q in suite.questions if q.site in tuned):
+        current.clear()
+        current.update(id=q.id, site=q.site, expected=q.expected, key_terms=q.key_terms)
+        deployment.ask(q.question, _kb(q.site), f"{run}-{q.id}")
+    for c in (c for c in suite.conversations if c.site in tuned):
+        current.clear()
+        deployment.ask(c.first, _kb(c.site), f"{run}-{c.id}")
+        current.update(id=c.id, site=c.site, expected=c.expected, key_terms=c.key_terms)
+        deployment.ask(c.question, _kb(c.site), f"{run}-{c.id}")
+        current.clear()
 
 
 def train(data: list[Candidates], penalty: float = PENALTY, steps: int = STEPS) -> np.ndarray:
@@ -222,15 +230,20 @@ def render(table: dict[str, Any], w: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.opening", description=__doc__.split("\n")[0])
+def learning_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options of a script that learns weights from a kept crawl (this one, bench.rerank)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--keep", type=Path, required=True, help="a crawl kept by python -m bench.quality")
     parser.add_argument("--penalty", type=float, default=PENALTY, help="L2 penalty of the weights")
     parser.add_argument("--data", type=Path, help="where the recorded candidates go (json), or are read from")
     parser.add_argument(
         "--ask", action="store_true", help="also ask each tuned site with weights trained on the others"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = learning_parser("python -m bench.opening", __doc__.split("\n")[0]).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.data and args.data.exists():
         data = [Candidates(**c) for c in json.loads(args.data.read_text())]

@@ -14,7 +14,6 @@ other four and prints the suite's figures beside the first stage's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -27,8 +26,8 @@ from urllib.parse import urljoin
 
 import numpy as np
 
-from bench.opening import ASKED, PENALTY, listwise
-from bench.quality import REDIS_URL, CrawlResult, InProcess, ItemResult, Results, _ask_site, _kb, score
+from bench.opening import ASKED, PENALTY, ask_tuned, learning_parser, listwise
+from bench.quality import REDIS_URL, CrawlResult, InProcess, ItemResult, Results, _ask_site, score
 from ragcord import evaluation
 from ragcord.answering.types import cited_url
 from ragcord.knowledge import rerank
@@ -99,17 +98,7 @@ def collect(suite: Suite, keep: Path, *, redis_url: str = REDIS_URL) -> list[Sea
     try:
         with InProcess(keep, redis_url, kept["prefix"]) as deployment:
             _second_stage(deployment, [0.0] * len(rerank.RERANK_FEATURES))  # the first stage's order
-            run = f"rerank{uuid.uuid4().hex[:8]}"
-            for q in (q for q in suite.questions if q.site in tuned):
-                current.clear()
-                current.update(id=q.id, site=q.site, expected=q.expected, key_terms=q.key_terms)
-                deployment.ask(q.question, _kb(q.site), f"{run}-{q.id}")
-            for c in (c for c in suite.conversations if c.site in tuned):
-                current.clear()
-                deployment.ask(c.first, _kb(c.site), f"{run}-{c.id}")
-                current.update(id=c.id, site=c.site, expected=c.expected, key_terms=c.key_terms)
-                deployment.ask(c.question, _kb(c.site), f"{run}-{c.id}")
-                current.clear()
+            ask_tuned(deployment, suite, tuned, current, f"rerank{uuid.uuid4().hex[:8]}")
     finally:
         rerank.candidate_features = original  # type: ignore[assignment]
     return recorded
@@ -216,14 +205,7 @@ def render(table: dict[str, Any], w: np.ndarray) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.rerank", description=__doc__.split("\n")[0])
-    parser.add_argument("--keep", type=Path, required=True, help="a crawl kept by python -m bench.quality")
-    parser.add_argument("--penalty", type=float, default=PENALTY, help="L2 penalty of the weights")
-    parser.add_argument("--data", type=Path, help="where the recorded candidates go (json), or are read from")
-    parser.add_argument(
-        "--ask", action="store_true", help="also ask each tuned site with weights trained on the others"
-    )
-    args = parser.parse_args(argv)
+    args = learning_parser("python -m bench.rerank", __doc__.split("\n")[0]).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.data and args.data.exists():
         data = [Searched(**s) for s in json.loads(args.data.read_text())]
