@@ -245,7 +245,9 @@ class PageCrawler:
         if record.text_hash:  # a copy of this page under another URL is still its duplicate
             self.jobs.claim_content(job.id, url, record.text_hash)
         self._follow(job, url, self._in_scope(scope, url, record.links), depth)
-        return PageResult(PageOutcome.UNCHANGED, "not modified (HTTP 304)")
+        return self._written_by_this_message(job, url, record) or PageResult(
+            PageOutcome.UNCHANGED, "not modified (HTTP 304)"
+        )
 
     def _seed_from_sitemaps(self, job: JobRecord, scope: Scope, seed: str) -> None:
         """The seed page sends the in-scope pages the site's sitemaps list (robots.txt's `Sitemap:` lines and
@@ -413,13 +415,14 @@ class PageCrawler:
             else:
                 # (the record read before the fetch is the cited page's unless a canonical URL differs)
                 was = record if cited == url else self._record(job, cited)
-                result = self._index_page(job, cited, page, extracted, redirected, text_hash, was, links)
+                result = self._index_page(job, url, cited, page, extracted, redirected, text_hash, was, links)
         self._follow(job, url, links, depth)
         return result
 
     def _index_page(
         self,
         job: JobRecord,
+        message_url: str,
         url: str,
         page: FetchedPage,
         extracted: ExtractedPage,
@@ -439,12 +442,15 @@ class PageCrawler:
         now = time.time()
         if record is not None and record.content_hash == fingerprint:
             self.pages.touch(kb, record, now, links=links, text_hash=text_hash, **validators)
-            return PageResult(PageOutcome.UNCHANGED, f"content unchanged{redirected}")
+            return self._written_by_this_message(job, message_url, record) or PageResult(
+                PageOutcome.UNCHANGED, f"content unchanged{redirected}"
+            )
         result = self._store_page(job, url, extracted, redirected, text_hash)
         if result.outcome is not PageOutcome.INDEXED:
             return result
         # (a `full` crawl ignored what the knowledge base knew: whether it knew the page is asked now)
         known = record if record is not None or not job.full else self.pages.get(kb, url)
+        outcome = PageOutcome.UPDATED if known is not None else PageOutcome.ADDED
         self.pages.put(
             kb,
             PageRecord(
@@ -455,11 +461,24 @@ class PageCrawler:
                 changed_at=now,
                 indexed_at=now,
                 links=links,
+                written_by=f"{job.id} {message_url}",
+                written_as=outcome.value,
                 **validators,
             ),
         )
-        outcome = PageOutcome.UPDATED if known is not None else PageOutcome.ADDED
         return dataclasses.replace(result, outcome=outcome)
+
+    def _written_by_this_message(
+        self, job: JobRecord, message_url: str, record: PageRecord
+    ) -> PageResult | None:
+        """The outcome this very message counted when its first run wrote the page, for a run that finds the
+        page unchanged because that first run's worker died between the write and the count (the broker
+        redelivered the message); None for any other page (another crawl's, or another message's: a
+        redirect's target written by the page that redirected, which counted it)."""
+        if record.written_by != f"{job.id} {message_url}" or not record.written_as:
+            return None
+        chunks = self.store.get_source(job.knowledge_base, record.url).source.chunk_count
+        return PageResult(PageOutcome(record.written_as), "indexed before its worker stopped", chunks)
 
     def _stage(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.times.stage(name) if self.times is not None else contextlib.nullcontext()

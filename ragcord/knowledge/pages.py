@@ -56,6 +56,10 @@ class PageRecord:
     indexed_at: float = 0.0  # last time its chunks were written to the store
     # Its outgoing in-scope links: followed on a 304 or unchanged content, to reach the rest of the site.
     links: list[str] = field(default_factory=list)
+    # Which crawl's message last wrote its chunks ("<job id> <the message's url>") and its outcome then
+    # ("added", "updated"): a message redelivered after its worker died past the write counts it as written.
+    written_by: str = ""
+    written_as: str = ""
 
     @property
     def validators(self) -> dict[str, str]:

@@ -395,3 +395,28 @@ async def test_a_page_moved_to_a_new_address_keeps_its_text_in_the_knowledge_bas
     assert site.url("/docs/a.html") not in after and site.url("/docs/moved.html") in after
     assert after[site.url("/docs/moved.html")].chunk_count == before[site.url("/docs/a.html")].chunk_count
     assert (third.pages_added, third.pages_removed) == (0, 0)  # settled: nothing left for the next crawl
+
+
+@pytest.mark.parametrize("validator", ["etag", "none"])  # redelivered: a 304, or the same content read again
+def test_a_page_redelivered_after_its_worker_died_past_the_write_counts_as_written(make_settings, validator):
+    """A worker died after writing a page but before counting it; the redelivered message finds the page as
+    its own first run wrote it: counted as added with its chunks, not as unchanged with none."""
+    from workers.pipeline import build_page_crawler
+
+    settings = make_settings()
+    services = bootstrap(settings, embedder=CountingEmbedder())
+    with FreshSite() as site:
+        site.set("/docs/a.html", Page(page("a").body, validator))
+        url = site.url("/docs/a.html")
+        job = services.jobs.create(knowledge_base=KB, url=url, max_pages=5, max_depth=1)
+        crawler = build_page_crawler(services, lambda *message: None, lambda *_: None)
+        assert services.jobs.begin_page(job.id, url)[0] == "run"
+        crawler._index(services.jobs.get(job.id), url, 0)  # written; the worker dies before finish_page
+
+        crawler.crawl_page(job.id, url, 0)  # the broker redelivers the message
+
+        counted = services.jobs.get(job.id)
+        stored = services.store.get_source(KB, url).source.chunk_count
+    assert stored > 0
+    assert (counted.pages_done, counted.pages_added, counted.pages_unchanged) == (1, 1, 0)
+    assert counted.chunks_indexed == stored
