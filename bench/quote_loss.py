@@ -30,7 +30,7 @@ from typing import Any
 from bench.quality import REDIS_URL, InProcess, _kb, leave_one_site_out, objective_with_key_term, render_loso
 from ragcord import evaluation
 from ragcord.answering import extractive
-from ragcord.answering.text import passage_units, terms
+from ragcord.answering.text import asks_how_to, passage_units, terms
 from tests.quality.suite import Suite, load_suite
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _why(
     """Why the unit with the key term made no quote: it shares no term with the question, its quote is
     empty (a code block alone, too few words), or its quote scored too low / found no room."""
     asked = set(terms(question))
-    how_to = bool(extractive._HOW_TO.search(question))
+    how_to = asks_how_to(question)
     reasons = []
     for unit in with_term:
         if not set(terms(unit.text)) & asked:

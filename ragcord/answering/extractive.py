@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ragcord.answering.followup import is_follow_up, own_terms
 from ragcord.answering.instructions import parse_instructions
-from ragcord.answering.text import Unit, coverage, passage_units, terms
+from ragcord.answering.text import Unit, asks_how_to, coverage, passage_units, terms
 from ragcord.answering.tuning import DEFAULT_TUNING, AnswerTuning
 from ragcord.answering.types import Answer, Citation, cited_url
 from ragcord.knowledge.embedders import Embedder
@@ -23,10 +23,6 @@ from ragcord.memory import Conversation
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "I couldn't find this in the knowledge base."
-# Anywhere in the question: "perl keeps warning about the locale, how do i fix it" asks for a command too.
-_HOW_TO = re.compile(
-    r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
-)
 _TITLED = re.compile(r"^[^—–.]{1,60}\s[—–]\s")  # "Base64 Encoding — encodes and decodes data"
 _LIST_MARK = re.compile(r"^(?:[-*+•]|\d+[.)])\s+")
 _ENTRY_DESCRIPTION = re.compile(r"\s[—–]\s|:\s")
@@ -230,7 +226,7 @@ class ExtractiveAnswerer:
                     document_frequency[term] = document_frequency.get(term, 0) + 1
         if not n:
             return []
-        how_to = bool(_HOW_TO.search(question))
+        how_to = asks_how_to(question)
 
         def weight(matched: set[str]) -> float:
             return sum(

@@ -12,6 +12,9 @@ import Stemmer  # type: ignore[import-not-found]  # PyStemmer ships no type hint
 from ragcord.knowledge.chunking import SENTENCE_END, blocks
 
 _TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*[A-Za-z0-9_]|[A-Za-z0-9_]")
+_HOW_TO = re.compile(
+    r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
+)
 STOPWORDS = frozenset(
     """a an and are as at be but by can could did do does doing done for from get gets got had has have
     how i if in into is it its just me my no not of on or our out over so some than that the their them
@@ -30,9 +33,19 @@ def stem(word: str) -> str:
     return str(_STEMMER.stemWord(word.lower()))
 
 
+def tokens(text: str) -> list[str]:
+    """The words `terms` reads (names like `os.path` and `--force` whole), in order, as written."""
+    return _TOKEN.findall(text)
+
+
 def terms(text: str) -> list[str]:
     """Content terms, stemmed, in order (stop words dropped)."""
-    return [stem(t) for t in _TOKEN.findall(text) if t.lower() not in STOPWORDS]
+    return [stem(t) for t in tokens(text) if t.lower() not in STOPWORDS]
+
+
+def asks_how_to(question: str) -> bool:
+    """Anywhere in the question: "perl keeps warning about the locale, how do i fix it" asks for a command."""
+    return _HOW_TO.search(question) is not None
 
 
 def coverage(question: str, passage: str) -> float:

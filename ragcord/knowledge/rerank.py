@@ -18,21 +18,16 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from ragcord.answering.text import STOPWORDS, stem, terms
+from ragcord.answering.text import STOPWORDS, asks_how_to, stem, terms, tokens
 from ragcord.knowledge.stores import StoredChunk
 
 __all__ = ["RERANK_FEATURES", "Candidate", "RerankTuning", "candidate_features", "learned_order"]
 
-# Anywhere in the question (as the extractive answerer reads it): a how-to question wants a command.
-_HOW_TO = re.compile(
-    r"\b(how\s+(do|can|would|should|to)|what'?s\s+the\s+(command|way)|is\s+there\s+a\s+way)\b", re.I
-)
 _FENCE = re.compile(r"```")
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_TOKEN = re.compile(r"[a-z0-9_][a-z0-9_.\-]*[a-z0-9_]|[a-z0-9_]")  # `text.terms`' tokens, of lower case
 
 RERANK_FEATURES = (
     "fused",  # the fused search score over the pool's best (0: found only by re-reading its page)
@@ -138,15 +133,15 @@ def _heading(heading: str) -> list[str]:
 @functools.lru_cache(maxsize=8192)
 def _read(text: str) -> _Read:
     """`text.terms` of a chunk, read once: the same chunks come back for many questions."""
-    tokens = _TOKEN.findall(text.lower())
-    stems = {t: stem(t) for t in set(tokens) - STOPWORDS}
-    said = [stems[t] for t in tokens if t in stems]
+    words = tokens(text.lower())  # `terms`' words, each stemmed once
+    stems = {t: stem(t) for t in set(words) - STOPWORDS}
+    said = [stems[t] for t in words if t in stems]
     return _Read(
         frozenset(said),
         frozenset(zip(said, said[1:], strict=False)),
         frozenset(identifier_parts(text)) if "`" in text else frozenset(),
         bool(_FENCE.search(text)),
-        len(tokens),
+        len(words),
     )
 
 
@@ -155,7 +150,7 @@ def candidate_features(query: str, candidates: Sequence[Candidate]) -> list[list
     asked = terms(query)
     wanted = set(asked)
     pairs = set(zip(asked, asked[1:], strict=False))
-    how_to = bool(_HOW_TO.search(query))
+    how_to = asks_how_to(query)
     read = [_read(c.chunk.text) for c in candidates]
     headings = [_heading(c.chunk.heading) for c in candidates]
     frequency = {t: sum(1 for r in read if t in r.terms) for t in wanted}
