@@ -20,10 +20,10 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import numpy as np
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # L2 penalty of the weights: 0.03, 0.1, 0.3 and 1 give the same leave-one-site-out table within one item
 # (docs/quality-log.md, session 9); 0.1, the middle, is kept. STEPS of gradient descent: the weights settle.
 PENALTY = 0.1
+T = TypeVar("T")
 STEPS = 500
 ASKED = ("hit1", "hit5", "mrr", "key_term", "usable", "followup_hit5", "followup_key_term", "wrongly_refused")
 
@@ -196,38 +197,52 @@ def asked_left_out(
 
 
 def render(table: dict[str, Any], w: np.ndarray) -> str:
-    lines = [
-        "| left-out site | items | first quote usable: today / learned / best possible "
-        "| first quote a hit: today / learned / best possible |",
-        "|---|---|---|---|",
-    ]
     ways = ("today", "learned", "best possible")
+    columns = {"usable": "first quote usable", "hit": "first quote a hit"}
+    lines = left_out_table(table, ways, columns)
+    return "\n".join([*lines, *weights_lines(extractive.OPENING_FEATURES, w, "opening_weights")])
+
+
+def left_out_table(table: dict[str, Any], ways: Sequence[str], columns: dict[str, str]) -> list[str]:
+    """The leave-one-site-out table (this script's, bench.rerank's): a row per left-out site and one for all,
+    each column one figure (`columns`: its key and label) as each way scores it."""
 
     def row_line(name: str, items: int, shares: dict[str, dict[str, float]]) -> str:
-        cells = [" / ".join(f"{shares[way][key]:.2f}" for way in ways) for key in ("usable", "hit")]
-        return f"| {name} | {items} | {cells[0]} | {cells[1]} |"
+        cells = [" / ".join(f"{shares[way][key]:.2f}" for way in ways) for key in columns]
+        return f"| {name} | {items} | " + " | ".join(cells) + " |"
 
-    totals: dict[str, dict[str, float]] = {}
+    lines = [
+        "| left-out site | items | "
+        + " | ".join(f"{label}: {' / '.join(ways)}" for label in columns.values())
+        + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    totals = {way: dict.fromkeys(columns, 0.0) for way in ways}
     n = 0
     for site, row in table.items():
         n += row["items"]
         for way in ways:
-            for key in ("usable", "hit"):
-                totals.setdefault(way, {}).setdefault(key, 0.0)
+            for key in columns:
                 totals[way][key] += row[way][key] * row["items"]
         lines.append(row_line(site, row["items"], row))
-    lines.append(
-        row_line("all", n, {way: {key: total / n for key, total in totals[way].items()} for way in ways})
-    )
-    named = ", ".join(
-        f"{name} {value:.2f}" for name, value in zip(extractive.OPENING_FEATURES, w, strict=True)
-    )
-    lines += [
-        "",
-        f"Weights trained on all: {named}",
-        f"opening_weights = ({', '.join(f'{v:.2f}' for v in w)})",
-    ]
-    return "\n".join(lines)
+    lines.append(row_line("all", n, {way: {k: v / (n or 1) for k, v in totals[way].items()} for way in ways}))
+    return lines
+
+
+def weights_lines(names: Sequence[str], w: np.ndarray, field: str) -> list[str]:
+    """The weights trained on every tuned site, named, and as the tuning field's value to paste."""
+    named = ", ".join(f"{name} {value:.2f}" for name, value in zip(names, w, strict=True))
+    return ["", f"Weights trained on all: {named}", f"{field} = ({', '.join(f'{v:.2f}' for v in w)})"]
+
+
+def recorded(path: Path | None, collected: Callable[[], list[T]], kind: Callable[..., T]) -> list[T]:
+    """The recorded candidates: read from `path` when it exists, else `collected()` (and kept at `path`)."""
+    if path is not None and path.exists():
+        return [kind(**fields) for fields in json.loads(path.read_text())]
+    data = collected()
+    if path is not None:
+        path.write_text(json.dumps([item.__dict__ for item in data]))
+    return data
 
 
 def learning_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -245,12 +260,7 @@ def learning_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = learning_parser("python -m bench.opening", __doc__.split("\n")[0]).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    if args.data and args.data.exists():
-        data = [Candidates(**c) for c in json.loads(args.data.read_text())]
-    else:
-        data = collect(load_suite(), args.keep)
-        if args.data:
-            args.data.write_text(json.dumps([c.__dict__ for c in data]))
+    data = recorded(args.data, lambda: collect(load_suite(), args.keep), Candidates)
     print(render(leave_one_site_out(data, args.penalty), train(data, args.penalty)))
     if args.ask:
         results = asked_left_out(load_suite(), args.keep, data)

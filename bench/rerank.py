@@ -26,7 +26,16 @@ from urllib.parse import urljoin
 
 import numpy as np
 
-from bench.opening import ASKED, PENALTY, ask_tuned, learning_parser, listwise
+from bench.opening import (
+    ASKED,
+    PENALTY,
+    ask_tuned,
+    learning_parser,
+    left_out_table,
+    listwise,
+    recorded,
+    weights_lines,
+)
 from bench.quality import REDIS_URL, CrawlResult, InProcess, ItemResult, Results, _ask_site, score
 from ragcord import evaluation
 from ragcord.answering.types import cited_url
@@ -178,41 +187,14 @@ def asked_left_out(
 
 def render(table: dict[str, Any], w: np.ndarray) -> str:
     ways = ("first stage", "learned", "any candidate")
-    keys = ("hit1", "hit5", "key1", "key5")
-    lines = [
-        "| left-out site | items | "
-        + " | ".join(f"{key}: first stage / learned / any candidate" for key in keys)
-        + " |",
-        "|---|---|" + "---|" * len(keys),
-    ]
-    totals: dict[str, dict[str, float]] = {way: dict.fromkeys(keys, 0.0) for way in ways}
-    n = 0
-
-    def row_line(name: str, items: int, shares: dict[str, dict[str, float]]) -> str:
-        cells = [" / ".join(f"{shares[way][key]:.2f}" for way in ways) for key in keys]
-        return f"| {name} | {items} | " + " | ".join(cells) + " |"
-
-    for site, row in table.items():
-        n += row["items"]
-        for way in ways:
-            for key in keys:
-                totals[way][key] += row[way][key] * row["items"]
-        lines.append(row_line(site, row["items"], row))
-    lines.append(row_line("all", n, {way: {k: v / (n or 1) for k, v in totals[way].items()} for way in ways}))
-    named = ", ".join(f"{name} {value:.2f}" for name, value in zip(rerank.RERANK_FEATURES, w, strict=True))
-    lines += ["", f"Weights trained on all: {named}", f"weights = ({', '.join(f'{v:.2f}' for v in w)})"]
-    return "\n".join(lines)
+    lines = left_out_table(table, ways, {key: key for key in ("hit1", "hit5", "key1", "key5")})
+    return "\n".join([*lines, *weights_lines(rerank.RERANK_FEATURES, w, "weights")])
 
 
 def main(argv: list[str] | None = None) -> None:
     args = learning_parser("python -m bench.rerank", __doc__.split("\n")[0]).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    if args.data and args.data.exists():
-        data = [Searched(**s) for s in json.loads(args.data.read_text())]
-    else:
-        data = collect(load_suite(), args.keep)
-        if args.data:
-            args.data.write_text(json.dumps([s.__dict__ for s in data]))
+    data = recorded(args.data, lambda: collect(load_suite(), args.keep), Searched)
     print(render(leave_one_site_out(data, args.penalty), train(data, args.penalty)))
     if args.ask:
         before, after = asked_left_out(load_suite(), args.keep, data)
