@@ -61,7 +61,9 @@ Defer = Callable[[str, str, int, int], None]
 _POLL_SECONDS = 0.05  # how often a worker looks again for a busy site's slot, while it waits
 _BUSY_POLL_SECONDS = 0.005  # the same within `site_busy_wait_seconds`, before a page is put back
 _RESERVE_BATCH = 1000  # links reserved per call (one Lua call's arguments)
-_PLAIN_FORM_WAIT_MS = 1000  # how long a query URL is put back while its plain form is still to do
+# How long a page is put back while another page of the crawl it waits for is still to do (a query URL its
+# plain form, a twin the knowledge base's copy of its text): `_waiting_for`.
+_WAIT_FOR_PAGE_MS = 1000
 # The message that sweeps a job (its "url"): pages of the knowledge base the crawl did not reach, fetched
 # directly. Not a URL any page can have; it is also the parent that reserves the pages it sends.
 SWEEP = "ragcord:sweep"
@@ -69,13 +71,18 @@ SWEEP = "ragcord:sweep"
 
 class _Deferred(Exception):
     """The page is put back for `delay_ms`: every slot of its site stayed busy for `site_busy_wait_seconds`
-    or its gate opens later than `site_wait_seconds`, or (`why`) it waits for the same page without its
-    query string."""
+    or its gate opens later than `site_wait_seconds`, or (`why`) it waits for another page of the crawl
+    (`_waiting_for`)."""
 
     def __init__(self, delay_ms: int, why: str = "its site is busy") -> None:
         super().__init__(f"put back for {delay_ms} ms: {why}")
         self.delay_ms = delay_ms
         self.why = why
+
+
+def _waiting_for(page: str, what: str = "") -> _Deferred:
+    """The page is put back while the crawl still has `page` to do (jittered, so waiters spread out)."""
+    return _Deferred(_WAIT_FOR_PAGE_MS + random.randint(0, 250), f"waits for {page}{what}")
 
 
 @dataclass
@@ -461,7 +468,7 @@ class PageCrawler:
                 changed_at=now,
                 indexed_at=now,
                 links=links,
-                written_by=f"{job.id} {message_url}",
+                written_by=_writer(job, message_url),
                 written_as=outcome.value,
                 **validators,
             ),
@@ -475,7 +482,7 @@ class PageCrawler:
         page unchanged because that first run's worker died between the write and the count (the broker
         redelivered the message); None for any other page (another crawl's, or another message's: a
         redirect's target written by the page that redirected, which counted it)."""
-        if record.written_by != f"{job.id} {message_url}" or not record.written_as:
+        if record.written_by != _writer(job, message_url) or not record.written_as:
             return None
         chunks = self.store.get_source(job.knowledge_base, record.url).source.chunk_count
         return PageResult(PageOutcome(record.written_as), "indexed before its worker stopped", chunks)
@@ -495,7 +502,7 @@ class PageCrawler:
             return
         plain = urlunsplit(urlsplit(url)._replace(query=""))
         if plain != url and self.jobs.outstanding(job.id, plain):
-            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), f"waits for {plain}")
+            raise _waiting_for(plain)
 
     def _wait_for_the_kept_copy(self, job: JobRecord, url: str, kept: str, depth: int) -> None:
         """A twin of the knowledge base's copy (`kept`, another URL with this text) waits while the crawl has
@@ -512,12 +519,13 @@ class PageCrawler:
         reserved, done = self.jobs.progress(job.id, kept)
         if done:
             return
-        why = f"waits for {kept}, the knowledge base's copy of its text"
-        if reserved:
-            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), why)
-        for reserved_now in self.jobs.reserve_links(job.id, url, [kept]):
-            self.enqueue(job.id, reserved_now, depth)
-            raise _Deferred(_PLAIN_FORM_WAIT_MS + random.randint(0, 250), why)
+        if not reserved:
+            sent = self.jobs.reserve_links(job.id, url, [kept])
+            for page in sent:
+                self.enqueue(job.id, page, depth)
+            if not sent:
+                return  # past max_pages: `kept` cannot be sent
+        raise _waiting_for(kept, ", the knowledge base's copy of its text")
 
     def _follow(self, job: JobRecord, url: str, in_scope: list[str], depth: int) -> None:
         """Reserve and enqueue the page's in-scope links (`_in_scope`), before the page counts as finished.
@@ -702,6 +710,11 @@ def _pages(urls: list[str]) -> str:
     if len(urls) <= 1:
         return urls[0] if urls else "other pages"
     return f"{urls[0]} and {len(urls) - 1} other page{'s' if len(urls) > 2 else ''}"
+
+
+def _writer(job: JobRecord, message_url: str) -> str:
+    """What a page record keeps of the message that wrote its chunks (`PageRecord.written_by`)."""
+    return f"{job.id} {message_url}"
 
 
 def _same_origin(a: str, b: str) -> bool:
